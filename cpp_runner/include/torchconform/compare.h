@@ -1,0 +1,83 @@
+// Structural comparison of a result tree against its golden, under a tolerance policy.
+#pragma once
+
+#include <ATen/core/ivalue.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torchconform {
+
+enum class ToleranceMode {
+  kAllClose,  // |actual - expected| <= atol + rtol * |expected|, per-dtype defaults
+  kUlp,       // at most max_ulp representable values apart, in the tensor's own dtype
+  kExact,     // bitwise equal
+};
+
+const char* to_string(ToleranceMode mode);
+
+// How floating-point leaves are compared. Integer, bool and str leaves are always compared exactly.
+struct Tolerance {
+  ToleranceMode mode = ToleranceMode::kAllClose;
+  // Unset: the torch.testing.assert_close default for the leaf's dtype (see default_rtol_atol).
+  std::optional<double> rtol;
+  std::optional<double> atol;
+  int64_t max_ulp = 0;     // kUlp only
+  bool equal_nan = true;   // NaN matches NaN (any payload)
+};
+
+// Case default plus per-output overrides keyed by output path ("$", "$[0]", "$['logits'][1]").
+struct TolerancePolicy {
+  Tolerance base;
+  std::map<std::string, Tolerance> outputs;
+  const Tolerance& for_path(const std::string& path) const;
+};
+
+// torch.testing.assert_close defaults: float16 1e-3/1e-5, bfloat16 1.6e-2/1e-5, float32 1.3e-6/1e-5,
+// float64 1e-7/1e-7 (complex: those of the component dtype); integers and bool 0/0.
+std::pair<double, double> default_rtol_atol(c10::ScalarType dtype);
+
+// Distance in units in the last place between two values of a floating dtype (they must be representable in it).
+// +0 and -0 are 0 apart; NaN, or an infinity against anything but itself, is infinitely far (returns +inf).
+double ulp_distance(double a, double b, c10::ScalarType dtype);
+
+// One compared leaf of the result tree (a tensor or a scalar) or a structural mismatch at a node.
+struct LeafReport {
+  std::string path;  // "$[1]"
+  std::string kind;  // "Tensor", "int", "float", "bool", "str", "None", or the mismatching node's kind
+  bool ok = true;
+  std::string message;  // empty when ok
+  std::string dtype;    // tensors: "float32"...
+  int64_t mismatched = 0;
+  int64_t total = 0;
+  double max_abs = 0;  // over all elements (NaN-vs-number and inf mismatches count as +inf)
+  double max_rel = 0;
+  double max_ulp = 0;  // floating leaves: in their dtype; integer leaves: the integer difference
+  std::string worst_index;  // "[2, 7]" (empty for scalars)
+  std::string worst_expected;
+  std::string worst_actual;
+  std::string tolerance;  // "allclose rtol=1.3e-06 atol=1e-05", "exact"...
+};
+
+struct Comparison {
+  bool ok = true;
+  std::vector<LeafReport> leaves;
+  const LeafReport* first_failure() const;
+  // Totals and maxima over all leaves.
+  int64_t mismatched() const;
+  int64_t total() const;
+  double max_abs() const;
+  double max_rel() const;
+  double max_ulp() const;
+  // One-line description: statistics when ok, the first failure (path, index, values) otherwise.
+  std::string summary() const;
+};
+
+// Compare kinds first (Tensor / Tuple / List / Dict / None / bool / int / float / str), then per tensor dtype,
+// shape and values. `actual` may live on any device; it is compared on the CPU.
+Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy);
+
+}  // namespace torchconform

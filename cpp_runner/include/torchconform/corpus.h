@@ -1,0 +1,75 @@
+// Reading a torchconform corpus (docs/corpus-format.md): manifests, hash-checked files, pickled values.
+#pragma once
+
+#include <torchconform/compare.h>
+
+#include <ATen/core/ivalue.h>
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace torchconform {
+
+// A corpus that cannot be trusted or read: the message names the case, the file and the reason.
+class CorpusError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct FileRef {
+  std::string file;    // relative to the case directory
+  std::string sha256;  // lowercase hex
+};
+
+struct PreludeCall {
+  std::string method;  // dotted path through submodules: "decoder.set_temperature"
+  std::vector<c10::IValue> args;
+  std::string text;    // "decoder.set_temperature(0.25)"
+};
+
+struct InputSetSpec {
+  std::string name;
+  std::string description;
+  std::string method = "forward";
+  std::optional<int64_t> seed;  // torch::manual_seed(seed) before every checked call
+  std::vector<PreludeCall> prelude;
+  FileRef inputs;
+  FileRef expected;
+};
+
+struct CaseSpec {
+  std::string name;
+  std::string mode;  // trace | script | hybrid | script_function
+  std::string description;
+  std::filesystem::path dir;
+  FileRef artifact;
+  TolerancePolicy tolerance;
+  std::string exported_torch;
+  std::vector<InputSetSpec> sets;
+};
+
+struct Corpus {
+  std::filesystem::path root;
+  int format_version = 0;
+  std::string exported_torch;
+  std::string exported_python;
+  std::vector<CaseSpec> cases;
+
+  // Parses corpus.json and every case manifest (hash-checked against corpus.json). Throws CorpusError.
+  static Corpus open(const std::filesystem::path& root);
+  // Cases whose names match any glob (all when empty). An unmatched glob throws CorpusError.
+  std::vector<const CaseSpec*> select(const std::vector<std::string>& globs) const;
+};
+
+std::string sha256_hex(const void* data, size_t size);
+
+// Reads a file of a case, checks its SHA-256 against the manifest and returns its bytes. Throws CorpusError.
+std::string read_verified(const CaseSpec& c, const FileRef& ref);
+
+// Unpickles a torch.save zip archive from memory. Throws CorpusError naming `what` on a malformed file.
+c10::IValue load_value(const std::string& bytes, const std::string& what);
+
+}  // namespace torchconform

@@ -1,0 +1,425 @@
+#include <torchconform/compare.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+namespace torchconform {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os.precision(9);
+  os << v;
+  return os.str();
+}
+
+std::string dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::kHalf: return "float16";
+    case c10::kBFloat16: return "bfloat16";
+    case c10::kFloat: return "float32";
+    case c10::kDouble: return "float64";
+    case c10::kComplexFloat: return "complex64";
+    case c10::kComplexDouble: return "complex128";
+    case c10::kByte: return "uint8";
+    case c10::kChar: return "int8";
+    case c10::kShort: return "int16";
+    case c10::kInt: return "int32";
+    case c10::kLong: return "int64";
+    case c10::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
+// Maps the bit pattern of a float to an integer that is monotonic in the value, with +0 and -0 both at 0.
+int64_t ordered(double v, c10::ScalarType dtype) {
+  int64_t bits = 0, sign_mask = 0;
+  switch (dtype) {
+    case c10::kDouble: {
+      uint64_t u;
+      std::memcpy(&u, &v, 8);
+      if (u >> 63) return -static_cast<int64_t>(u & ~(uint64_t{1} << 63));
+      return static_cast<int64_t>(u);
+    }
+    case c10::kFloat: {
+      float f = static_cast<float>(v);
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      bits = u;
+      sign_mask = int64_t{1} << 31;
+      break;
+    }
+    case c10::kHalf:
+      bits = c10::Half(static_cast<float>(v)).x;
+      sign_mask = 1 << 15;
+      break;
+    case c10::kBFloat16:
+      bits = c10::BFloat16(static_cast<float>(v)).x;
+      sign_mask = 1 << 15;
+      break;
+    default:
+      TORCH_INTERNAL_ASSERT(false, "ordered(): not a real floating dtype: ", dtype_name(dtype));
+  }
+  return (bits & sign_mask) ? -(bits & (sign_mask - 1)) : bits;
+}
+
+bool is_real_floating(c10::ScalarType t) {
+  return t == c10::kHalf || t == c10::kBFloat16 || t == c10::kFloat || t == c10::kDouble;
+}
+
+std::string tolerance_text(const Tolerance& tol, double rtol, double atol, bool floating) {
+  if (!floating) return "exact (integer/bool)";
+  std::ostringstream os;
+  os << to_string(tol.mode);
+  if (tol.mode == ToleranceMode::kAllClose) os << " rtol=" << rtol << " atol=" << atol;
+  if (tol.mode == ToleranceMode::kUlp) os << " max_ulp=" << tol.max_ulp;
+  if (!tol.equal_nan) os << " nan!=nan";
+  return os.str();
+}
+
+std::string index_text(int64_t flat, at::IntArrayRef shape) {
+  if (shape.empty()) return "[]";
+  std::vector<int64_t> idx(shape.size());
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    idx[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < idx.size(); ++i) os << (i ? ", " : "") << idx[i];
+  os << "]";
+  return os.str();
+}
+
+// Element-wise comparison of two same-dtype, same-shape CPU tensors of a real floating dtype.
+void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::ScalarType dtype, const Tolerance& tol,
+                      LeafReport& leaf) {
+  auto [rtol, atol] = default_rtol_atol(dtype);
+  if (tol.rtol) rtol = *tol.rtol;
+  if (tol.atol) atol = *tol.atol;
+  leaf.tolerance = tolerance_text(tol, rtol, atol, true);
+  at::Tensor e = e_in.to(at::kDouble).contiguous(), a = a_in.to(at::kDouble).contiguous();
+  const double* ep = e.data_ptr<double>();
+  const double* ap = a.data_ptr<double>();
+  const int64_t n = e.numel();
+  leaf.total = n;
+  int64_t worst = -1;
+  double worst_score = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = ep[i], y = ap[i];
+    bool ok = false;
+    double abs_diff, rel_diff, ulp;
+    if (std::isnan(x) || std::isnan(y)) {
+      ok = std::isnan(x) && std::isnan(y) && tol.equal_nan;
+      abs_diff = rel_diff = ulp = ok ? 0 : kInf;
+    } else if (std::isinf(x) || std::isinf(y)) {
+      ok = x == y;
+      abs_diff = rel_diff = ulp = ok ? 0 : kInf;
+    } else {
+      abs_diff = std::fabs(y - x);
+      rel_diff = x != 0 ? abs_diff / std::fabs(x) : (abs_diff > 0 ? kInf : 0);
+      ulp = ulp_distance(x, y, dtype);
+      switch (tol.mode) {
+        case ToleranceMode::kAllClose: ok = abs_diff <= atol + rtol * std::fabs(x); break;
+        case ToleranceMode::kUlp: ok = ulp <= static_cast<double>(tol.max_ulp); break;
+        case ToleranceMode::kExact: ok = ordered(x, dtype) == ordered(y, dtype) && std::signbit(x) == std::signbit(y);
+          break;
+      }
+    }
+    leaf.max_abs = std::max(leaf.max_abs, abs_diff);
+    leaf.max_rel = std::max(leaf.max_rel, rel_diff);
+    leaf.max_ulp = std::max(leaf.max_ulp, ulp);
+    // The worst element: any mismatch outranks every match; among equals, the larger absolute difference.
+    const double score = (ok ? 0.0 : 1e308) + (std::isinf(abs_diff) ? 1e307 : std::min(abs_diff, 1e306));
+    if (!ok) ++leaf.mismatched;
+    if (score > worst_score) {
+      worst_score = score;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    leaf.worst_index = index_text(worst, e_in.sizes());
+    leaf.worst_expected = fmt(ep[worst]);
+    leaf.worst_actual = fmt(ap[worst]);
+  }
+}
+
+void compare_integral(const at::Tensor& e_in, const at::Tensor& a_in, LeafReport& leaf) {
+  leaf.tolerance = "exact (integer/bool)";
+  at::Tensor e = e_in.to(at::kLong).contiguous(), a = a_in.to(at::kLong).contiguous();
+  const int64_t* ep = e.data_ptr<int64_t>();
+  const int64_t* ap = a.data_ptr<int64_t>();
+  const int64_t n = e.numel();
+  leaf.total = n;
+  int64_t worst = -1;
+  double worst_diff = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    // In double: an int64 difference can overflow, and the statistics are doubles anyway.
+    const double diff = std::fabs(static_cast<double>(ap[i]) - static_cast<double>(ep[i]));
+    const bool ok = ep[i] == ap[i];
+    if (!ok) ++leaf.mismatched;
+    const double rel = ep[i] != 0 ? diff / std::fabs(static_cast<double>(ep[i])) : (ok ? 0 : kInf);
+    leaf.max_abs = std::max(leaf.max_abs, ok ? 0.0 : std::max(diff, 1.0));
+    leaf.max_rel = std::max(leaf.max_rel, rel);
+    leaf.max_ulp = leaf.max_abs;
+    const double score = ok ? 0 : 1 + diff;
+    if (score > worst_diff) {
+      worst_diff = score;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    leaf.worst_index = index_text(worst, e_in.sizes());
+    leaf.worst_expected = std::to_string(ep[worst]);
+    leaf.worst_actual = std::to_string(ap[worst]);
+  }
+}
+
+void finish(LeafReport& leaf) {
+  if (leaf.mismatched > 0) {
+    leaf.ok = false;
+    std::ostringstream os;
+    os << leaf.mismatched << "/" << leaf.total << " elements mismatched (" << leaf.tolerance << "); worst at "
+       << leaf.worst_index << ": expected " << leaf.worst_expected << ", actual " << leaf.worst_actual;
+    leaf.message = os.str();
+  }
+}
+
+void compare_tensor(const at::Tensor& expected, const at::Tensor& actual_any, const Tolerance& tol, LeafReport& leaf) {
+  leaf.kind = "Tensor";
+  leaf.dtype = dtype_name(expected.scalar_type());
+  if (expected.layout() != at::kStrided || actual_any.layout() != at::kStrided) {
+    leaf.ok = false;
+    leaf.message = "only strided (dense) tensors are supported";
+    return;
+  }
+  const at::Tensor actual = actual_any.device().is_cpu() ? actual_any : actual_any.to(at::kCPU);
+  if (expected.scalar_type() != actual.scalar_type()) {
+    leaf.ok = false;
+    leaf.message = "dtype mismatch: expected " + leaf.dtype + ", actual " + dtype_name(actual.scalar_type());
+    return;
+  }
+  if (expected.sizes() != actual.sizes()) {
+    std::ostringstream os;
+    os << "shape mismatch: expected " << expected.sizes() << ", actual " << actual.sizes();
+    leaf.ok = false;
+    leaf.message = os.str();
+    return;
+  }
+  const auto dtype = expected.scalar_type();
+  if (is_real_floating(dtype)) {
+    compare_floating(expected, actual, dtype, tol, leaf);
+  } else if (dtype == c10::kComplexFloat || dtype == c10::kComplexDouble) {
+    // Real and imaginary parts are compared as a trailing dimension of size 2.
+    compare_floating(at::view_as_real(expected.resolve_conj()), at::view_as_real(actual.resolve_conj()),
+                     dtype == c10::kComplexFloat ? c10::kFloat : c10::kDouble, tol, leaf);
+  } else if (c10::isIntegralType(dtype, /*includeBool=*/true)) {
+    compare_integral(expected, actual, leaf);
+  } else {
+    leaf.ok = false;
+    leaf.message = "unsupported dtype " + leaf.dtype;
+    return;
+  }
+  finish(leaf);
+}
+
+std::string kind_of(const c10::IValue& v) {
+  if (v.isTensor()) return "Tensor";
+  if (v.isTuple()) return "Tuple";
+  if (v.isList()) return "List";
+  if (v.isGenericDict()) return "Dict";
+  if (v.isNone()) return "None";
+  if (v.isBool()) return "bool";
+  if (v.isInt()) return "int";
+  if (v.isDouble()) return "float";
+  if (v.isString()) return "str";
+  return v.tagKind();
+}
+
+std::string key_text(const c10::IValue& k) {
+  if (k.isString()) return "'" + k.toStringRef() + "'";
+  std::ostringstream os;
+  os << k;
+  return os.str();
+}
+
+std::string scalar_text(const c10::IValue& v) {
+  if (v.isString()) return "'" + v.toStringRef() + "'";
+  if (v.isDouble()) return fmt(v.toDouble());
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+void walk(const c10::IValue& e, const c10::IValue& a, const std::string& path, const TolerancePolicy& policy,
+          std::vector<LeafReport>& out) {
+  LeafReport leaf;
+  leaf.path = path;
+  leaf.kind = kind_of(e);
+  const std::string actual_kind = kind_of(a);
+  if (leaf.kind != actual_kind) {
+    leaf.ok = false;
+    leaf.message = "kind mismatch: expected " + leaf.kind + ", actual " + actual_kind;
+    out.push_back(std::move(leaf));
+    return;
+  }
+  const Tolerance& tol = policy.for_path(path);
+  if (e.isTensor()) {
+    compare_tensor(e.toTensor(), a.toTensor(), tol, leaf);
+  } else if (e.isTuple() || e.isList()) {
+    const auto& ev = e.isTuple() ? e.toTupleRef().elements().vec() : e.toListRef().vec();
+    const auto& av = a.isTuple() ? a.toTupleRef().elements().vec() : a.toListRef().vec();
+    if (ev.size() != av.size()) {
+      leaf.ok = false;
+      leaf.message = "length mismatch: expected " + std::to_string(ev.size()) + " elements, actual " +
+                     std::to_string(av.size());
+      out.push_back(std::move(leaf));
+      return;
+    }
+    for (size_t i = 0; i < ev.size(); ++i) walk(ev[i], av[i], path + "[" + std::to_string(i) + "]", policy, out);
+    return;
+  } else if (e.isGenericDict()) {
+    const auto ed = e.toGenericDict(), ad = a.toGenericDict();
+    std::map<std::string, c10::IValue> em, am;
+    for (const auto& kv : ed) em.emplace(key_text(kv.key()), kv.value());
+    for (const auto& kv : ad) am.emplace(key_text(kv.key()), kv.value());
+    std::string missing, extra;
+    for (const auto& [k, v] : em)
+      if (!am.count(k)) missing += (missing.empty() ? "" : ", ") + k;
+    for (const auto& [k, v] : am)
+      if (!em.count(k)) extra += (extra.empty() ? "" : ", ") + k;
+    if (!missing.empty() || !extra.empty()) {
+      leaf.ok = false;
+      leaf.message = "dict keys differ: missing {" + missing + "}, unexpected {" + extra + "}";
+      out.push_back(std::move(leaf));
+      return;
+    }
+    for (const auto& [k, v] : em) walk(v, am.at(k), path + "[" + k + "]", policy, out);
+    return;
+  } else if (e.isDouble()) {
+    compare_floating(at::scalar_tensor(e.toDouble(), at::kDouble), at::scalar_tensor(a.toDouble(), at::kDouble),
+                     c10::kDouble, tol, leaf);
+    leaf.worst_index.clear();
+    finish(leaf);
+    if (!leaf.ok) leaf.message = "expected " + leaf.worst_expected + ", actual " + leaf.worst_actual + " (" +
+                                 leaf.tolerance + ")";
+  } else if (e.isNone() || e.isBool() || e.isInt() || e.isString()) {
+    leaf.total = 1;
+    leaf.tolerance = "exact";
+    const bool same = e.isNone() || (e.isBool() ? e.toBool() == a.toBool()
+                                     : e.isInt()  ? e.toInt() == a.toInt()
+                                                  : e.toStringRef() == a.toStringRef());
+    if (!same) {
+      leaf.ok = false;
+      leaf.mismatched = 1;
+      leaf.worst_expected = scalar_text(e);
+      leaf.worst_actual = scalar_text(a);
+      leaf.message = "expected " + leaf.worst_expected + ", actual " + leaf.worst_actual;
+      if (e.isInt()) leaf.max_abs = leaf.max_ulp = std::fabs(static_cast<double>(a.toInt()) - e.toInt());
+    }
+  } else {
+    leaf.ok = false;
+    leaf.message = "cannot compare values of kind " + leaf.kind;
+  }
+  out.push_back(std::move(leaf));
+}
+
+}  // namespace
+
+const char* to_string(ToleranceMode mode) {
+  switch (mode) {
+    case ToleranceMode::kAllClose: return "allclose";
+    case ToleranceMode::kUlp: return "ulp";
+    case ToleranceMode::kExact: return "exact";
+  }
+  return "?";
+}
+
+const Tolerance& TolerancePolicy::for_path(const std::string& path) const {
+  auto it = outputs.find(path);
+  return it == outputs.end() ? base : it->second;
+}
+
+std::pair<double, double> default_rtol_atol(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kHalf: return {1e-3, 1e-5};
+    case c10::kBFloat16: return {1.6e-2, 1e-5};
+    case c10::kFloat:
+    case c10::kComplexFloat: return {1.3e-6, 1e-5};
+    case c10::kDouble:
+    case c10::kComplexDouble: return {1e-7, 1e-7};
+    default: return {0, 0};
+  }
+}
+
+double ulp_distance(double a, double b, c10::ScalarType dtype) {
+  TORCH_CHECK(is_real_floating(dtype), "ulp_distance: ", dtype_name(dtype), " is not a real floating dtype");
+  if (std::isnan(a) || std::isnan(b)) return kInf;
+  if (std::isinf(a) || std::isinf(b)) return a == b ? 0 : kInf;
+  const int64_t x = ordered(a, dtype), y = ordered(b, dtype);
+  // Differences of float64 orderings can exceed int64; unsigned arithmetic on the ordered pair cannot.
+  const uint64_t d = x >= y ? static_cast<uint64_t>(x) - static_cast<uint64_t>(y)
+                            : static_cast<uint64_t>(y) - static_cast<uint64_t>(x);
+  return static_cast<double>(d);
+}
+
+const LeafReport* Comparison::first_failure() const {
+  for (const auto& l : leaves)
+    if (!l.ok) return &l;
+  return nullptr;
+}
+
+int64_t Comparison::mismatched() const {
+  int64_t n = 0;
+  for (const auto& l : leaves) n += l.mismatched;
+  return n;
+}
+
+int64_t Comparison::total() const {
+  int64_t n = 0;
+  for (const auto& l : leaves) n += l.total;
+  return n;
+}
+
+#define TORCHCONFORM_MAX_OF(field)                      \
+  double Comparison::field() const {                    \
+    double m = 0;                                       \
+    for (const auto& l : leaves) m = std::max(m, l.field); \
+    return m;                                           \
+  }
+TORCHCONFORM_MAX_OF(max_abs)
+TORCHCONFORM_MAX_OF(max_rel)
+TORCHCONFORM_MAX_OF(max_ulp)
+#undef TORCHCONFORM_MAX_OF
+
+std::string Comparison::summary() const {
+  std::ostringstream os;
+  if (const LeafReport* f = first_failure()) {
+    os << f->path << " " << f->kind << (f->dtype.empty() ? "" : " " + f->dtype) << ": " << f->message;
+    int failing = 0;
+    for (const auto& l : leaves) failing += !l.ok;
+    if (failing > 1) os << " (+" << failing - 1 << " more failing leaves)";
+    return os.str();
+  }
+  os << "max_abs=" << fmt(max_abs()) << " max_rel=" << fmt(max_rel()) << " max_ulp=" << fmt(max_ulp())
+     << " mismatched=" << mismatched() << "/" << total();
+  return os.str();
+}
+
+Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy) {
+  Comparison c;
+  walk(expected, actual, "$", policy, c.leaves);
+  c.ok = c.first_failure() == nullptr;
+  return c;
+}
+
+}  // namespace torchconform

@@ -1,0 +1,323 @@
+#include <torchconform/corpus.h>
+
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <fnmatch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iterator>
+#include <set>
+#include <sstream>
+
+namespace torchconform {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kFormat = "torchconform-corpus";
+constexpr int kFormatVersion = 1;
+
+// --- SHA-256 (FIPS 180-4) ------------------------------------------------------------------------------------
+class Sha256 {
+ public:
+  void update(const uint8_t* p, size_t n) {
+    total_ += n;
+    while (n > 0) {
+      const size_t take = std::min(n, size_t{64} - used_);
+      std::memcpy(buf_.data() + used_, p, take);
+      used_ += take;
+      p += take;
+      n -= take;
+      if (used_ == 64) {
+        block(buf_.data());
+        used_ = 0;
+      }
+    }
+  }
+  std::string hex() {
+    const uint64_t bits = total_ * 8;
+    const uint8_t pad = 0x80, zero = 0;
+    update(&pad, 1);
+    while (used_ != 56) update(&zero, 1);
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(bits >> (56 - 8 * i));
+    update(len, 8);
+    std::ostringstream os;
+    for (uint32_t v : h_) os << std::hex << std::setw(8) << std::setfill('0') << v;
+    return os.str();
+  }
+
+ private:
+  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+  void block(const uint8_t* p) {
+    static constexpr uint32_t k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    uint32_t w[64];
+    for (int i = 0; i < 16; ++i)
+      w[i] = uint32_t{p[4 * i]} << 24 | uint32_t{p[4 * i + 1]} << 16 | uint32_t{p[4 * i + 2]} << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; ++i) {
+      const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d; h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
+  }
+  std::array<uint32_t, 8> h_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::array<uint8_t, 64> buf_{};
+  size_t used_ = 0;
+  uint64_t total_ = 0;
+};
+
+std::string read_file(const fs::path& p, const std::string& who) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw CorpusError(who + ": cannot open " + p.string() + (fs::exists(p) ? " (unreadable)" : " (missing)"));
+  // istreambuf_iterator, not istream_iterator: the latter skips whitespace bytes.
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw CorpusError(who + ": read error on " + p.string());
+  return bytes;
+}
+
+json parse_json(const std::string& text, const std::string& who) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw CorpusError(who + ": invalid JSON: " + e.what());
+  }
+}
+
+// Typed access to manifest fields with errors that name the file and the key.
+struct Fields {
+  const json& j;
+  std::string who;
+  const json& at(const char* key, json::value_t type, const char* type_name) const {
+    if (!j.is_object()) throw CorpusError(who + ": expected a JSON object");
+    auto it = j.find(key);
+    if (it == j.end()) throw CorpusError(who + ": missing key '" + key + "'");
+    const bool ok = it->type() == type || (type == json::value_t::number_integer && it->is_number_unsigned()) ||
+                    (type == json::value_t::number_float && it->is_number());
+    if (!ok) throw CorpusError(who + ": key '" + key + "' must be " + type_name + ", got " + it->type_name());
+    return *it;
+  }
+  std::string str(const char* key) const { return at(key, json::value_t::string, "a string").get<std::string>(); }
+  int64_t integer(const char* key) const {
+    return at(key, json::value_t::number_integer, "an integer").get<int64_t>();
+  }
+  const json& array(const char* key) const { return at(key, json::value_t::array, "an array"); }
+  const json& object(const char* key) const { return at(key, json::value_t::object, "an object"); }
+  bool has(const char* key) const { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
+};
+
+// A path inside the case directory: relative, no "..", no absolute paths.
+fs::path inside(const fs::path& dir, const std::string& rel, const std::string& who) {
+  const fs::path p(rel);
+  if (rel.empty() || p.is_absolute()) throw CorpusError(who + ": file path '" + rel + "' must be relative");
+  for (const auto& part : p)
+    if (part == "..") throw CorpusError(who + ": file path '" + rel + "' leaves the case directory");
+  return dir / p;
+}
+
+FileRef file_ref(const json& j, const std::string& who) {
+  Fields f{j, who};
+  FileRef r{f.str("file"), f.str("sha256")};
+  if (r.sha256.size() != 64 || r.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw CorpusError(who + ": sha256 of '" + r.file + "' is not 64 lowercase hex digits");
+  return r;
+}
+
+Tolerance parse_tolerance(const json& j, const std::string& who) {
+  Fields f{j, who};
+  Tolerance t;
+  const std::string mode = f.str("mode");
+  if (mode == "allclose") t.mode = ToleranceMode::kAllClose;
+  else if (mode == "ulp") t.mode = ToleranceMode::kUlp;
+  else if (mode == "exact") t.mode = ToleranceMode::kExact;
+  else throw CorpusError(who + ": unknown tolerance mode '" + mode + "' (allclose, ulp or exact)");
+  auto nonneg = [&](const char* key) -> std::optional<double> {
+    if (!f.has(key)) return std::nullopt;
+    const double v = f.at(key, json::value_t::number_float, "a number").get<double>();
+    if (!(v >= 0)) throw CorpusError(who + ": tolerance '" + key + "' must be >= 0");
+    return v;
+  };
+  t.rtol = nonneg("rtol");
+  t.atol = nonneg("atol");
+  if (t.mode == ToleranceMode::kUlp) {
+    t.max_ulp = f.integer("max_ulp");
+    if (t.max_ulp < 0) throw CorpusError(who + ": tolerance 'max_ulp' must be >= 0");
+  }
+  if (f.has("equal_nan")) t.equal_nan = f.at("equal_nan", json::value_t::boolean, "a boolean").get<bool>();
+  return t;
+}
+
+c10::IValue json_scalar(const json& v, const std::string& who) {
+  switch (v.type()) {
+    case json::value_t::null: return c10::IValue();
+    case json::value_t::boolean: return v.get<bool>();
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return v.get<int64_t>();
+    case json::value_t::number_float: return v.get<double>();
+    case json::value_t::string: return v.get<std::string>();
+    default: throw CorpusError(who + ": prelude arguments must be JSON scalars, got " + std::string(v.type_name()));
+  }
+}
+
+CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expected_name) {
+  const std::string who = expected_name + "/manifest.json";
+  Fields f{m, who};
+  if (f.str("format") != kFormat) throw CorpusError(who + ": 'format' is not " + std::string(kFormat));
+  if (f.integer("format_version") != kFormatVersion)
+    throw CorpusError(who + ": unsupported format_version " + std::to_string(f.integer("format_version")));
+  CaseSpec c;
+  c.name = f.str("case");
+  if (c.name != expected_name)
+    throw CorpusError(who + ": manifest names case '" + c.name + "' but corpus.json lists it as '" + expected_name + "'");
+  c.mode = f.str("mode");
+  c.description = f.str("description");
+  c.dir = dir;
+  c.artifact = file_ref(f.object("artifact"), who + ": artifact");
+  c.exported_torch = Fields{f.object("exported_with"), who + ": exported_with"}.str("torch");
+  const Fields tol{f.object("tolerance"), who + ": tolerance"};
+  c.tolerance.base = parse_tolerance(tol.object("default"), who + ": tolerance.default");
+  for (const auto& [path, t] : tol.object("outputs").items())
+    c.tolerance.outputs[path] = parse_tolerance(t, who + ": tolerance.outputs['" + path + "']");
+
+  std::set<std::string> names;
+  for (const json& s : f.array("input_sets")) {
+    const Fields sf{s, who + ": input set"};
+    InputSetSpec spec;
+    spec.name = sf.str("name");
+    const std::string swho = who + ": input set '" + spec.name + "'";
+    if (!names.insert(spec.name).second) throw CorpusError(swho + " appears twice");
+    const Fields sfn{s, swho};
+    spec.description = sfn.str("description");
+    spec.method = sfn.str("method");
+    if (sfn.has("seed")) spec.seed = sfn.integer("seed");
+    for (const json& call : sfn.array("prelude")) {
+      const Fields cf{call, swho + ": prelude"};
+      PreludeCall pc;
+      pc.method = cf.str("method");
+      std::string text = pc.method + "(";
+      for (const json& a : cf.array("args")) {
+        pc.args.push_back(json_scalar(a, swho + ": prelude " + pc.method));
+        text += (pc.args.size() > 1 ? ", " : "") + a.dump();
+      }
+      pc.text = text + ")";
+      spec.prelude.push_back(std::move(pc));
+    }
+    spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
+    spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
+    c.sets.push_back(std::move(spec));
+  }
+  if (c.sets.empty()) throw CorpusError(who + ": no input sets");
+  return c;
+}
+
+}  // namespace
+
+std::string sha256_hex(const void* data, size_t size) {
+  Sha256 h;
+  h.update(static_cast<const uint8_t*>(data), size);
+  return h.hex();
+}
+
+std::string read_verified(const CaseSpec& c, const FileRef& ref) {
+  const std::string who = c.name + "/" + ref.file;
+  const std::string bytes = read_file(inside(c.dir, ref.file, c.name), c.name);
+  if (bytes.empty()) throw CorpusError(who + ": file is empty");
+  const std::string got = sha256_hex(bytes.data(), bytes.size());
+  if (got != ref.sha256)
+    throw CorpusError(who + ": SHA-256 mismatch (manifest " + ref.sha256 + ", file " + got + ")");
+  return bytes;
+}
+
+c10::IValue load_value(const std::string& bytes, const std::string& what) {
+  try {
+    return torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const c10::Error& e) {
+    throw CorpusError(what + ": not a readable torch.save archive: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw CorpusError(what + ": not a readable torch.save archive: " + e.what());
+  }
+}
+
+Corpus Corpus::open(const fs::path& root) {
+  const fs::path index_path = root / "corpus.json";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) throw CorpusError(root.string() + ": not a corpus directory");
+  if (!fs::exists(index_path, ec))
+    throw CorpusError(root.string() + ": no corpus.json (not a torchconform corpus, or an empty directory)");
+  const json index = parse_json(read_file(index_path, "corpus.json"), index_path.string());
+  const Fields f{index, index_path.string()};
+  if (f.str("format") != kFormat) throw CorpusError(index_path.string() + ": 'format' is not " + kFormat);
+  Corpus corpus;
+  corpus.root = root;
+  corpus.format_version = static_cast<int>(f.integer("format_version"));
+  if (corpus.format_version != kFormatVersion)
+    throw CorpusError(index_path.string() + ": unsupported format_version " + std::to_string(corpus.format_version));
+  const Fields env{f.object("exported_with"), index_path.string() + ": exported_with"};
+  corpus.exported_torch = env.str("torch");
+  corpus.exported_python = env.str("python");
+  std::set<std::string> seen;
+  for (const json& entry : f.array("cases")) {
+    const Fields ef{entry, index_path.string() + ": cases[]"};
+    const std::string name = ef.str("name");
+    if (!seen.insert(name).second) throw CorpusError(index_path.string() + ": case '" + name + "' listed twice");
+    const FileRef ref{ef.str("manifest"), ef.str("sha256")};
+    const fs::path dir = inside(root, name, "corpus.json");
+    // A case directory must be a real directory inside the corpus, not a link to somewhere else.
+    if (fs::is_symlink(dir, ec)) throw CorpusError(name + ": case directory is a symbolic link");
+    if (!fs::is_directory(dir, ec)) throw CorpusError(name + ": case directory " + dir.string() + " is missing");
+    if (ref.file != name + "/manifest.json")
+      throw CorpusError(name + ": corpus.json points at manifest '" + ref.file + "', expected " + name +
+                        "/manifest.json");
+    const std::string text = read_file(root / ref.file, name);
+    if (sha256_hex(text.data(), text.size()) != ref.sha256)
+      throw CorpusError(name + "/manifest.json: SHA-256 mismatch against corpus.json");
+    corpus.cases.push_back(parse_case(dir, parse_json(text, name + "/manifest.json"), name));
+  }
+  if (corpus.cases.empty()) throw CorpusError(index_path.string() + ": the corpus lists no cases");
+  return corpus;
+}
+
+std::vector<const CaseSpec*> Corpus::select(const std::vector<std::string>& globs) const {
+  std::vector<const CaseSpec*> out;
+  if (globs.empty()) {
+    for (const auto& c : cases) out.push_back(&c);
+    return out;
+  }
+  for (const auto& g : globs) {
+    bool hit = false;
+    for (const auto& c : cases) {
+      if (fnmatch(g.c_str(), c.name.c_str(), 0) != 0) continue;
+      hit = true;
+      if (std::find(out.begin(), out.end(), &c) == out.end()) out.push_back(&c);
+    }
+    if (!hit) {
+      std::string known;
+      for (const auto& c : cases) known += (known.empty() ? "" : ", ") + c.name;
+      throw CorpusError("--case '" + g + "' matches no case in " + root.string() + " (cases: " + known + ")");
+    }
+  }
+  return out;
+}
+
+}  // namespace torchconform

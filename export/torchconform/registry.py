@@ -1,0 +1,110 @@
+"""The case registry: what a conformance case is and how cases are declared and selected.
+
+A case names one artifact (a TorchScript module or function), the eager reference it must agree with, and the input
+sets it is checked on. Its ``build`` function does the exporting; ``corpus.py`` writes what it returns to disk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+
+Mode = Literal["trace", "script", "hybrid", "script_function"]
+MODES: tuple[str, ...] = ("trace", "script", "hybrid", "script_function")
+
+# Case and input-set names become directory names, ctest names and pytest ids: keep them plain.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A method call made on the loaded artifact before the checked call, e.g. ``decoder.set_temperature(0.25)``.
+
+    ``method`` is a dotted path through submodules; ``args`` are JSON scalars (float, int, bool, str, None)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.method}({', '.join(repr(a) for a in self.args)})"
+
+
+@dataclass
+class InputSet:
+    name: str
+    args: tuple[Any, ...]
+    description: str
+    # torch.manual_seed(seed) right before every checked call (sampling paths); None: the call draws no numbers.
+    seed: int | None = None
+    prelude: tuple[Call, ...] = ()
+    # Properties the builder asserted about this input (e.g. how many samples each expert receives).
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Built:
+    """What a case's builder returns."""
+
+    eager: Callable[..., Any]  # the nn.Module (in eval mode) or Python function the goldens come from
+    artifact: torch.jit.ScriptModule | torch.jit.ScriptFunction
+    input_sets: list[InputSet]
+    model: str  # human description of the model and its hyper-parameters
+    trace_example: tuple[Any, ...] | None = None
+    # Probes of the spec's fragile recipes: what happens if you do what the spec does.
+    hazards: list[dict[str, Any]] = field(default_factory=list)
+    spec_deviations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    mode: Mode
+    description: str
+    # build(seed) is called right after torch.manual_seed(seed); it draws inputs from its own generator.
+    build: Callable[[int], Built]
+    seed: int
+    tolerance: dict[str, Any] = field(default_factory=lambda: {"default": {"mode": "allclose"}, "outputs": {}})
+
+
+class CaseError(ValueError):
+    """A case declaration or a case's build is wrong; the message names the case."""
+
+
+_REGISTRY: dict[str, Case] = {}
+
+
+def register(case: Case) -> Case:
+    if not NAME_RE.match(case.name):
+        raise CaseError(f"case {case.name!r}: name must match {NAME_RE.pattern}")
+    if case.mode not in MODES:
+        raise CaseError(f"case {case.name!r}: unknown mode {case.mode!r} (expected one of {', '.join(MODES)})")
+    if case.name in _REGISTRY:
+        raise CaseError(f"case {case.name!r} is registered twice")
+    _REGISTRY[case.name] = case
+    return case
+
+
+def all_cases() -> list[Case]:
+    from . import cases  # noqa: F401  (registers the built-in cases)
+
+    return list(_REGISTRY.values())
+
+
+def select(patterns: list[str] | None) -> list[Case]:
+    """Cases whose names match any of the glob patterns (all cases when none given). An unmatched pattern is an
+    error, so a typo never exports or checks nothing."""
+    cases = all_cases()
+    if not patterns:
+        return cases
+    chosen = []
+    for pat in patterns:
+        hits = [c for c in cases if fnmatch.fnmatchcase(c.name, pat)]
+        if not hits:
+            raise CaseError(f"--case {pat!r} matches no case (known: {', '.join(c.name for c in cases)})")
+        chosen += [c for c in hits if c not in chosen]
+    return chosen

@@ -1,0 +1,60 @@
+"""Nested values as the corpus stores them: tensors, tuples, lists, str-keyed dicts, None, bool, int, float, str."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+DTYPE_NAMES = {
+    torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64",
+    torch.complex64: "complex64", torch.complex128: "complex128", torch.uint8: "uint8", torch.int8: "int8",
+    torch.int16: "int16", torch.int32: "int32", torch.int64: "int64", torch.bool: "bool",
+}
+
+
+def freeze(value: Any, where: str = "$") -> Any:
+    """A copy that owns compact storage (a view would drag its whole base storage into the file), with the
+    container types checked: anything the C++ reader cannot rebuild is refused here, not discovered there."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype not in DTYPE_NAMES:
+            raise TypeError(f"{where}: unsupported dtype {value.dtype}")
+        return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    if isinstance(value, tuple):
+        return tuple(freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, list):
+        return [freeze(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if type(value) is not dict:  # OrderedDict and friends do not load in every LibTorch (pytorch#100741)
+            value = dict(value)
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__}")
+        return {k: freeze(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{where}: cannot store a value of type {type(value).__name__} in a corpus")
+
+
+def describe(value: Any) -> str:
+    """A short, human readable type-and-shape signature, e.g. ``(Tensor[2,12,32] float32, bool True)``."""
+    if isinstance(value, torch.Tensor):
+        return f"Tensor[{','.join(str(s) for s in value.shape)}] {DTYPE_NAMES.get(value.dtype, str(value.dtype))}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(describe(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        if value and all(type(v) is int for v in value):
+            return f"List[int] {value}"
+        return "[" + ", ".join(describe(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "None"
+    return f"{type(value).__name__} {value!r}"
+
+
+def resolve_method(obj: Any, dotted: str) -> Any:
+    """``decoder.set_temperature`` -> obj.decoder.set_temperature (works on nn.Module and ScriptModule alike)."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj

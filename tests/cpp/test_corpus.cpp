@@ -1,0 +1,126 @@
+// The golden corpus, one test per (case, input set, device), plus library-level negative controls.
+#include <torchconform/runner.h>
+
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+using namespace torchconform;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path corpus_dir() {
+  const char* env = std::getenv("TORCHCONFORM_CORPUS");
+  return env && *env ? fs::path(env) : fs::path(TORCHCONFORM_GOLDEN);
+}
+
+// Opened once per process; an unreadable corpus registers no round-trip tests and fails CorpusOpens instead.
+const Corpus* corpus() {
+  static const Corpus* c = []() -> const Corpus* {
+    try {
+      return new Corpus(Corpus::open(corpus_dir()));
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }();
+  return c;
+}
+
+struct Param {
+  std::string case_name, set_name, device;
+};
+
+std::vector<Param> params() {
+  std::vector<Param> out;
+  if (!corpus()) return out;
+  for (const auto& c : corpus()->cases)
+    for (const auto& s : c.sets)
+      for (const char* d : {"cpu", "cuda"}) out.push_back({c.name, s.name, d});
+  return out;
+}
+
+const CaseSpec& find_case(const std::string& name) {
+  for (const auto& c : corpus()->cases)
+    if (c.name == name) return c;
+  throw std::runtime_error("no case " + name);
+}
+
+}  // namespace
+
+TEST(GoldenCorpus, Opens) {
+  try {
+    const Corpus c = Corpus::open(corpus_dir());
+    EXPECT_FALSE(c.cases.empty());
+  } catch (const std::exception& e) {
+    FAIL() << "cannot open corpus " << corpus_dir() << ": " << e.what();
+  }
+}
+
+class RoundTrip : public ::testing::TestWithParam<Param> {};
+
+TEST_P(RoundTrip, Verify) {
+  const Param& p = GetParam();
+  if (p.device == "cuda" && !torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available to this LibTorch";
+  CaseSpec one = find_case(p.case_name);
+  one.sets.erase(std::remove_if(one.sets.begin(), one.sets.end(),
+                                [&](const InputSetSpec& s) { return s.name != p.set_name; }),
+                 one.sets.end());
+  RunOptions options;
+  options.device = c10::Device(p.device);
+  apply_policy(options);
+  const auto results = run_case(one, options);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].verdict, Verdict::kPass) << format_result(results[0]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, RoundTrip, ::testing::ValuesIn(params()),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return info.param.case_name + "__" + info.param.set_name + "__" + info.param.device;
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(RoundTrip);
+
+// Negative control at the library level: the artifact's real output against a golden moved beyond tolerance at one
+// element must fail, naming that element.
+TEST(NegativeControl, PerturbedGoldenFailsAtItsIndex) {
+  ASSERT_NE(corpus(), nullptr);
+  const CaseSpec& c = find_case("simple_cnn");
+  const auto& set = *std::find_if(c.sets.begin(), c.sets.end(), [](const auto& s) { return s.name == "b4_32x32"; });
+  std::istringstream bytes(read_verified(c, c.artifact));
+  auto module = torch::jit::load(bytes);
+  module.eval();
+  c10::InferenceMode guard;
+  const auto inputs = load_value(read_verified(c, set.inputs), "inputs").toTupleRef().elements().vec();
+  const auto actual = module.forward(inputs);
+  const auto expected = load_value(read_verified(c, set.expected), "expected").toTensor();
+  ASSERT_TRUE(compare(expected, actual, c.tolerance).ok);
+  auto perturbed = expected.clone();
+  perturbed.index_put_({2, 7}, perturbed.index({2, 7}) + 1e-3);
+  const auto cmp = compare(perturbed, actual, c.tolerance);
+  ASSERT_FALSE(cmp.ok);
+  EXPECT_EQ(cmp.mismatched(), 1);
+  EXPECT_EQ(cmp.first_failure()->worst_index, "[2, 7]");
+}
+
+TEST(CorpusErrors, MissingAndEmptyDirectories) {
+  EXPECT_THROW(Corpus::open("/nonexistent/torchconform"), CorpusError);
+  const fs::path empty = fs::temp_directory_path() / "torchconform-empty-corpus";
+  fs::create_directories(empty);
+  try {
+    Corpus::open(empty);
+    FAIL() << "an empty directory opened as a corpus";
+  } catch (const CorpusError& e) {
+    EXPECT_NE(std::string(e.what()).find("no corpus.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(empty);
+}
+
+TEST(CorpusErrors, UnmatchedCaseGlob) {
+  ASSERT_NE(corpus(), nullptr);
+  EXPECT_EQ(corpus()->select({"simple_*"}).size(), 1u);
+  EXPECT_THROW(corpus()->select({"no_such_case"}), CorpusError);
+}
