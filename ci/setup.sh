@@ -47,7 +47,12 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] \
   log "venv up to date ($VENV)"
 else
   log "installing $TORCH_PIN ${PY_DEPS[*]} into $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$TORCH_PIN" "${PY_DEPS[@]}"
+  PIP_LOG="$VENV/pip-install.log"
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "$TORCH_PIN" "${PY_DEPS[@]}" >"$PIP_LOG" 2>&1; then
+    tail -n 40 "$PIP_LOG" >&2
+    log "pip install failed (full log: $PIP_LOG)"
+    exit 1
+  fi
   echo "$STAMP_VALUE" > "$STAMP"
 fi
 

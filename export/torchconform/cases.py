@@ -8,7 +8,6 @@ mode; tracing runs under ``torch.no_grad()``; every case is checked on input set
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import torch
@@ -126,18 +125,23 @@ def build_dynamic_router(seed: int) -> Built:
 
 
 def traced_router_negative_control(seed: int) -> Built:
-    """Not registered: a DynamicRouter *traced* on a batch that reaches one expert only, checked on a batch that
-    reaches all of them. The tracer freezes `mask.any()`, so the other experts' outputs stay zero: this case must
-    FAIL. The tests use it to prove the runner catches a trace that does not generalize."""
+    """Not registered: a DynamicRouter *traced* on a batch routed to experts 0 and 2 only (3 and 2 samples), checked
+    on a batch that also reaches experts 1 and 3. The tracer freezes `mask.any()`, so the rows of experts 1 and 3
+    stay zero and the case must FAIL. (The per-expert row counts are kept equal, 3 and 2, because the trace also
+    bakes the shapes of `expert(x[mask])` into views: other counts make the trace raise instead of mis-compute.)
+    The tests use it to prove the runner catches a trace that does not generalize."""
     built = build_dynamic_router(seed)
     model = built.eager
-    one_expert = next(s for s in built.input_sets if s.name == "batch1")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, one_expert.args, check_trace=False)
+    example = next(s for s in built.input_sets if s.name == "experts_1_3_empty")
+    pool = torch.randn(512, ROUTER_D, generator=torch.Generator().manual_seed(seed + 2))
+    check = _router_set(model, pool, "all_experts", [0, 1, 2, 3, 0, 2, 0],
+                        "batch 7 reaching every expert (3, 1, 2, 1 samples)")
+    with torch.no_grad():
+        # The tracer warns that `mask.any()` becomes a constant; the exporter records that in the manifest.
+        traced = torch.jit.trace(model, example.args, check_trace=False)
     built.artifact = traced
-    built.trace_example = one_expert.args
-    built.input_sets = [s for s in built.input_sets if s.name == "all_experts"]
+    built.trace_example = example.args
+    built.input_sets = [check]
     return built
 
 

@@ -39,6 +39,7 @@ def environment() -> dict[str, Any]:
         "platform": f"{platform.system()}-{platform.machine()}",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": EXPORT_THREADS,
+        "python_hash_seed": os.environ.get("PYTHONHASHSEED"),
     }
 
 

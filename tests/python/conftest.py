@@ -1,0 +1,68 @@
+"""Shared fixtures: the golden corpus, the C++ CLI, and helpers to make (broken) copies of a corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "golden"
+
+
+def runner_path() -> Path:
+    return Path(os.environ.get("TORCHCONFORM_RUN", ROOT / "build" / "cpp_runner" / "torchconform-run"))
+
+
+@pytest.fixture(scope="session")
+def runner() -> Path:
+    path = runner_path()
+    if not path.is_file():
+        pytest.fail(f"C++ runner not found at {path}: build it first (ci/build.sh) or set TORCHCONFORM_RUN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_cli(runner: Path):
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    return run
+
+
+def manifests(corpus: Path = GOLDEN) -> dict[str, dict]:
+    index = json.loads((corpus / "corpus.json").read_text())
+    return {c["name"]: json.loads((corpus / c["manifest"]).read_text()) for c in index["cases"]}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy_corpus(tmp_path: Path, src: Path = GOLDEN) -> Path:
+    dst = tmp_path / "corpus"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rehash(corpus: Path, case: str) -> None:
+    """Make a case's manifest and corpus.json agree with the files on disk again, so that a deliberate change to a
+    file reaches the check under test instead of being stopped by the hash check."""
+    mpath = corpus / case / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["artifact"]["sha256"] = sha256(corpus / case / m["artifact"]["file"])
+    for s in m["input_sets"]:
+        for key in ("inputs", "expected"):
+            s[key]["sha256"] = sha256(corpus / case / s[key]["file"])
+    mpath.write_text(json.dumps(m, indent=2) + "\n")
+    ipath = corpus / "corpus.json"
+    index = json.loads(ipath.read_text())
+    for c in index["cases"]:
+        if c["name"] == case:
+            c["sha256"] = sha256(mpath)
+    ipath.write_text(json.dumps(index, indent=2) + "\n")

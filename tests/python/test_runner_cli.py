@@ -1,0 +1,139 @@
+"""torchconform-run, the C++ CLI, on the golden corpus and on copies broken on purpose (negative controls)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import torch
+
+from conftest import GOLDEN, copy_corpus, manifests, rehash
+from torchconform import Case
+from torchconform import cases as builtin
+from torchconform.corpus import write_corpus
+
+N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
+
+
+def test_golden_passes(run_cli, tmp_path: Path) -> None:
+    r = run_cli(GOLDEN, "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("\nPASS  ") == N_SETS
+    assert f"summary: {N_SETS} passed, 0 failed, 0 errors" in r.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"] == {"passed": N_SETS, "failed": 0, "errors": 0, "exit_code": 0}
+    assert {row["verdict"] for row in report["results"]} == {"PASS"}
+    suite = ET.parse(tmp_path / "r.xml").getroot()
+    assert suite.get("tests") == str(N_SETS) and suite.get("failures") == "0"
+
+
+def test_perturbed_golden_fails_naming_case_and_index(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
+    expected = torch.load(path, weights_only=True)
+    expected[2, 7] += 1e-3  # float32 tolerance there is ~1e-5
+    torch.save(expected, path)
+    rehash(corpus, "simple_cnn")
+    r = run_cli(corpus, "--json", tmp_path / "r.json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    fail = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fail) == 1 and "simple_cnn/b4_32x32" in fail[0] and "worst at [2, 7]" in fail[0], fail
+    row = next(x for x in json.loads((tmp_path / "r.json").read_text())["results"] if x["verdict"] == "FAIL")
+    assert row["mismatched"] == 1 and row["leaves"][0]["worst_index"] == "[2, 7]"
+
+
+def test_perturbed_golden_without_rehash_is_a_corpus_error(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "process_outputs" / "sets" / "top5_labels.expected.pt"
+    probs, classes = torch.load(path, weights_only=True)
+    torch.save((probs, [classes[1], classes[0], *classes[2:]]), path)
+    r = run_cli(corpus)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "ERROR process_outputs/top5_labels" in r.stdout
+    assert "process_outputs/sets/top5_labels.expected.pt: SHA-256 mismatch" in r.stdout
+
+
+def test_swapped_list_order_fails_exactly(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "process_outputs" / "sets" / "top5_labels.expected.pt"
+    probs, classes = torch.load(path, weights_only=True)
+    torch.save((probs, [classes[1], classes[0], *classes[2:]]), path)
+    rehash(corpus, "process_outputs")
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL  process_outputs/top5_labels" in r.stdout and "$[1][0]" in r.stdout
+
+
+def test_traced_router_on_other_routing_fails(run_cli, tmp_path: Path) -> None:
+    neg = Case("dynamic_router_traced", "trace", "DynamicRouter traced on a one-expert batch (negative control)",
+               builtin.traced_router_negative_control, 202)
+    write_corpus(tmp_path / "neg", [neg], log=lambda m: None)
+    r = run_cli(tmp_path / "neg")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL  dynamic_router_traced/all_experts" in r.stdout
+
+
+def test_truncated_artifact_is_a_load_error(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    art = corpus / "simple_cnn" / "artifact.pt"
+    art.write_bytes(art.read_bytes()[: art.stat().st_size // 2])
+    r = run_cli(corpus)
+    assert r.returncode == 2
+    assert "simple_cnn/artifact.pt: SHA-256 mismatch" in r.stdout
+    rehash(corpus, "simple_cnn")  # now the hash agrees and LibTorch itself must refuse the file
+    r = run_cli(corpus)
+    assert r.returncode == 2, r.stdout + r.stderr
+    errors = [line for line in r.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == len(manifests()["simple_cnn"]["input_sets"])
+    assert all("simple_cnn/artifact.pt: torch::jit::load failed" in e for e in errors), errors
+    assert "PASS  dynamic_router/all_experts" in r.stdout, "one broken case must not stop the others"
+
+
+def test_manifest_errors(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    mpath = corpus / "dynamic_router" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["tolerance"]["default"]["mode"] = "roughly"
+    mpath.write_text(json.dumps(m))
+    r = run_cli(corpus)
+    assert r.returncode == 2
+    assert "dynamic_router/manifest.json: SHA-256 mismatch against corpus.json" in r.stderr
+    rehash(corpus, "dynamic_router")
+    r = run_cli(corpus)
+    assert r.returncode == 2
+    assert "unknown tolerance mode 'roughly'" in r.stderr and "dynamic_router/manifest.json" in r.stderr
+
+
+def test_usage_errors(run_cli, tmp_path: Path) -> None:
+    for args, message in [
+        ((), "no corpus directory given"),
+        ((GOLDEN, "--device", "tpu"), "--device must be cpu, cuda or all"),
+        ((GOLDEN, "--threads", "0"), "--threads expects an integer >= 1"),
+        ((GOLDEN, "--bogus"), "unknown option --bogus"),
+        ((GOLDEN, "--case", "nope*"), "--case 'nope*' matches no case"),
+        ((tmp_path / "missing",), "not a corpus directory"),
+        ((tmp_path,), "no corpus.json"),
+    ]:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert message in r.stderr, (args, r.stderr)
+
+
+def test_devices(run_cli) -> None:
+    if torch.cuda.is_available():
+        r = run_cli(GOLDEN, "--device", "all", "--case", "simple_cnn")
+        assert r.returncode == 0 and "[cuda]" in r.stdout
+        return
+    r = run_cli(GOLDEN, "--device", "cuda")
+    assert r.returncode == 2 and "CUDA is not available" in r.stderr
+    r = run_cli(GOLDEN, "--device", "all", "--case", "simple_cnn", "--threads", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "skipped device cuda" in r.stdout and "threads 1" in r.stdout
+
+
+def test_case_glob_selects(run_cli) -> None:
+    r = run_cli(GOLDEN, "--case", "full_*", "--case", "process_outputs", "--quiet")
+    assert r.returncode == 0
+    cases = {line.split()[1].split("/")[0] for line in r.stdout.splitlines() if line.startswith("PASS")}
+    assert cases == {"full_model", "process_outputs"}
