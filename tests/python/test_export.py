@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import GOLDEN, ROOT, manifests, sha256
-from torchconform import Case, CaseError, Built
+from torchconform import Built, Case, CaseError
 from torchconform import cases as builtin
 from torchconform.corpus import invoke, write_corpus
 from torchconform.registry import Call, InputSet, all_cases, select
@@ -26,7 +26,8 @@ SETS = [(name, s["name"]) for name, m in GOLDEN_MANIFESTS.items() for s in m["in
 
 def assert_same(expected: Any, actual: Any, where: str = "$") -> None:
     """Kinds must match exactly (tuple is not list, int is not float); tensors by torch.testing.assert_close."""
-    assert type(expected) is type(actual) or (isinstance(expected, torch.Tensor) and isinstance(actual, torch.Tensor)), \
+    both_tensors = isinstance(expected, torch.Tensor) and isinstance(actual, torch.Tensor)
+    assert type(expected) is type(actual) or both_tensors, \
         f"{where}: expected {type(expected).__name__}, got {type(actual).__name__}"
     if isinstance(expected, torch.Tensor):
         torch.testing.assert_close(actual, expected, equal_nan=True, msg=lambda m: f"{where}: {m}")

@@ -137,3 +137,30 @@ def test_case_glob_selects(run_cli) -> None:
     assert r.returncode == 0
     cases = {line.split()[1].split("/")[0] for line in r.stdout.splitlines() if line.startswith("PASS")}
     assert cases == {"full_model", "process_outputs"}
+
+
+def test_manifest_tolerance_overrides_apply(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "process_outputs" / "sets" / "top5_labels.expected.pt"
+    probs, classes = torch.load(path, weights_only=True)
+    probs[1, 3] += 1e-3
+    torch.save((probs, classes), path)
+    rehash(corpus, "process_outputs")
+    assert run_cli(corpus, "--case", "process_outputs").returncode == 1  # default float32 tolerance: fails
+    mpath = corpus / "process_outputs" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["tolerance"]["outputs"] = {"$[0]": {"mode": "allclose", "atol": 2e-3}}
+    mpath.write_text(json.dumps(m))
+    rehash(corpus, "process_outputs")
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 0, r.stdout + r.stderr  # the per-output override loosens $[0] only
+    m["tolerance"]["outputs"] = {"$[0]": {"mode": "ulp", "max_ulp": 10}}
+    mpath.write_text(json.dumps(m))
+    rehash(corpus, "process_outputs")
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 1 and "ulp max_ulp=10" in r.stdout
+    m["tolerance"]["outputs"] = {"$[0]": {"mode": "allclose", "atol": -1}}
+    mpath.write_text(json.dumps(m))
+    rehash(corpus, "process_outputs")
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 2 and "tolerance 'atol' must be >= 0" in r.stderr
