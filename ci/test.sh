@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The test command: set-up (idempotent), build, then the GoogleTest suite through ctest and the pytest suite.
+# The test command: set-up (idempotent), build (C++ core, CLI, gtest, Python module), then ctest and pytest.
+# JUnit XML of both lands in build/test-results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-BUILD="${TORCHCONFORM_BUILD_DIR:-$ROOT/build}"
+BUILD="$ROOT/build"
 PY="${TORCHCONFORM_VENV:-$ROOT/.venv}/bin/python"
+RESULTS="$BUILD/test-results"
+mkdir -p "$RESULTS"
 
 ci/build.sh
 echo "== ctest (C++: comparator unit tests, one test per golden case x input set x device)"
-ctest --test-dir "$BUILD" --output-on-failure -j "${TORCHCONFORM_JOBS:-2}"
-echo "== pytest (exporters, determinism, C++ CLI negative controls)"
-TORCHCONFORM_RUN="$BUILD/cpp_runner/torchconform-run" "$PY" -m pytest "$@"
+ctest --test-dir "$BUILD" --output-on-failure -j "${TORCHCONFORM_JOBS:-2}" --output-junit "$RESULTS/ctest.xml"
+echo "== pytest (exporters, Python <-> C++ bitwise, CLI and bindings negative controls, plugin)"
+TORCHCONFORM_RUN="$BUILD/cpp_runner/torchconform-run" "$PY" -m pytest --junitxml="$RESULTS/pytest.xml" "$@"

@@ -168,6 +168,16 @@ Tolerance parse_tolerance(const json& j, const std::string& who) {
   return t;
 }
 
+TolerancePolicy parse_policy(const json& j, const std::string& who) {
+  const Fields tol{j, who};
+  TolerancePolicy p;
+  p.base = parse_tolerance(tol.object("default"), who + ".default");
+  if (tol.has("outputs"))
+    for (const auto& [path, t] : tol.object("outputs").items())
+      p.outputs[path] = parse_tolerance(t, who + ".outputs['" + path + "']");
+  return p;
+}
+
 c10::IValue json_scalar(const json& v, const std::string& who) {
   switch (v.type()) {
     case json::value_t::null: return c10::IValue();
@@ -195,10 +205,7 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
   c.dir = dir;
   c.artifact = file_ref(f.object("artifact"), who + ": artifact");
   c.exported_torch = Fields{f.object("exported_with"), who + ": exported_with"}.str("torch");
-  const Fields tol{f.object("tolerance"), who + ": tolerance"};
-  c.tolerance.base = parse_tolerance(tol.object("default"), who + ": tolerance.default");
-  for (const auto& [path, t] : tol.object("outputs").items())
-    c.tolerance.outputs[path] = parse_tolerance(t, who + ": tolerance.outputs['" + path + "']");
+  c.tolerance = parse_policy(f.object("tolerance"), who + ": tolerance");
 
   std::set<std::string> names;
   for (const json& s : f.array("input_sets")) {
@@ -237,6 +244,10 @@ std::string sha256_hex(const void* data, size_t size) {
   Sha256 h;
   h.update(static_cast<const uint8_t*>(data), size);
   return h.hex();
+}
+
+TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::string& who) {
+  return parse_policy(parse_json(json_text, who), who);
 }
 
 std::string read_verified(const CaseSpec& c, const FileRef& ref) {

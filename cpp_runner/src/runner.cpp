@@ -3,12 +3,14 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/passes/tensorexpr_fuser.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -112,7 +114,8 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& 
       } catch (const c10::Error& e) {
         throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e));
       }
-      r.comparison = compare(expected, out, c.tolerance);
+      r.output = to_device(out, c10::Device(c10::kCPU));
+      r.comparison = compare(expected, r.output, c.tolerance);
       if (!r.comparison.ok) {
         r.failed_call = call;
         break;
@@ -181,7 +184,16 @@ std::string describe_policy(const RunOptions& o) {
   return os.str();
 }
 
-std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o) {
+std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets) {
+  std::vector<const InputSetSpec*> sets;
+  for (const auto& name : only_sets) {
+    auto it = std::find_if(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; });
+    if (it == c.sets.end()) throw CorpusError(c.name + ": no input set named '" + name + "'");
+    sets.push_back(&*it);
+  }
+  if (only_sets.empty())
+    for (const auto& s : c.sets) sets.push_back(&s);
+
   std::vector<SetResult> results;
   std::string artifact;
   torch::jit::Module module;
@@ -190,17 +202,17 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o) {
     module = load_module(c, artifact, o);
   } catch (const std::exception& e) {
     // Without its artifact no input set of the case can run: each one reports the same error.
-    for (const auto& s : c.sets) {
+    for (const auto* s : sets) {
       SetResult r;
       r.case_name = c.name;
-      r.set_name = s.name;
+      r.set_name = s->name;
       r.device = o.device.str();
       r.error = e.what();
       results.push_back(std::move(r));
     }
     return results;
   }
-  for (const auto& s : c.sets) results.push_back(run_set(c, s, module, artifact, o));
+  for (const auto* s : sets) results.push_back(run_set(c, *s, module, artifact, o));
   return results;
 }
 
@@ -230,13 +242,13 @@ Summary summarize(const std::vector<SetResult>& results) {
   return s;
 }
 
-void write_json_report(const std::string& path, const Corpus& corpus, const RunOptions& o,
-                       const std::vector<SetResult>& results) {
+void write_json_report(const std::string& path, const Corpus& corpus, const std::string& policy,
+                       const std::string& skipped, const std::vector<SetResult>& results) {
   using nlohmann::json;
   json out;
   out["corpus"] = corpus.root.string();
   out["exported_with"] = {{"torch", corpus.exported_torch}, {"python", corpus.exported_python}};
-  out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", describe_policy(o)}};
+  out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policy}, {"skipped", skipped}};
   const Summary s = summarize(results);
   out["summary"] = {{"passed", s.passed}, {"failed", s.failed}, {"errors", s.errors}, {"exit_code", s.exit_code()}};
   json rows = json::array();
@@ -269,6 +281,77 @@ void write_json_report(const std::string& path, const Corpus& corpus, const RunO
   std::ofstream f(path);
   if (!f) throw std::runtime_error("cannot write JSON report " + path);
   f << out.dump(2) << "\n";
+}
+
+std::string format_summary(const std::vector<SetResult>& results) {
+  const Summary s = summarize(results);
+  std::ostringstream os;
+  os << "summary: " << s.passed << " passed, " << s.failed << " failed, " << s.errors << " errors ("
+     << results.size() << " input-set runs, " << fmt(s.seconds) << " s)";
+  return os.str();
+}
+
+std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* skipped) {
+  if (spec != "cpu" && spec != "cuda" && spec != "all")
+    throw UsageError("--device must be cpu, cuda or all, got '" + spec + "'");
+  const bool cuda = torch::cuda::is_available();
+  if (spec == "cuda" && !cuda)
+    throw UsageError(std::string("--device cuda: CUDA is not available to this LibTorch (") + libtorch_version() +
+                     (torch::cuda::device_count() ? ")" : ", no CUDA device)"));
+  std::vector<c10::Device> devices;
+  if (spec != "cuda") devices.emplace_back(c10::kCPU);
+  if (spec != "cpu" && cuda) devices.emplace_back(c10::kCUDA);
+  if (skipped) *skipped = spec == "all" && !cuda ? "skipped device cuda: CUDA is not available to this LibTorch" : "";
+  return devices;
+}
+
+VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
+  if (options.threads < 0) throw UsageError("--threads must be >= 1");
+  if (options.repeat < 1) throw UsageError("--repeat must be >= 1");
+  std::string skipped;
+  const auto devices = resolve_devices(options.device, &skipped);
+  const Corpus corpus = Corpus::open(options.corpus);
+  const auto cases = corpus.select(options.cases);
+
+  size_t n_sets = 0;
+  for (const auto* c : cases) n_sets += c->sets.size();
+  std::ostringstream banner;
+  banner << "corpus " << options.corpus << ": " << cases.size() << " cases, " << n_sets
+         << " input sets, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
+         << "; runtime LibTorch " << libtorch_version();
+  out(banner.str());
+  if (!skipped.empty()) out(skipped);
+
+  VerifyOutcome outcome;
+  std::string policies;
+  const auto t0 = Clock::now();
+  for (const auto& device : devices) {
+    RunOptions ro;
+    ro.device = device;
+    ro.threads = options.threads;
+    ro.repeat = options.repeat;
+    apply_policy(ro);
+    const std::string policy = describe_policy(ro);
+    policies += (policies.empty() ? "" : "; ") + policy;
+    out("policy: " + policy);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      if (progress) {
+        std::ostringstream p;
+        p << "[" << i + 1 << "/" << cases.size() << "] " << cases[i]->name << " on " << device.str() << " (elapsed "
+          << fmt(since(t0)) << " s)";
+        progress(p.str());
+      }
+      for (auto& r : run_case(*cases[i], ro)) {
+        out(format_result(r));
+        outcome.results.push_back(std::move(r));
+      }
+    }
+  }
+  out(format_summary(outcome.results));
+  if (!options.json.empty()) write_json_report(options.json, corpus, policies, skipped, outcome.results);
+  if (!options.junit.empty()) write_junit_report(options.junit, outcome.results);
+  outcome.exit_code = summarize(outcome.results).exit_code();
+  return outcome;
 }
 
 void write_junit_report(const std::string& path, const std::vector<SetResult>& results) {

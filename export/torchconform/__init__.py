@@ -1,10 +1,19 @@
-"""torchconform: prove that PyTorch models exported in Python give the same answers when LibTorch reloads them."""
+"""torchconform: prove that PyTorch models exported in Python give the same answers when LibTorch reloads them.
+
+The export side (case registry, exporters, corpus writer) is Python; loading, running and comparing happen once, in
+C++ (``torchconform._core``, the same library ``torchconform-run`` and the ctest suite use).
+"""
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (libtorch must be loaded before any compiled part of the package)
+import torch  # noqa: F401  (libtorch must be loaded before the compiled module: it resolves against it)
 
+from . import _core
+from ._core import Comparison, Corpus, CorpusError, SetResult, UsageError, compare, run_case
 from .registry import Built, Call, Case, CaseError, InputSet, register, select
 
-__all__ = ["Built", "Call", "Case", "CaseError", "InputSet", "register", "select"]
+__all__ = [
+    "Built", "Call", "Case", "CaseError", "Comparison", "Corpus", "CorpusError", "InputSet", "SetResult",
+    "UsageError", "compare", "register", "run_case", "select", "_core",
+]
 __version__ = "0.1.0"

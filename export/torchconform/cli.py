@@ -1,4 +1,4 @@
-"""The ``torchconform`` command (Python side): ``torchconform export``."""
+"""The ``torchconform`` command: export a corpus (Python), verify it and report on it (the C++ core, via _core)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,95 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
-from .registry import CaseError, select
+
+def _stderr(quiet: bool) -> Callable[[str], None] | None:
+    return None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _export(args: argparse.Namespace) -> int:
+    if os.environ.get("PYTHONHASHSEED") != "0" and not args._in_process:
+        # TorchScript writes a module's __constants__ in set order, which follows Python's string hash seed; with
+        # the seed fixed, exporting twice gives the same artifact bytes (docs/corpus-format.md).
+        os.execve(sys.executable, [sys.executable, "-m", "torchconform", *sys.argv[1:]],
+                  {**os.environ, "PYTHONHASHSEED": "0"})
+    from .corpus import write_corpus
+    from .registry import CaseError, select
+
+    try:
+        write_corpus(args.out, select(args.case), force=args.force, log=_stderr(args.quiet) or (lambda m: None))
+    except (CaseError, FileExistsError) as e:
+        print(f"torchconform export: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from . import _core
+
+    try:
+        code, _ = _core.verify(str(args.corpus), args.case or [], args.device, args.threads, args.repeat,
+                               str(args.json or ""), str(args.junit or ""),
+                               out=lambda line: print(line, flush=True), progress=_stderr(args.quiet))
+    except _core.UsageError as e:
+        print(f"torchconform verify: {e}", file=sys.stderr)
+        return 2
+    except _core.CorpusError as e:
+        print(f"torchconform verify: error: {e}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import _core
+    from .report import markdown_report
+
+    try:
+        text, code = markdown_report(args.corpus, results=args.results, device=args.device, cases=args.case or [],
+                                     progress=_stderr(args.quiet))
+    except (_core.CorpusError, _core.UsageError, OSError, ValueError) as e:
+        print(f"torchconform report: error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
     exp = sub.add_parser("export", help="export the cases and write a golden corpus")
     exp.add_argument("--out", type=Path, default=Path("golden"), help="corpus directory (default: golden)")
     exp.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     exp.add_argument("--force", action="store_true", help="replace an existing corpus")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
+    exp.set_defaults(run=_export)
+
+    ver = sub.add_parser("verify", help="verify a corpus with the C++ runner (same output and exit codes as "
+                                        "torchconform-run: 0 pass, 1 mismatch, 2 error)")
+    ver.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
+    ver.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
+    ver.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
+    ver.add_argument("--threads", type=int, default=0, help="intra-op threads (default: LibTorch's)")
+    ver.add_argument("--repeat", type=int, default=2, help="calls per input set, each compared (default: 2)")
+    ver.add_argument("--json", type=Path, help="write a JSON report")
+    ver.add_argument("--junit", type=Path, help="write a JUnit XML report")
+    ver.add_argument("--quiet", action="store_true", help="no progress lines")
+    ver.set_defaults(run=_verify)
+
+    rep = sub.add_parser("report", help="a Markdown report of a corpus and its verification")
+    rep.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
+    rep.add_argument("--results", type=Path, help="use this JSON report (from verify --json) instead of verifying")
+    rep.add_argument("--device", default="all", help="devices to verify on when no --results (default: all)")
+    rep.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
+    rep.add_argument("--out", type=Path, help="write the report here instead of standard output")
+    rep.add_argument("--quiet", action="store_true", help="no progress lines")
+    rep.set_defaults(run=_report)
+
     args = parser.parse_args(argv)
-
-    if args.command == "export":
-        if argv is None and os.environ.get("PYTHONHASHSEED") != "0":
-            # TorchScript writes a module's __constants__ in set order, which follows Python's string hash seed;
-            # with the seed fixed, exporting twice gives the same artifact bytes (docs/corpus-format.md).
-            os.execve(sys.executable, [sys.executable, "-m", "torchconform", *sys.argv[1:]],
-                      {**os.environ, "PYTHONHASHSEED": "0"})
-        from .corpus import write_corpus
-
-        try:
-            cases = select(args.case)
-            write_corpus(args.out, cases, force=args.force, log=(lambda m: None) if args.quiet else
-                         (lambda m: print(m, file=sys.stderr, flush=True)))
-        except (CaseError, FileExistsError) as e:
-            print(f"torchconform export: error: {e}", file=sys.stderr)
-            return 2
-    return 0
+    args._in_process = argv is not None  # called from Python: do not re-execute the interpreter
+    return args.run(args)

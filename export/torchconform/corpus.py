@@ -43,14 +43,23 @@ def environment() -> dict[str, Any]:
     }
 
 
-def invoke(target: Any, s: InputSet) -> Any:
-    """Run one input set on ``target`` (an eager module/function or a loaded artifact): prelude calls, then the seed,
-    then the call. The C++ runner does the same steps in the same order."""
+def apply_prelude(target: Any, s: InputSet) -> None:
     for call in s.prelude:
         resolve_method(target, call.method)(*call.args)
+
+
+def call(target: Any, s: InputSet) -> Any:
+    """One checked call: the seed (if any), then the call."""
     if s.seed is not None:
         torch.manual_seed(s.seed)
     return target(*s.args)
+
+
+def invoke(target: Any, s: InputSet) -> Any:
+    """Run one input set on ``target`` (an eager module/function or a loaded artifact): prelude calls, then the seed,
+    then the call. The C++ runner does the same steps in the same order (prelude once per fresh load)."""
+    apply_prelude(target, s)
+    return call(target, s)
 
 
 def eager_expected(built: Built, s: InputSet) -> Any:

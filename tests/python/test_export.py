@@ -4,7 +4,6 @@ hazards are recorded, and the corpus writer never loses a corpus."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import GOLDEN, ROOT, manifests, sha256
+from conftest import GOLDEN, manifests, sha256
 from torchconform import Built, Case, CaseError
 from torchconform import cases as builtin
 from torchconform.corpus import invoke, write_corpus
@@ -120,9 +119,8 @@ def test_tracer_warnings_are_recorded(tmp_path: Path) -> None:
 
 
 def export_cli(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "export")}
     return subprocess.run([sys.executable, "-m", "torchconform", "export", "--out", str(out), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, timeout=600)
 
 
 def semantic_members(artifact: Path) -> dict[str, bytes]:

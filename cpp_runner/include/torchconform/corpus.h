@@ -66,6 +66,10 @@ struct Corpus {
 
 std::string sha256_hex(const void* data, size_t size);
 
+// Parses a tolerance object as it appears in a manifest ({"default": {...}, "outputs": {path: {...}}}) from JSON
+// text. Throws CorpusError naming `who` and the bad key.
+TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::string& who);
+
 // Reads a file of a case, checks its SHA-256 against the manifest and returns its bytes. Throws CorpusError.
 std::string read_verified(const CaseSpec& c, const FileRef& ref);
 

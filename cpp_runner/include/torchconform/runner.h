@@ -32,6 +32,7 @@ struct SetResult {
   int failed_call = 0;    // 1-based call that failed, 0 when none did
   std::string error;      // kError: what went wrong, naming the file
   double seconds = 0;
+  c10::IValue output;     // what the artifact returned (last call made), moved to the CPU; None on kError
 };
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
@@ -41,8 +42,10 @@ const char* libtorch_version();
 void apply_policy(const RunOptions& options);
 std::string describe_policy(const RunOptions& options);
 
-// Runs one case; never throws for problems of the corpus or the artifact (they become kError results).
-std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& options);
+// Runs one case (all its input sets, or those named in `only_sets`); never throws for problems of the corpus or the
+// artifact: they become kError results. An unknown name in `only_sets` throws CorpusError.
+std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& options,
+                                const std::vector<std::string>& only_sets = {});
 
 // Same output line for the CLI, the bindings and the tests: "PASS  case/set [cpu] ...".
 std::string format_result(const SetResult& r);
@@ -53,9 +56,38 @@ struct Summary {
   int exit_code() const { return errors ? 2 : failed ? 1 : 0; }
 };
 Summary summarize(const std::vector<SetResult>& results);
+std::string format_summary(const std::vector<SetResult>& results);
 
-void write_json_report(const std::string& path, const Corpus& corpus, const RunOptions& options,
-                       const std::vector<SetResult>& results);
+// A bad command line: the callers print their usage and exit 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Devices for "cpu", "cuda" or "all". "cuda" without CUDA throws UsageError; "all" without CUDA sets `skipped`.
+std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* skipped);
+
+// The whole verification run shared by torchconform-run and `torchconform verify`: open the corpus, select cases,
+// run them on each device, send the same lines to `out` (results, summary) and `progress` (case n of N, elapsed),
+// write the optional reports. Throws CorpusError / UsageError before any case runs.
+struct VerifyOptions {
+  std::string corpus;
+  std::vector<std::string> cases;  // globs; empty: all
+  std::string device = "cpu";      // cpu | cuda | all
+  int threads = 0;
+  int repeat = 2;
+  std::string json, junit;  // report paths, empty: none
+};
+struct VerifyOutcome {
+  std::vector<SetResult> results;
+  int exit_code = 0;
+};
+using LineSink = std::function<void(const std::string&)>;
+VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress);
+
+// `policy`: describe_policy() of each device run; `skipped`: devices asked for but absent ("" if none).
+void write_json_report(const std::string& path, const Corpus& corpus, const std::string& policy,
+                       const std::string& skipped, const std::vector<SetResult>& results);
 void write_junit_report(const std::string& path, const std::vector<SetResult>& results);
 
 }  // namespace torchconform

@@ -1,0 +1,243 @@
+// torchconform._core: the C++ runner library (cpp_runner/) exposed to Python. Nothing here loads or compares on
+// its own; every function forwards to torchconform::runner, so Python and ctest get the same verdicts.
+#include <torchconform/runner.h>
+
+#include <torch/python.h>  // at::Tensor <-> torch.Tensor casters (same storage: no copy)
+
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+namespace py = pybind11;
+using namespace torchconform;
+
+namespace {
+
+// Python value -> IValue, keeping tuple vs list and int vs float vs bool, as the corpus does.
+c10::IValue to_ivalue(const py::handle& obj, const std::string& where) {
+  if (obj.is_none()) return c10::IValue();
+  if (THPVariable_Check(obj.ptr())) return THPVariable_Unpack(obj.ptr());
+  if (py::isinstance<py::bool_>(obj)) return obj.cast<bool>();
+  if (py::isinstance<py::int_>(obj)) return obj.cast<int64_t>();
+  if (py::isinstance<py::float_>(obj)) return obj.cast<double>();
+  if (py::isinstance<py::str>(obj)) return obj.cast<std::string>();
+  if (py::isinstance<py::tuple>(obj)) {
+    std::vector<c10::IValue> items;
+    size_t i = 0;
+    for (const auto& x : obj) items.push_back(to_ivalue(x, where + "[" + std::to_string(i++) + "]"));
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  if (py::isinstance<py::list>(obj)) {
+    c10::impl::GenericList list(c10::AnyType::get());
+    size_t i = 0;
+    for (const auto& x : obj) list.push_back(to_ivalue(x, where + "[" + std::to_string(i++) + "]"));
+    return list;
+  }
+  if (py::isinstance<py::dict>(obj)) {
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+    for (const auto& kv : obj.cast<py::dict>()) {
+      if (!py::isinstance<py::str>(kv.first))
+        throw py::type_error(where + ": dict keys must be str, got " + std::string(py::str(py::type::handle_of(kv.first))));
+      const std::string key = kv.first.cast<std::string>();
+      dict.insert(key, to_ivalue(kv.second, where + "['" + key + "']"));
+    }
+    return dict;
+  }
+  throw py::type_error(where + ": cannot compare a value of type " + std::string(py::str(py::type::handle_of(obj))));
+}
+
+py::object to_python(const c10::IValue& v) {
+  if (v.isNone()) return py::none();
+  if (v.isTensor()) return py::reinterpret_steal<py::object>(THPVariable_Wrap(v.toTensor()));
+  if (v.isBool()) return py::bool_(v.toBool());
+  if (v.isInt()) return py::int_(v.toInt());
+  if (v.isDouble()) return py::float_(v.toDouble());
+  if (v.isString()) return py::str(v.toStringRef());
+  if (v.isTuple()) {
+    const auto& items = v.toTupleRef().elements();
+    py::tuple t(items.size());
+    for (size_t i = 0; i < items.size(); ++i) t[i] = to_python(items[i]);
+    return std::move(t);
+  }
+  if (v.isList()) {
+    py::list l;
+    for (const auto& x : v.toListRef()) l.append(to_python(x));
+    return std::move(l);
+  }
+  if (v.isGenericDict()) {
+    py::dict d;
+    for (const auto& kv : v.toGenericDict()) d[to_python(kv.key())] = to_python(kv.value());
+    return std::move(d);
+  }
+  throw py::type_error(std::string("cannot convert a value of kind ") + v.tagKind() + " to Python");
+}
+
+TolerancePolicy policy_from(const py::object& tolerance) {
+  if (tolerance.is_none()) return TolerancePolicy{};
+  // Same parser as the manifests' "tolerance" object: one definition of what a tolerance means.
+  const auto text = py::module_::import("json").attr("dumps")(tolerance).cast<std::string>();
+  return parse_tolerance_policy(text, "tolerance");
+}
+
+const CaseSpec& find_case(const Corpus& corpus, const std::string& name) {
+  for (const auto& c : corpus.cases)
+    if (c.name == name) return c;
+  throw CorpusError(corpus.root.string() + ": no case named '" + name + "'");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "torchconform's C++ core (corpus reader, runner, comparator) for Python";
+
+  static py::exception<CorpusError> corpus_error(m, "CorpusError", PyExc_ValueError);
+  static py::exception<UsageError> usage_error(m, "UsageError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const CorpusError& e) {
+      PyErr_SetString(corpus_error.ptr(), e.what());
+    } catch (const UsageError& e) {
+      PyErr_SetString(usage_error.ptr(), e.what());
+    } catch (const c10::Error& e) {
+      // The same message as the C++ CLI prints, without LibTorch's C++ backtrace.
+      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
+
+  m.def("libtorch_version", &libtorch_version);
+
+  py::class_<LeafReport>(m, "Leaf", "One compared leaf of an output tree (a tensor or a scalar), or a mismatch")
+      .def_readonly("path", &LeafReport::path)
+      .def_readonly("kind", &LeafReport::kind)
+      .def_readonly("ok", &LeafReport::ok)
+      .def_readonly("message", &LeafReport::message)
+      .def_readonly("dtype", &LeafReport::dtype)
+      .def_readonly("mismatched", &LeafReport::mismatched)
+      .def_readonly("total", &LeafReport::total)
+      .def_readonly("max_abs", &LeafReport::max_abs)
+      .def_readonly("max_rel", &LeafReport::max_rel)
+      .def_readonly("max_ulp", &LeafReport::max_ulp)
+      .def_readonly("worst_index", &LeafReport::worst_index)
+      .def_readonly("worst_expected", &LeafReport::worst_expected)
+      .def_readonly("worst_actual", &LeafReport::worst_actual)
+      .def_readonly("tolerance", &LeafReport::tolerance)
+      .def("__repr__", [](const LeafReport& l) {
+        return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
+      });
+
+  py::class_<Comparison>(m, "Comparison")
+      .def_readonly("ok", &Comparison::ok)
+      .def_readonly("leaves", &Comparison::leaves)
+      .def_property_readonly("mismatched", &Comparison::mismatched)
+      .def_property_readonly("total", &Comparison::total)
+      .def_property_readonly("max_abs", &Comparison::max_abs)
+      .def_property_readonly("max_rel", &Comparison::max_rel)
+      .def_property_readonly("max_ulp", &Comparison::max_ulp)
+      .def_property_readonly("first_failure", [](const Comparison& c) -> py::object {
+        const LeafReport* f = c.first_failure();
+        return f ? py::cast(*f) : py::none();
+      })
+      .def("summary", &Comparison::summary)
+      .def("__bool__", [](const Comparison& c) { return c.ok; })
+      .def("__repr__", [](const Comparison& c) { return "<Comparison " + c.summary() + ">"; });
+
+  m.def(
+      "compare",
+      [](const py::object& expected, const py::object& actual, const py::object& tolerance) {
+        const TolerancePolicy policy = policy_from(tolerance);
+        const c10::IValue e = to_ivalue(expected, "expected"), a = to_ivalue(actual, "actual");
+        py::gil_scoped_release release;
+        return compare(e, a, policy);
+      },
+      py::arg("expected"), py::arg("actual"), py::arg("tolerance") = py::none(),
+      "Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a "
+      "manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.");
+
+  py::class_<InputSetSpec>(m, "InputSet")
+      .def_readonly("name", &InputSetSpec::name)
+      .def_readonly("description", &InputSetSpec::description)
+      .def_readonly("method", &InputSetSpec::method)
+      .def_readonly("seed", &InputSetSpec::seed)
+      .def_property_readonly("prelude", [](const InputSetSpec& s) {
+        std::vector<std::string> calls;
+        for (const auto& c : s.prelude) calls.push_back(c.text);
+        return calls;
+      });
+
+  py::class_<CaseSpec>(m, "Case")
+      .def_readonly("name", &CaseSpec::name)
+      .def_readonly("mode", &CaseSpec::mode)
+      .def_readonly("description", &CaseSpec::description)
+      .def_readonly("exported_torch", &CaseSpec::exported_torch)
+      .def_readonly("input_sets", &CaseSpec::sets)
+      .def_property_readonly("dir", [](const CaseSpec& c) { return c.dir.string(); });
+
+  py::class_<Corpus>(m, "Corpus")
+      .def_static("open", [](const std::string& path) { return Corpus::open(path); }, py::arg("path"),
+                  "Parse and hash-check corpus.json and every manifest; raises CorpusError.")
+      .def_property_readonly("root", [](const Corpus& c) { return c.root.string(); })
+      .def_readonly("format_version", &Corpus::format_version)
+      .def_readonly("exported_torch", &Corpus::exported_torch)
+      .def_readonly("exported_python", &Corpus::exported_python)
+      .def_readonly("cases", &Corpus::cases)
+      .def(
+          "select",
+          [](const Corpus& c, const std::vector<std::string>& globs) {
+            std::vector<std::string> names;
+            for (const auto* cs : c.select(globs)) names.push_back(cs->name);
+            return names;
+          },
+          py::arg("globs"));
+
+  py::class_<SetResult>(m, "SetResult")
+      .def_readonly("case", &SetResult::case_name)
+      .def_readonly("input_set", &SetResult::set_name)
+      .def_readonly("device", &SetResult::device)
+      .def_property_readonly("verdict", [](const SetResult& r) { return std::string(to_string(r.verdict)); })
+      .def_readonly("comparison", &SetResult::comparison)
+      .def_readonly("failed_call", &SetResult::failed_call)
+      .def_readonly("error", &SetResult::error)
+      .def_readonly("seconds", &SetResult::seconds)
+      .def_property_readonly("output", [](const SetResult& r) { return to_python(r.output); },
+                             "what the artifact returned, as torch objects sharing the C++ tensors' storage")
+      .def_property_readonly("line", &format_result)
+      .def("__repr__", [](const SetResult& r) { return "<SetResult " + format_result(r) + ">"; });
+
+  m.def(
+      "run_case",
+      [](const Corpus& corpus, const std::string& name, const std::string& device, int threads, int repeat,
+         const std::vector<std::string>& sets) {
+        const CaseSpec& c = find_case(corpus, name);
+        std::string skipped;
+        const auto devices = resolve_devices(device, &skipped);
+        if (devices.size() != 1) throw UsageError("run_case runs on one device: cpu or cuda");
+        RunOptions o;
+        o.device = devices[0];
+        o.threads = threads;
+        o.repeat = repeat;
+        py::gil_scoped_release release;
+        apply_policy(o);
+        return run_case(c, o, sets);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("repeat") = 2,
+      py::arg("sets") = std::vector<std::string>{},
+      "Run one case (or the named input sets of it) with the C++ runner; returns one SetResult per input set.");
+
+  m.def(
+      "verify",
+      [](const std::string& corpus, const std::vector<std::string>& cases, const std::string& device, int threads,
+         int repeat, const std::string& json, const std::string& junit, const LineSink& out,
+         const LineSink& progress) {
+        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit};
+        // The sinks are Python callables: pybind11's std::function wrapper takes the GIL for each call.
+        py::gil_scoped_release release;
+        auto outcome = verify(o, out, progress);
+        return std::make_pair(outcome.exit_code, std::move(outcome.results));
+      },
+      py::arg("corpus"), py::arg("cases") = std::vector<std::string>{}, py::arg("device") = "cpu",
+      py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "", py::arg("out"),
+      py::arg("progress") = LineSink{},
+      "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
+      "results). Raises CorpusError / UsageError before any case runs.");
+}

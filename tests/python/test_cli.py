@@ -1,0 +1,108 @@
+"""The `torchconform` command (verify / report through the bindings) and the pytest plugin, against the C++ CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import GOLDEN, copy_corpus, manifests, rehash
+
+N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
+
+
+def tc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def lines(stdout: str) -> list[str]:
+    """Output lines without their timings, which differ run to run."""
+    return [re.sub(r" \([0-9.e+-]+ m?s\)$", "", re.sub(r"[0-9.e+-]+ s\)$", "s)", line))
+            for line in stdout.splitlines()]
+
+
+def perturbed(tmp_path: Path) -> Path:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
+    expected = torch.load(path, weights_only=True)
+    expected[2, 7] += 1e-3
+    torch.save(expected, path)
+    rehash(corpus, "simple_cnn")
+    return corpus
+
+
+def truncated(tmp_path: Path) -> Path:
+    corpus = copy_corpus(tmp_path)
+    art = corpus / "dynamic_router" / "artifact.pt"
+    art.write_bytes(art.read_bytes()[:1000])
+    rehash(corpus, "dynamic_router")
+    return corpus
+
+
+def test_verify_prints_what_torchconform_run_prints(run_cli, tmp_path: Path) -> None:
+    for corpus, code in [(GOLDEN, 0), (perturbed(tmp_path / "p"), 1), (truncated(tmp_path / "t"), 2)]:
+        py = tc("verify", corpus, "--quiet", "--threads", "1")
+        cpp = run_cli(corpus, "--quiet", "--threads", "1")
+        assert py.returncode == cpp.returncode == code, (py.stdout, py.stderr)
+        assert lines(py.stdout) == lines(cpp.stdout)
+        assert len(lines(py.stdout)) >= N_SETS + 2
+        if code == 1:
+            assert "FAIL  simple_cnn/b4_32x32" in py.stdout
+
+
+def test_verify_errors_and_progress(tmp_path: Path) -> None:
+    r = tc("verify", tmp_path / "nowhere")
+    assert r.returncode == 2 and "not a corpus directory" in r.stderr
+    r = tc("verify", GOLDEN, "--device", "tpu")
+    assert r.returncode == 2 and "--device must be cpu, cuda or all" in r.stderr
+    r = tc("verify", GOLDEN, "--case", "nope")
+    assert r.returncode == 2 and "matches no case" in r.stderr
+    r = tc("verify", GOLDEN, "--case", "simple_cnn", "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
+    assert r.returncode == 0
+    assert re.search(r"^\[1/1\] simple_cnn on cpu \(elapsed [0-9.e+-]+ s\)$", r.stderr, re.M), r.stderr
+    assert (tmp_path / "r.json").is_file() and (tmp_path / "r.xml").is_file()
+
+
+def test_report(tmp_path: Path) -> None:
+    r = tc("report", GOLDEN, "--out", tmp_path / "report.md", "--quiet")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("# torchconform report") and f"**PASS**: {N_SETS} passed, 0 failed, 0 errors." in text
+    for name, m in manifests().items():
+        assert re.search(rf"^\| {name} \| {m['mode']} \| {len(m['input_sets'])} \| PASS", text, re.M), name
+        assert f"## {name} ({m['mode']})" in text
+    assert "hazard **spec_trace_in_training_mode**" in text
+    bad = tc("report", perturbed(tmp_path), "--quiet")
+    assert bad.returncode == 1
+    assert "**FAIL**" in bad.stdout and "| b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at [2, 7]" in bad.stdout
+
+
+def test_report_from_results_file(tmp_path: Path) -> None:
+    assert tc("verify", GOLDEN, "--json", tmp_path / "r.json", "--quiet").returncode == 0
+    r = tc("report", GOLDEN, "--results", tmp_path / "r.json")
+    assert r.returncode == 0 and "**PASS**" in r.stdout
+    r = tc("report", GOLDEN, "--results", tmp_path / "missing.json")
+    assert r.returncode == 2 and "missing.json" in r.stderr
+
+
+def test_pytest_plugin_one_test_per_case_and_set(tmp_path: Path) -> None:
+    def plugin_run(corpus: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-v",
+                               "-p", "no:cacheprovider", "-o", "addopts="], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+
+    r = plugin_run(GOLDEN)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{N_SETS} passed" in r.stdout
+    assert re.search(r"simple_cnn\[b4_32x32-cpu\] PASSED", r.stdout), r.stdout
+    r = plugin_run(perturbed(tmp_path))
+    assert r.returncode == 1
+    assert f"1 failed, {N_SETS - 1} passed" in r.stdout
+    assert re.search(r"simple_cnn\[b4_32x32-cpu\] FAILED", r.stdout)
+    assert "worst at [2, 7]" in r.stdout
+    r = plugin_run(tmp_path / "nowhere")
+    assert r.returncode == 4 and "not a corpus directory" in r.stderr

@@ -1,0 +1,105 @@
+"""Cross-language checks, one test per case x input set x available device:
+(a) the artifact reloaded in Python with torch.jit.load, (b) the same artifact run by the C++ runner through the
+bindings. (a) and (b) must be bitwise identical (same LibTorch, same thread count); (c) both agree with the eager
+golden within the case's tolerance. All comparisons use the C++ comparator through torchconform._core."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import GOLDEN, copy_corpus, rehash
+from torchconform import _core
+from torchconform.corpus import apply_prelude, call
+from torchconform.registry import Call, InputSet
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+CORPUS = _core.Corpus.open(str(GOLDEN))
+PARAMS = [(c.name, s.name, d) for c in CORPUS.cases for s in c.input_sets for d in DEVICES]
+EXACT = {"default": {"mode": "exact"}, "outputs": {}}
+
+
+def manifest(case: str) -> dict:
+    return json.loads((GOLDEN / case / "manifest.json").read_text())
+
+
+def python_reload(case: str, set_name: str, device: str) -> tuple[object, object, dict]:
+    """Python's side: torch.jit.load, the same steps as the C++ runner (prelude on a fresh load, seed, two calls)."""
+    m = manifest(case)
+    s = next(x for x in m["input_sets"] if x["name"] == set_name)
+    args = torch.load(GOLDEN / case / s["inputs"]["file"], weights_only=True)
+    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+    spec = InputSet(set_name, args, s["description"], seed=s["seed"],
+                    prelude=tuple(Call(c["method"], tuple(c["args"])) for c in s["prelude"]))
+    module = torch.jit.load(str(GOLDEN / case / "artifact.pt"), map_location=device)
+    module.eval()
+    with torch.inference_mode():
+        apply_prelude(module, spec)
+        first, second = call(module, spec), call(module, spec)
+    expected = torch.load(GOLDEN / case / s["expected"]["file"], weights_only=True)
+    return first, second, {"expected": expected, "tolerance": m["tolerance"]}
+
+
+def to_cpu(v: object) -> object:
+    if isinstance(v, torch.Tensor):
+        return v.cpu()
+    if isinstance(v, tuple):
+        return tuple(to_cpu(x) for x in v)
+    if isinstance(v, list):
+        return [to_cpu(x) for x in v]
+    return v
+
+
+@pytest.mark.parametrize(("case", "set_name", "device"), PARAMS, ids=[f"{c}[{s}-{d}]" for c, s, d in PARAMS])
+def test_python_and_cpp_agree_bitwise_and_with_golden(case: str, set_name: str, device: str) -> None:
+    threads = torch.get_num_threads()  # both sides run in this process, on the same LibTorch, same thread count
+    (cpp,) = _core.run_case(CORPUS, case, device=device, threads=threads, sets=[set_name])
+    first, second, ref = python_reload(case, set_name, device)
+    # (a) == (b), bit for bit, on both of Python's calls.
+    for n, py_out in enumerate((first, second), 1):
+        same = _core.compare(to_cpu(py_out), cpp.output, EXACT)
+        assert same.ok, f"Python call {n} vs C++: {same.summary()}"
+    # (c) both within tolerance of the eager golden.
+    assert cpp.verdict == "PASS", cpp.line
+    vs_golden = _core.compare(ref["expected"], to_cpu(second), ref["tolerance"])
+    assert vs_golden.ok, vs_golden.summary()
+
+
+def test_exact_mode_through_the_bindings_sees_one_ulp() -> None:
+    x = torch.tensor([1.0, 2.0])
+    y = torch.nextafter(x, torch.tensor([2.0, 3.0]))
+    assert not _core.compare(x, y, EXACT).ok
+    assert _core.compare(x, y).ok  # but within assert_close's float32 tolerance
+
+
+def test_perturbed_golden_fails_the_same_through_bindings_and_cli(run_cli, tmp_path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "full_model" / "sets" / "greedy_b3_s10.expected.pt"
+    tokens = torch.load(path, weights_only=True)
+    tokens[2, 4] = (tokens[2, 4] + 1) % 50
+    torch.save(tokens, path)
+    rehash(corpus, "full_model")
+    (bound,) = _core.run_case(_core.Corpus.open(str(corpus)), "full_model", sets=["greedy_b3_s10"])
+    r = run_cli(corpus, "--case", "full_model", "--json", tmp_path / "r.json")
+    assert r.returncode == 1
+    row = next(x for x in json.loads((tmp_path / "r.json").read_text())["results"]
+               if x["input_set"] == "greedy_b3_s10")
+    assert bound.verdict == row["verdict"] == "FAIL"
+    assert bound.comparison.first_failure.worst_index == row["leaves"][0]["worst_index"] == "[2, 4]"
+    assert bound.comparison.first_failure.worst_actual == row["leaves"][0]["worst_actual"]
+    strip = lambda line: line.rsplit(" (", 1)[0]  # noqa: E731  (drop the timing)
+    assert strip(bound.line) == strip(row["line"])
+
+
+def test_tensors_cross_without_copies() -> None:
+    (r,) = _core.run_case(CORPUS, "simple_cnn", sets=["b4_32x32"])
+    out = r.output
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (4, 10)
+    assert r.output.data_ptr() == out.data_ptr()  # the C++ tensor itself, not a copy per access
+    base = torch.randn(8, 6)
+    view = base.t()[::2]  # non-contiguous, strided
+    assert not view.is_contiguous()
+    assert _core.compare(view.contiguous(), view).ok
+    assert not _core.compare(view.contiguous() + 1, view).ok
