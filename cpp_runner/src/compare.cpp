@@ -194,14 +194,17 @@ void finish(LeafReport& leaf) {
   }
 }
 
-void compare_tensor(const at::Tensor& expected, const at::Tensor& actual_any, const Tolerance& tol, LeafReport& leaf) {
+void compare_tensor(const at::Tensor& expected_any, const at::Tensor& actual_any, const Tolerance& tol,
+                    LeafReport& leaf) {
   leaf.kind = "Tensor";
-  leaf.dtype = dtype_name(expected.scalar_type());
-  if (expected.layout() != at::kStrided || actual_any.layout() != at::kStrided) {
+  leaf.dtype = dtype_name(expected_any.scalar_type());
+  if (expected_any.layout() != at::kStrided || actual_any.layout() != at::kStrided) {
     leaf.ok = false;
     leaf.message = "only strided (dense) tensors are supported";
     return;
   }
+  // Either side may come from a device; the element loops read CPU memory.
+  const at::Tensor expected = expected_any.device().is_cpu() ? expected_any : expected_any.to(at::kCPU);
   const at::Tensor actual = actual_any.device().is_cpu() ? actual_any : actual_any.to(at::kCPU);
   if (expected.scalar_type() != actual.scalar_type()) {
     leaf.ok = false;
