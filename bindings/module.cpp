@@ -159,6 +159,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("description", &InputSetSpec::description)
       .def_readonly("method", &InputSetSpec::method)
       .def_readonly("seed", &InputSetSpec::seed)
+      .def_readonly("xfail", &InputSetSpec::xfail)
       .def_property_readonly("prelude", [](const InputSetSpec& s) {
         std::vector<std::string> calls;
         for (const auto& c : s.prelude) calls.push_back(c.text);
@@ -171,6 +172,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("description", &CaseSpec::description)
       .def_readonly("exported_torch", &CaseSpec::exported_torch)
       .def_readonly("input_sets", &CaseSpec::sets)
+      .def_readonly("error", &CaseSpec::error)
+      .def_readonly("xfail", &CaseSpec::xfail)
       .def_property_readonly("dir", [](const CaseSpec& c) { return c.dir.string(); });
 
   py::class_<Corpus>(m, "Corpus")
@@ -201,6 +204,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("seconds", &SetResult::seconds)
       .def_property_readonly("output", [](const SetResult& r) { return to_python(r.output); },
                              "what the artifact returned, as torch objects sharing the C++ tensors' storage")
+      .def_readonly("xfail_reason", &SetResult::xfail_reason)
       .def_property_readonly("line", &format_result)
       .def("__repr__", [](const SetResult& r) { return "<SetResult " + format_result(r) + ">"; });
 
@@ -227,16 +231,17 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "verify",
       [](const std::string& corpus, const std::vector<std::string>& cases, const std::string& device, int threads,
-         int repeat, const std::string& json, const std::string& junit, const LineSink& out,
-         const LineSink& progress) {
-        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit};
+         int repeat, const std::string& json, const std::string& junit, bool isolate, double timeout,
+         const LineSink& out, const LineSink& progress) {
+        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit, isolate, timeout};
         // The sinks are Python callables: pybind11's std::function wrapper takes the GIL for each call.
         py::gil_scoped_release release;
         auto outcome = verify(o, out, progress);
         return std::make_pair(outcome.exit_code, std::move(outcome.results));
       },
       py::arg("corpus"), py::arg("cases") = std::vector<std::string>{}, py::arg("device") = "cpu",
-      py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "", py::arg("out"),
+      py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "",
+      py::arg("isolate") = true, py::arg("timeout") = 600.0, py::arg("out"),
       py::arg("progress") = LineSink{},
       "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
       "results). Raises CorpusError / UsageError before any case runs.");

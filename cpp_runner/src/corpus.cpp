@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iterator>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -205,6 +206,7 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
   c.dir = dir;
   c.artifact = file_ref(f.object("artifact"), who + ": artifact");
   c.exported_torch = Fields{f.object("exported_with"), who + ": exported_with"}.str("torch");
+  if (f.has("xfail")) c.xfail = Fields{f.object("xfail"), who + ": xfail"}.str("reason");
   c.tolerance = parse_policy(f.object("tolerance"), who + ": tolerance");
 
   std::set<std::string> names;
@@ -230,6 +232,7 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
       pc.text = text + ")";
       spec.prelude.push_back(std::move(pc));
     }
+    if (sfn.has("xfail")) spec.xfail = Fields{sfn.object("xfail"), swho + ": xfail"}.str("reason");
     spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
     spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
     c.sets.push_back(std::move(spec));
@@ -292,18 +295,28 @@ Corpus Corpus::open(const fs::path& root) {
     const Fields ef{entry, index_path.string() + ": cases[]"};
     const std::string name = ef.str("name");
     if (!seen.insert(name).second) throw CorpusError(index_path.string() + ": case '" + name + "' listed twice");
+    if (!std::regex_match(name, std::regex("[a-z][a-z0-9_]*")))
+      throw CorpusError(index_path.string() + ": case name '" + name + "' is not [a-z][a-z0-9_]*");
     const FileRef ref{ef.str("manifest"), ef.str("sha256")};
-    const fs::path dir = inside(root, name, "corpus.json");
-    // A case directory must be a real directory inside the corpus, not a link to somewhere else.
-    if (fs::is_symlink(dir, ec)) throw CorpusError(name + ": case directory is a symbolic link");
-    if (!fs::is_directory(dir, ec)) throw CorpusError(name + ": case directory " + dir.string() + " is missing");
-    if (ref.file != name + "/manifest.json")
-      throw CorpusError(name + ": corpus.json points at manifest '" + ref.file + "', expected " + name +
-                        "/manifest.json");
-    const std::string text = read_file(root / ref.file, name);
-    if (sha256_hex(text.data(), text.size()) != ref.sha256)
-      throw CorpusError(name + "/manifest.json: SHA-256 mismatch against corpus.json");
-    corpus.cases.push_back(parse_case(dir, parse_json(text, name + "/manifest.json"), name));
+    const fs::path dir = root / name;
+    try {
+      // A case directory must be a real directory inside the corpus, not a link to somewhere else.
+      if (fs::is_symlink(dir, ec)) throw CorpusError(name + ": case directory is a symbolic link");
+      if (!fs::is_directory(dir, ec)) throw CorpusError(name + ": case directory " + dir.string() + " is missing");
+      if (ref.file != name + "/manifest.json")
+        throw CorpusError(name + ": corpus.json points at manifest '" + ref.file + "', expected " + name +
+                          "/manifest.json");
+      const std::string text = read_file(root / ref.file, name);
+      if (sha256_hex(text.data(), text.size()) != ref.sha256)
+        throw CorpusError(name + "/manifest.json: SHA-256 mismatch against corpus.json");
+      corpus.cases.push_back(parse_case(dir, parse_json(text, name + "/manifest.json"), name));
+    } catch (const std::exception& e) {
+      CaseSpec broken;
+      broken.name = name;
+      broken.dir = dir;
+      broken.error = dynamic_cast<const CorpusError*>(&e) ? e.what() : name + "/manifest.json: " + e.what();
+      corpus.cases.push_back(std::move(broken));
+    }
   }
   if (corpus.cases.empty()) throw CorpusError(index_path.string() + ": the corpus lists no cases");
   return corpus;

@@ -10,8 +10,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstring>
+#include <limits>
+#include <numeric>
 #include <fstream>
 #include <sstream>
 
@@ -136,6 +146,26 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& 
   return r;
 }
 
+// An `xfail` mark turns FAIL/ERROR into XFAIL and PASS into XPASS (strict: a stale mark fails the run).
+void apply_xfail(const CaseSpec& c, const InputSetSpec* s, SetResult& r) {
+  const std::optional<std::string>& mark = s && s->xfail ? s->xfail : c.xfail;
+  if (!mark) return;
+  r.xfail_reason = *mark;
+  if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;
+  else if (r.verdict == Verdict::kFail || r.verdict == Verdict::kError) r.verdict = Verdict::kXFail;
+}
+
+SetResult error_result(const CaseSpec& c, const std::string& set_name, const RunOptions& o, Verdict v,
+                       const std::string& message) {
+  SetResult r;
+  r.case_name = c.name;
+  r.set_name = set_name;
+  r.device = o.device.str();
+  r.verdict = v;
+  r.error = message;
+  return r;
+}
+
 std::string fmt(double v) {
   std::ostringstream os;
   os.precision(3);
@@ -164,6 +194,10 @@ const char* to_string(Verdict v) {
     case Verdict::kPass: return "PASS";
     case Verdict::kFail: return "FAIL";
     case Verdict::kError: return "ERROR";
+    case Verdict::kCrash: return "CRASH";
+    case Verdict::kTimeout: return "TIMEOUT";
+    case Verdict::kXFail: return "XFAIL";
+    case Verdict::kXPass: return "XPASS";
   }
   return "?";
 }
@@ -184,7 +218,17 @@ std::string describe_policy(const RunOptions& o) {
   return os.str();
 }
 
-std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets) {
+std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets,
+                                const std::function<void(const SetResult&)>& on_result) {
+  std::vector<SetResult> results;
+  auto emit = [&](SetResult r) {
+    if (on_result) on_result(r);
+    results.push_back(std::move(r));
+  };
+  if (!c.error.empty()) {  // the manifest itself is broken: there are no input sets to speak of
+    emit(error_result(c, "*", o, Verdict::kError, c.error));
+    return results;
+  }
   std::vector<const InputSetSpec*> sets;
   for (const auto& name : only_sets) {
     auto it = std::find_if(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; });
@@ -194,7 +238,6 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
   if (only_sets.empty())
     for (const auto& s : c.sets) sets.push_back(&s);
 
-  std::vector<SetResult> results;
   std::string artifact;
   torch::jit::Module module;
   try {
@@ -203,30 +246,231 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
   } catch (const std::exception& e) {
     // Without its artifact no input set of the case can run: each one reports the same error.
     for (const auto* s : sets) {
-      SetResult r;
-      r.case_name = c.name;
-      r.set_name = s->name;
-      r.device = o.device.str();
-      r.error = e.what();
-      results.push_back(std::move(r));
+      SetResult r = error_result(c, s->name, o, Verdict::kError, e.what());
+      apply_xfail(c, s, r);
+      emit(std::move(r));
     }
     return results;
   }
-  for (const auto* s : sets) results.push_back(run_set(c, *s, module, artifact, o));
+  for (const auto* s : sets) {
+    SetResult r = run_set(c, *s, module, artifact, o);
+    apply_xfail(c, s, r);
+    emit(std::move(r));
+  }
+  return results;
+}
+
+namespace {
+
+// --- results as JSON: the reports' rows, and the child -> parent stream of isolated runs -------------------------
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+double num(const nlohmann::json& j) { return j.is_null() ? std::numeric_limits<double>::infinity() : j.get<double>(); }
+
+nlohmann::json result_json(const SetResult& r) {
+  using nlohmann::json;
+  json row = {{"case", r.case_name},      {"input_set", r.set_name},   {"device", r.device},
+              {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"error", r.error},
+              {"failed_call", r.failed_call},    {"xfail_reason", r.xfail_reason}};
+  // JSON has no inf: unbounded differences are written as null.
+  row["max_abs"] = num(r.comparison.max_abs());
+  row["max_rel"] = num(r.comparison.max_rel());
+  row["max_ulp"] = num(r.comparison.max_ulp());
+  row["mismatched"] = r.comparison.mismatched();
+  row["total"] = r.comparison.total();
+  row["ok"] = r.comparison.ok;
+  json leaves = json::array();
+  for (const auto& l : r.comparison.leaves)
+    leaves.push_back({{"path", l.path}, {"kind", l.kind}, {"dtype", l.dtype}, {"ok", l.ok}, {"message", l.message},
+                      {"mismatched", l.mismatched}, {"total", l.total}, {"max_abs", num(l.max_abs)},
+                      {"max_rel", num(l.max_rel)}, {"max_ulp", num(l.max_ulp)}, {"worst_index", l.worst_index},
+                      {"worst_expected", l.worst_expected}, {"worst_actual", l.worst_actual},
+                      {"tolerance", l.tolerance}});
+  row["leaves"] = leaves;
+  return row;
+}
+
+Verdict verdict_from(const std::string& s) {
+  for (Verdict v : {Verdict::kPass, Verdict::kFail, Verdict::kError, Verdict::kCrash, Verdict::kTimeout,
+                    Verdict::kXFail, Verdict::kXPass})
+    if (s == to_string(v)) return v;
+  throw std::runtime_error("unknown verdict '" + s + "'");
+}
+
+SetResult result_from_json(const nlohmann::json& j) {
+  SetResult r;
+  r.case_name = j.at("case").get<std::string>();
+  r.set_name = j.at("input_set").get<std::string>();
+  r.device = j.at("device").get<std::string>();
+  r.verdict = verdict_from(j.at("verdict").get<std::string>());
+  r.seconds = j.at("seconds").get<double>();
+  r.error = j.at("error").get<std::string>();
+  r.failed_call = j.at("failed_call").get<int>();
+  r.xfail_reason = j.at("xfail_reason").get<std::string>();
+  r.comparison.ok = j.at("ok").get<bool>();
+  for (const auto& l : j.at("leaves")) {
+    LeafReport leaf;
+    leaf.path = l.at("path").get<std::string>();
+    leaf.kind = l.at("kind").get<std::string>();
+    leaf.dtype = l.at("dtype").get<std::string>();
+    leaf.ok = l.at("ok").get<bool>();
+    leaf.message = l.at("message").get<std::string>();
+    leaf.mismatched = l.at("mismatched").get<int64_t>();
+    leaf.total = l.at("total").get<int64_t>();
+    leaf.max_abs = num(l.at("max_abs"));
+    leaf.max_rel = num(l.at("max_rel"));
+    leaf.max_ulp = num(l.at("max_ulp"));
+    leaf.worst_index = l.at("worst_index").get<std::string>();
+    leaf.worst_expected = l.at("worst_expected").get<std::string>();
+    leaf.worst_actual = l.at("worst_actual").get<std::string>();
+    leaf.tolerance = l.at("tolerance").get<std::string>();
+    r.comparison.leaves.push_back(std::move(leaf));
+  }
+  return r;
+}
+
+bool write_all(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Test hook (docs/robustness.md): TORCHCONFORM_FAULT_INJECT=<case>:<segv|abort|hang> makes the child process of
+// that case die or hang before it runs anything, so that the isolation itself is tested end to end.
+void maybe_inject_fault(const std::string& case_name) {
+  const char* spec = std::getenv("TORCHCONFORM_FAULT_INJECT");
+  if (!spec) return;
+  const std::string s(spec);
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || s.substr(0, colon) != case_name) return;
+  const std::string what = s.substr(colon + 1);
+  if (what == "segv") std::raise(SIGSEGV);
+  if (what == "abort") std::abort();
+  if (what == "hang")
+    for (;;) ::pause();
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended abnormally";
+}
+
+}  // namespace
+
+std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o, double timeout_s,
+                                         const std::function<void(const SetResult&)>& on_result) {
+  std::vector<SetResult> results;
+  auto emit = [&](SetResult r) {
+    if (on_result) on_result(r);
+    results.push_back(std::move(r));
+  };
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {  // child: run the case, stream one JSON line per result, leave without running destructors
+    ::close(fds[0]);
+    maybe_inject_fault(c.name);
+    bool ok = true;
+    try {
+      run_case(c, o, {}, [&](const SetResult& r) { ok = ok && write_all(fds[1], result_json(r).dump() + "\n"); });
+    } catch (const std::exception& e) {
+      write_all(fds[1], nlohmann::json({{"fatal", e.what()}}).dump() + "\n");
+    }
+    ::_exit(ok ? 0 : 3);
+  }
+  ::close(fds[1]);
+
+  const auto t0 = Clock::now();
+  std::string buffer, fatal;
+  bool timed_out = false;
+  for (;;) {
+    const double left = timeout_s - since(t0);
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min(left * 1000, 6e4)) + 1);
+    if (ready <= 0) continue;  // timeout slice or EINTR: the loop re-checks the deadline
+    char chunk[65536];
+    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF: the child is done (or dead)
+    buffer.append(chunk, static_cast<size_t>(n));
+    for (size_t nl; (nl = buffer.find('\n')) != std::string::npos; buffer.erase(0, nl + 1)) {
+      const auto j = nlohmann::json::parse(buffer.substr(0, nl), nullptr, /*allow_exceptions=*/false);
+      try {
+        if (j.is_object() && j.contains("fatal")) fatal = j["fatal"].get<std::string>();
+        else emit(result_from_json(j));
+      } catch (const std::exception& e) {
+        fatal = c.name + ": unreadable result from the case's process: " + e.what();
+      }
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  if (timed_out) ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+
+  // Input sets the child never reported: the one in flight when it died or hung, and those after it.
+  std::vector<const InputSetSpec*> pending;
+  if (!c.error.empty()) pending.push_back(nullptr);  // a broken manifest reports as set "*"
+  for (const auto& s : c.sets) pending.push_back(&s);
+  std::string in_flight;
+  for (const InputSetSpec* s : pending) {
+    const std::string name = s ? s->name : "*";
+    if (std::any_of(results.begin(), results.end(), [&](const SetResult& r) { return r.set_name == name; }))
+      continue;
+    Verdict v = Verdict::kCrash;
+    std::string message;
+    if (timed_out) {
+      v = Verdict::kTimeout;
+      message = c.name + ": no result within the case time limit of " + fmt(timeout_s) +
+                " s; the case's process was killed";
+    } else if (!fatal.empty()) {
+      v = Verdict::kError;
+      message = fatal;
+    } else {
+      message = c.name + ": the case's process " + describe_status(status);
+    }
+    if (in_flight.empty()) {
+      in_flight = name;
+      message += " while running input set '" + name + "'";
+    } else {
+      message += "; input set not run (the process ended in '" + in_flight + "')";
+    }
+    SetResult r = error_result(c, name, o, v, message);
+    if (in_flight == name) r.seconds = since(t0) - std::accumulate(results.begin(), results.end(), 0.0,
+                                                                  [](double a, const SetResult& x) { return a + x.seconds; });
+    if (v == Verdict::kError) apply_xfail(c, s, r);
+    emit(std::move(r));
+  }
   return results;
 }
 
 std::string format_result(const SetResult& r) {
   std::ostringstream os;
   const std::string verdict = to_string(r.verdict);
-  os << verdict << std::string(6 - verdict.size(), ' ') << r.case_name << "/" << r.set_name << " [" << r.device
-     << "] ";
-  if (r.verdict == Verdict::kError) {
+  os << verdict << std::string(verdict.size() < 6 ? 6 - verdict.size() : 1, ' ') << r.case_name << "/" << r.set_name
+     << " [" << r.device << "] ";
+  if (!r.error.empty()) {
     os << r.error;
   } else {
     os << r.comparison.summary();
     if (r.failed_call) os << " (call " << r.failed_call << ")";
   }
+  if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
   os << " (" << fmt(r.seconds * 1000) << " ms)";
   return os.str();
 }
@@ -234,9 +478,15 @@ std::string format_result(const SetResult& r) {
 Summary summarize(const std::vector<SetResult>& results) {
   Summary s;
   for (const auto& r : results) {
-    s.passed += r.verdict == Verdict::kPass;
-    s.failed += r.verdict == Verdict::kFail;
-    s.errors += r.verdict == Verdict::kError;
+    switch (r.verdict) {
+      case Verdict::kPass: ++s.passed; break;
+      case Verdict::kFail: ++s.failed; break;
+      case Verdict::kError: ++s.errors; break;
+      case Verdict::kCrash: ++s.crashed; break;
+      case Verdict::kTimeout: ++s.timed_out; break;
+      case Verdict::kXFail: ++s.xfailed; break;
+      case Verdict::kXPass: ++s.xpassed; break;
+    }
     s.seconds += r.seconds;
   }
   return s;
@@ -250,31 +500,13 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
   out["exported_with"] = {{"torch", corpus.exported_torch}, {"python", corpus.exported_python}};
   out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policy}, {"skipped", skipped}};
   const Summary s = summarize(results);
-  out["summary"] = {{"passed", s.passed}, {"failed", s.failed}, {"errors", s.errors}, {"exit_code", s.exit_code()}};
+  out["summary"] = {{"passed", s.passed},   {"failed", s.failed},       {"errors", s.errors},
+                    {"crashed", s.crashed}, {"timed_out", s.timed_out}, {"xfailed", s.xfailed},
+                    {"xpassed", s.xpassed}, {"exit_code", s.exit_code()}};
   json rows = json::array();
   for (const auto& r : results) {
-    json row = {{"case", r.case_name}, {"input_set", r.set_name}, {"device", r.device},
-                {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"line", format_result(r)}};
-    if (r.verdict == Verdict::kError) {
-      row["error"] = r.error;
-    } else {
-      row["failed_call"] = r.failed_call;
-      // JSON has no inf: unbounded differences are written as null.
-      auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-      row["max_abs"] = num(r.comparison.max_abs());
-      row["max_rel"] = num(r.comparison.max_rel());
-      row["max_ulp"] = num(r.comparison.max_ulp());
-      row["mismatched"] = r.comparison.mismatched();
-      row["total"] = r.comparison.total();
-      json leaves = json::array();
-      for (const auto& l : r.comparison.leaves)
-        leaves.push_back({{"path", l.path}, {"kind", l.kind}, {"dtype", l.dtype}, {"ok", l.ok},
-                          {"message", l.message}, {"mismatched", l.mismatched}, {"total", l.total},
-                          {"max_abs", num(l.max_abs)}, {"max_rel", num(l.max_rel)}, {"max_ulp", num(l.max_ulp)},
-                          {"worst_index", l.worst_index}, {"worst_expected", l.worst_expected},
-                          {"worst_actual", l.worst_actual}, {"tolerance", l.tolerance}});
-      row["leaves"] = leaves;
-    }
+    json row = result_json(r);
+    row["line"] = format_result(r);
     rows.push_back(row);
   }
   out["results"] = rows;
@@ -286,7 +518,8 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
 std::string format_summary(const std::vector<SetResult>& results) {
   const Summary s = summarize(results);
   std::ostringstream os;
-  os << "summary: " << s.passed << " passed, " << s.failed << " failed, " << s.errors << " errors ("
+  os << "summary: " << s.passed << " passed, " << s.failed << " failed, " << s.errors << " errors, " << s.crashed
+     << " crashed, " << s.timed_out << " timed out, " << s.xfailed << " xfailed, " << s.xpassed << " xpassed ("
      << results.size() << " input-set runs, " << fmt(s.seconds) << " s)";
   return os.str();
 }
@@ -308,6 +541,7 @@ std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* s
 VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
   if (options.threads < 0) throw UsageError("--threads must be >= 1");
   if (options.repeat < 1) throw UsageError("--repeat must be >= 1");
+  if (!(options.timeout > 0)) throw UsageError("--timeout must be > 0 seconds");
   std::string skipped;
   const auto devices = resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);
@@ -341,10 +575,10 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
           << fmt(since(t0)) << " s)";
         progress(p.str());
       }
-      for (auto& r : run_case(*cases[i], ro)) {
-        out(format_result(r));
-        outcome.results.push_back(std::move(r));
-      }
+      auto sink = [&](const SetResult& r) { out(format_result(r)); };
+      auto results = options.isolate ? run_case_isolated(*cases[i], ro, options.timeout, sink)
+                                     : run_case(*cases[i], ro, {}, sink);
+      for (auto& r : results) outcome.results.push_back(std::move(r));
     }
   }
   out(format_summary(outcome.results));
@@ -360,14 +594,21 @@ void write_junit_report(const std::string& path, const std::vector<SetResult>& r
   if (!f) throw std::runtime_error("cannot write JUnit report " + path);
   f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
     << "<testsuite name=\"torchconform\" tests=\"" << results.size() << "\" failures=\"" << s.failed
-    << "\" errors=\"" << s.errors << "\" time=\"" << s.seconds << "\">\n";
+    << "\" errors=\"" << s.errors + s.crashed + s.timed_out << "\" skipped=\"" << s.xfailed << "\" time=\""
+    << s.seconds << "\">\n";
   for (const auto& r : results) {
     f << "  <testcase classname=\"" << xml_escape(r.case_name) << "\" name=\""
       << xml_escape(r.set_name + "[" + r.device + "]") << "\" time=\"" << r.seconds << "\">";
-    if (r.verdict == Verdict::kFail)
-      f << "<failure message=\"" << xml_escape(r.comparison.summary()) << "\"/>";
-    else if (r.verdict == Verdict::kError)
-      f << "<error message=\"" << xml_escape(r.error) << "\"/>";
+    const std::string line = xml_escape(format_result(r));
+    switch (r.verdict) {
+      case Verdict::kFail:
+      case Verdict::kXPass: f << "<failure message=\"" << line << "\"/>"; break;
+      case Verdict::kError:
+      case Verdict::kCrash:
+      case Verdict::kTimeout: f << "<error message=\"" << line << "\"/>"; break;
+      case Verdict::kXFail: f << "<skipped message=\"" << line << "\"/>"; break;
+      case Verdict::kPass: break;
+    }
     f << "</testcase>\n";
   }
   f << "</testsuite>\n";

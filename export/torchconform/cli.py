@@ -35,7 +35,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         code, _ = _core.verify(str(args.corpus), args.case or [], args.device, args.threads, args.repeat,
-                               str(args.json or ""), str(args.junit or ""),
+                               str(args.json or ""), str(args.junit or ""), not args.no_isolate, args.timeout,
                                out=lambda line: print(line, flush=True), progress=_stderr(args.quiet))
     except _core.UsageError as e:
         print(f"torchconform verify: {e}", file=sys.stderr)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     exp.set_defaults(run=_export)
 
     ver = sub.add_parser("verify", help="verify a corpus with the C++ runner (same output and exit codes as "
-                                        "torchconform-run: 0 pass, 1 mismatch, 2 error)")
+                                        "torchconform-run: 0 pass, 1 mismatch, 2 error/crash/timeout)")
     ver.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
     ver.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
     ver.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ver.add_argument("--repeat", type=int, default=2, help="calls per input set, each compared (default: 2)")
     ver.add_argument("--json", type=Path, help="write a JSON report")
     ver.add_argument("--junit", type=Path, help="write a JUnit XML report")
+    ver.add_argument("--timeout", type=float, default=600, help="seconds per case before TIMEOUT (default: 600)")
+    ver.add_argument("--no-isolate", action="store_true",
+                     help="run cases in this process instead of one child process each (a crash ends the run)")
     ver.add_argument("--quiet", action="store_true", help="no progress lines")
     ver.set_defaults(run=_verify)
 

@@ -38,6 +38,7 @@ struct InputSetSpec {
   std::vector<PreludeCall> prelude;
   FileRef inputs;
   FileRef expected;
+  std::optional<std::string> xfail;  // expected to fail, with the reason (strict: a pass fails the run)
 };
 
 struct CaseSpec {
@@ -49,6 +50,10 @@ struct CaseSpec {
   TolerancePolicy tolerance;
   std::string exported_torch;
   std::vector<InputSetSpec> sets;
+  std::optional<std::string> xfail;  // every input set expected to fail, with the reason
+  // Non-empty when the case's manifest could not be read or validated: the case reports this error and the
+  // corpus's other cases still run.
+  std::string error;
 };
 
 struct Corpus {
@@ -58,7 +63,8 @@ struct Corpus {
   std::string exported_python;
   std::vector<CaseSpec> cases;
 
-  // Parses corpus.json and every case manifest (hash-checked against corpus.json). Throws CorpusError.
+  // Parses corpus.json (errors there throw CorpusError) and every case manifest, hash-checked against corpus.json;
+  // a bad manifest marks its case (CaseSpec::error) instead of failing the whole corpus.
   static Corpus open(const std::filesystem::path& root);
   // Cases whose names match any glob (all when empty). An unmatched glob throws CorpusError.
   std::vector<const CaseSpec*> select(const std::vector<std::string>& globs) const;

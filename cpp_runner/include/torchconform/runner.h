@@ -20,7 +20,15 @@ struct RunOptions {
   int repeat = 2;
 };
 
-enum class Verdict { kPass, kFail, kError };
+enum class Verdict {
+  kPass,
+  kFail,     // the output differs from the golden
+  kError,    // the corpus, the artifact or the call failed (the message names the file)
+  kCrash,    // the case's process died (signal or exit) before reporting this input set
+  kTimeout,  // the case's process was killed after the per-case time limit
+  kXFail,    // failed as its manifest's `xfail` mark expects
+  kXPass,    // passed although marked `xfail`: the mark is stale, and the run fails until it is removed
+};
 const char* to_string(Verdict v);
 
 struct SetResult {
@@ -33,6 +41,8 @@ struct SetResult {
   std::string error;      // kError: what went wrong, naming the file
   double seconds = 0;
   c10::IValue output;     // what the artifact returned (last call made), moved to the CPU; None on kError
+                          // and in isolated runs (the value stays in the child process)
+  std::string xfail_reason;  // kXFail / kXPass: the mark's reason; for kXFail `error` or `comparison` says why
 };
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
@@ -44,16 +54,25 @@ std::string describe_policy(const RunOptions& options);
 
 // Runs one case (all its input sets, or those named in `only_sets`); never throws for problems of the corpus or the
 // artifact: they become kError results. An unknown name in `only_sets` throws CorpusError.
+// `on_result`, when given, sees each result as soon as it is known.
 std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& options,
-                                const std::vector<std::string>& only_sets = {});
+                                const std::vector<std::string>& only_sets = {},
+                                const std::function<void(const SetResult&)>& on_result = {});
+
+// Runs one case in a child process (fork) so that an abort, a segfault or a hang inside LibTorch becomes a CRASH or
+// TIMEOUT result of this case instead of ending the run. Results stream back over a pipe as JSON. The calling
+// process should not have run LibTorch computations before (OpenMP thread pools do not survive fork).
+std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& options, double timeout_s,
+                                         const std::function<void(const SetResult&)>& on_result = {});
 
 // Same output line for the CLI, the bindings and the tests: "PASS  case/set [cpu] ...".
 std::string format_result(const SetResult& r);
 
 struct Summary {
-  int passed = 0, failed = 0, errors = 0;
+  int passed = 0, failed = 0, errors = 0, crashed = 0, timed_out = 0, xfailed = 0, xpassed = 0;
   double seconds = 0;
-  int exit_code() const { return errors ? 2 : failed ? 1 : 0; }
+  // 2: something could not be verified (error, crash, timeout); 1: a mismatch or a stale xfail mark; 0: all good.
+  int exit_code() const { return errors || crashed || timed_out ? 2 : failed || xpassed ? 1 : 0; }
 };
 Summary summarize(const std::vector<SetResult>& results);
 std::string format_summary(const std::vector<SetResult>& results);
@@ -77,6 +96,8 @@ struct VerifyOptions {
   int threads = 0;
   int repeat = 2;
   std::string json, junit;  // report paths, empty: none
+  bool isolate = true;      // each case in its own child process (run_case_isolated)
+  double timeout = 600;     // seconds per case (isolated runs only)
 };
 struct VerifyOutcome {
   std::vector<SetResult> results;
