@@ -106,6 +106,10 @@ PYBIND11_MODULE(_core, m) {
   });
 
   m.def("libtorch_version", &libtorch_version);
+  m.def("corpus_schema", &corpus_schema_text, "docs/corpus-schema.json as compiled into the runner");
+  m.def("validate", &validate_against_schema, py::arg("definition"), py::arg("json_text"),
+        "Validate JSON text against a corpus-schema definition ('manifest', 'corpus', 'policy'...): '' when "
+        "valid, else the first problem as '<json path>: <what>'.");
 
   py::class_<LeafReport>(m, "Leaf", "One compared leaf of an output tree (a tensor or a scalar), or a mismatch")
       .def_readonly("path", &LeafReport::path)

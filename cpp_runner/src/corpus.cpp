@@ -89,6 +89,105 @@ class Sha256 {
   uint64_t total_ = 0;
 };
 
+// --- JSON Schema, the subset docs/corpus-schema.json uses -------------------------------------------------------
+std::string type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    case json::value_t::string: return "string";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    default: return "unknown";
+  }
+}
+
+bool has_type(const json& v, const std::string& t) {
+  if (t == "number") return v.is_number();
+  if (t == "integer") return v.is_number_integer();
+  return type_name(v) == t;
+}
+
+class Schema {
+ public:
+  explicit Schema(const json& root) : root_(root) {}
+
+  // The first violation as "path: what", or "".
+  std::string check(const json& schema, const json& v, const std::string& path) const {
+    if (schema.contains("$ref")) {
+      const std::string ref = schema["$ref"].get<std::string>();
+      const std::string prefix = "#/definitions/";
+      TORCH_INTERNAL_ASSERT(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
+      return check(root_.at("definitions").at(ref.substr(prefix.size())), v, path);
+    }
+    if (schema.contains("type")) {
+      std::vector<std::string> types;
+      if (schema["type"].is_string()) types.push_back(schema["type"].get<std::string>());
+      else for (const auto& t : schema["type"]) types.push_back(t.get<std::string>());
+      if (std::none_of(types.begin(), types.end(), [&](const std::string& t) { return has_type(v, t); })) {
+        std::string want;
+        for (size_t i = 0; i < types.size(); ++i) want += (i ? " or " : "") + types[i];
+        return path + ": expected " + want + ", got " + type_name(v);
+      }
+    }
+    if (schema.contains("const") && v != schema["const"])
+      return path + ": must be " + schema["const"].dump() + ", got " + v.dump();
+    if (schema.contains("enum")) {
+      const auto& options = schema["enum"];
+      if (std::find(options.begin(), options.end(), v) == options.end()) {
+        std::string list;
+        for (const auto& o : options) list += (list.empty() ? "" : ", ") + o.dump();
+        return path + ": " + v.dump() + " is not one of " + list;
+      }
+    }
+    if (schema.contains("minimum") && v.is_number() && v.get<double>() < schema["minimum"].get<double>())
+      return path + ": must be >= " + schema["minimum"].dump() + ", got " + v.dump();
+    if (schema.contains("pattern") && v.is_string() &&
+        !std::regex_search(v.get<std::string>(), std::regex(schema["pattern"].get<std::string>())))
+      return path + ": " + v.dump() + " does not match " + schema["pattern"].get<std::string>();
+    if (v.is_object()) {
+      if (schema.contains("required"))
+        for (const auto& k : schema["required"])
+          if (!v.contains(k.get<std::string>())) return path + ": missing required key '" + k.get<std::string>() + "'";
+      const json no_props = json::object();
+      const json& props = schema.contains("properties") ? schema["properties"] : no_props;
+      for (const auto& [k, x] : v.items()) {
+        const std::string sub = path + "." + k;
+        if (props.contains(k)) {
+          if (auto e = check(props[k], x, sub); !e.empty()) return e;
+        } else if (schema.contains("additionalProperties")) {
+          const json& extra = schema["additionalProperties"];
+          if (extra.is_boolean()) {
+            if (!extra.get<bool>()) return path + ": unexpected key '" + k + "'";
+          } else if (auto e = check(extra, x, sub); !e.empty()) {
+            return e;
+          }
+        }
+      }
+    }
+    if (v.is_array() && schema.contains("items"))
+      for (size_t i = 0; i < v.size(); ++i)
+        if (auto e = check(schema["items"], v[i], path + "[" + std::to_string(i) + "]"); !e.empty()) return e;
+    return "";
+  }
+
+ private:
+  const json& root_;
+};
+
+const json& schema_root() {
+  static const json root = json::parse(corpus_schema_text());
+  return root;
+}
+
+void require_valid(const std::string& definition, const json& v, const std::string& who) {
+  const Schema schema(schema_root());
+  const std::string e = schema.check(schema_root().at("definitions").at(definition), v, "$");
+  if (!e.empty()) throw CorpusError(who + ": schema: " + e);
+}
+
 std::string read_file(const fs::path& p, const std::string& who) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw CorpusError(who + ": cannot open " + p.string() + (fs::exists(p) ? " (unreadable)" : " (missing)"));
@@ -193,6 +292,7 @@ c10::IValue json_scalar(const json& v, const std::string& who) {
 
 CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expected_name) {
   const std::string who = expected_name + "/manifest.json";
+  require_valid("manifest", m, who);
   Fields f{m, who};
   if (f.str("format") != kFormat) throw CorpusError(who + ": 'format' is not " + std::string(kFormat));
   if (f.integer("format_version") != kFormatVersion)
@@ -250,7 +350,16 @@ std::string sha256_hex(const void* data, size_t size) {
 }
 
 TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::string& who) {
-  return parse_policy(parse_json(json_text, who), who);
+  const json j = parse_json(json_text, who);
+  require_valid("policy", j, who);
+  return parse_policy(j, who);
+}
+
+std::string validate_against_schema(const std::string& definition, const std::string& json_text) {
+  const json v = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (v.is_discarded()) return "$: invalid JSON";
+  if (!schema_root().at("definitions").contains(definition)) return "no schema definition '" + definition + "'";
+  return Schema(schema_root()).check(schema_root().at("definitions").at(definition), v, "$");
 }
 
 std::string read_verified(const CaseSpec& c, const FileRef& ref) {
@@ -280,6 +389,7 @@ Corpus Corpus::open(const fs::path& root) {
   if (!fs::exists(index_path, ec))
     throw CorpusError(root.string() + ": no corpus.json (not a torchconform corpus, or an empty directory)");
   const json index = parse_json(read_file(index_path, "corpus.json"), index_path.string());
+  require_valid("corpus", index, index_path.string());
   const Fields f{index, index_path.string()};
   if (f.str("format") != kFormat) throw CorpusError(index_path.string() + ": 'format' is not " + kFormat);
   Corpus corpus;

@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 import torch
 
-from .registry import Built, Case, CaseError, InputSet
+from .registry import NAME_RE, Built, Case, CaseError, InputSet
+from .schema import validate
 from .values import describe, freeze, resolve_method
 from .warn import collect_warnings
 
@@ -110,8 +111,6 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
 
     sets = []
     for s in built.input_sets:
-        from .registry import NAME_RE
-
         if not NAME_RE.match(s.name):
             raise CaseError(f"case {case.name!r}: input set name {s.name!r} must match {NAME_RE.pattern}")
         args = freeze(s.args)
@@ -127,6 +126,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
             "inputs_signature": describe(args),
             "expected_signature": describe(expected),
             "facts": s.facts,
+            **({"xfail": {"reason": s.xfail}} if s.xfail else {}),
         })
 
     manifest = {
@@ -149,8 +149,12 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "spec_deviations": built.spec_deviations,
         "notes": built.notes,
         "graph_node_counts": node_counts(built.artifact),
+        **({"xfail": {"reason": case.xfail}} if case.xfail else {}),
         "input_sets": sets,
     }
+    problem = validate("manifest", json.loads(json.dumps(manifest)))
+    if problem:  # the writer and the schema disagree: a bug here, never a corpus the runner would refuse
+        raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
     (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -182,6 +186,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
                 f"{len(manifest['tracer_warnings'])} distinct tracer warnings ({time.perf_counter() - t0:.1f} s)")
         corpus = {"format": FORMAT, "format_version": FORMAT_VERSION, "exported_with": environment(),
                   "cases": index}
+        assert not validate("corpus", corpus), validate("corpus", corpus)
         (tmp / CORPUS_INDEX).write_text(json.dumps(corpus, indent=2) + "\n")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -43,6 +43,8 @@ class InputSet:
     prelude: tuple[Call, ...] = ()
     # Properties the builder asserted about this input (e.g. how many samples each expert receives).
     facts: dict[str, Any] = field(default_factory=dict)
+    # Expected to fail, with the reason: the runner reports XFAIL, and XPASS (a failure) once it passes.
+    xfail: str | None = None
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Case:
     build: Callable[[int], Built]
     seed: int
     tolerance: dict[str, Any] = field(default_factory=lambda: {"default": {"mode": "allclose"}, "outputs": {}})
+    xfail: str | None = None  # every input set expected to fail, with the reason
 
 
 class CaseError(ValueError):

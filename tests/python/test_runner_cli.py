@@ -106,7 +106,8 @@ def test_manifest_errors(run_cli, tmp_path: Path) -> None:
     rehash(corpus, "dynamic_router")
     r = run_cli(corpus)
     assert r.returncode == 2
-    assert "unknown tolerance mode 'roughly'" in r.stdout and "dynamic_router/manifest.json" in r.stdout
+    assert ('dynamic_router/manifest.json: schema: $.tolerance.default.mode: "roughly" is not one of "allclose", '
+            '"ulp", "exact"') in r.stdout
     (corpus / "corpus.json").write_text("{not json")
     r = run_cli(corpus)
     assert r.returncode == 2 and "corpus.json: invalid JSON" in r.stderr
@@ -171,4 +172,5 @@ def test_manifest_tolerance_overrides_apply(run_cli, tmp_path: Path) -> None:
     rehash(corpus, "process_outputs")
     r = run_cli(corpus, "--case", "process_outputs")
     assert r.returncode == 2
-    assert "ERROR process_outputs/* [cpu]" in r.stdout and "tolerance 'atol' must be >= 0" in r.stdout
+    assert "ERROR process_outputs/* [cpu]" in r.stdout
+    assert "schema: $.tolerance.outputs.$[0].atol: must be >= 0, got -1" in r.stdout

@@ -72,6 +72,14 @@ struct Corpus {
 
 std::string sha256_hex(const void* data, size_t size);
 
+// docs/corpus-schema.json, compiled in.
+const std::string& corpus_schema_text();
+
+// Validates JSON text against a definition of the corpus schema ("manifest", "corpus", "policy"...). Returns ""
+// when valid, else the first problem as "<json path>: <what>", e.g. "$.input_sets[0].seed: expected integer or null,
+// got string". The Python exporter implements the same keywords with the same messages (torchconform/schema.py).
+std::string validate_against_schema(const std::string& definition, const std::string& json_text);
+
 // Parses a tolerance object as it appears in a manifest ({"default": {...}, "outputs": {path: {...}}}) from JSON
 // text. Throws CorpusError naming `who` and the bad key.
 TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::string& who);
