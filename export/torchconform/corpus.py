@@ -159,6 +159,31 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover(out: Path, log: Callable[[str], None]) -> None:
+    """Clean up after an export that was killed: drop its partial directory, and if it died between its two renames
+    (the old corpus moved aside, the new one not yet in place), put the old corpus back."""
+    for leftover in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not pid.isdigit() or _pid_alive(int(pid)) or not leftover.is_dir():
+            continue
+        if kind.endswith(".old") and not out.exists():
+            leftover.rename(out)
+            log(f"restored {out} from {leftover.name} (an earlier export was killed while replacing it)")
+        else:
+            shutil.rmtree(leftover)
+            log(f"removed {leftover.name} (left by an earlier export that was killed)")
+
+
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
     """Export ``cases`` into the corpus directory ``out``.
@@ -166,6 +191,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
     The corpus is written into a temporary sibling directory and renamed into place at the end, so an export that
     fails part way leaves the previous corpus as it was. An existing corpus is replaced only with ``force``."""
     out = Path(out)
+    _recover(out, log)
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
