@@ -1,4 +1,5 @@
 #include <torchconform/compare.h>
+#include <torchconform/corpus.h>  // printable
 
 #include <ATen/ATen.h>
 #include <c10/util/BFloat16.h>
@@ -249,14 +250,14 @@ std::string kind_of(const c10::IValue& v) {
 }
 
 std::string key_text(const c10::IValue& k) {
-  if (k.isString()) return "'" + k.toStringRef() + "'";
+  if (k.isString()) return "'" + printable(k.toStringRef()) + "'";
   std::ostringstream os;
   os << k;
   return os.str();
 }
 
 std::string scalar_text(const c10::IValue& v) {
-  if (v.isString()) return "'" + v.toStringRef() + "'";
+  if (v.isString()) return "'" + printable(v.toStringRef()) + "'";
   if (v.isDouble()) return fmt(v.toDouble());
   std::ostringstream os;
   os << v;

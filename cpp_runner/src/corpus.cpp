@@ -1,11 +1,13 @@
 #include <torchconform/corpus.h>
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <fnmatch.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <fstream>
@@ -343,6 +345,44 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
 
 }  // namespace
 
+std::string printable(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  auto escape = [&](unsigned char b) {
+    static const char* hex = "0123456789abcdef";
+    out += "\\x";
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  };
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char b = p[i];
+    if (b >= 0x20 && b < 0x7f) {
+      out += static_cast<char>(b);
+      ++i;
+      continue;
+    }
+    // Length of a well-formed UTF-8 sequence starting here (no overlongs, no surrogates), else 0.
+    size_t len = 0;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) len = 3;
+    else if (b >= 0xf0 && b <= 0xf4) len = 4;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok && len == 3) ok = !(b == 0xe0 && p[i + 1] < 0xa0) && !(b == 0xed && p[i + 1] >= 0xa0);
+    if (ok && len == 4) ok = !(b == 0xf0 && p[i + 1] < 0x90) && !(b == 0xf4 && p[i + 1] >= 0x90);
+    if (ok) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      escape(b);
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string sha256_hex(const void* data, size_t size) {
   Sha256 h;
   h.update(static_cast<const uint8_t*>(data), size);
@@ -374,7 +414,31 @@ std::string read_verified(const CaseSpec& c, const FileRef& ref) {
 
 c10::IValue load_value(const std::string& bytes, const std::string& what) {
   try {
+    {
+      // pickle_load reads only the records it needs. torch.load lists the whole archive (which checks every
+      // entry name) and reads records such as `byteorder` too. Read every record here, so that an archive
+      // Python's loader rejects never passes in C++ (found by tests/python/mutation.py).
+      std::istringstream in(bytes);
+      caffe2::serialize::PyTorchStreamReader archive(&in);
+      for (const auto& record : archive.getAllRecords()) {
+        // Python decodes record names, and the small metadata records (byteorder, version, serialization_id...),
+        // as UTF-8 and refuses the file otherwise; data.pkl and data/<n> are binary.
+        if (printable(record) != record) throw CorpusError(what + ": archive record name is not printable UTF-8");
+        auto [data, size] = archive.getRecord(record);
+        if (record == "data.pkl" || record.rfind("data/", 0) == 0) continue;
+        std::string text(static_cast<const char*>(data.get()), size);
+        text.erase(std::remove_if(text.begin(), text.end(), [](char ch) { return ch == '\n' || ch == '\r'; }),
+                   text.end());  // `version` is "3\n"
+        if (printable(text) != text)
+          throw CorpusError(what + ": archive record '" + record + "' is not printable UTF-8");
+        // pickle_load ignores `byteorder`; torch.load byte-swaps "big" archives. Refuse what would differ.
+        if (record == "byteorder" && text != "little")
+          throw CorpusError(what + ": archive byteorder is '" + text + "'; only little-endian archives are read");
+      }
+    }
     return torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const CorpusError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw CorpusError(what + ": not a readable torch.save archive: " + e.what_without_backtrace());
   } catch (const std::exception& e) {

@@ -72,10 +72,10 @@ int main(int argc, char** argv) {
     std::cerr << "torchconform-run: error: " << e.what() << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "torchconform-run: error: " << e.what_without_backtrace() << "\n";
+    std::cerr << "torchconform-run: error: " << torchconform::printable(e.what_without_backtrace()) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "torchconform-run: error: " << e.what() << "\n";
+    std::cerr << "torchconform-run: error: " << torchconform::printable(e.what()) << "\n";
     return 2;
   }
 }

@@ -137,10 +137,10 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& 
     r.error = e.what();
   } catch (const c10::Error& e) {
     r.verdict = Verdict::kError;
-    r.error = who + ": " + torch_message(e);
+    r.error = printable(who + ": " + torch_message(e));
   } catch (const std::exception& e) {
     r.verdict = Verdict::kError;
-    r.error = who + ": " + e.what();
+    r.error = printable(who + ": " + e.what());
   }
   r.seconds = since(t0);
   return r;
@@ -162,7 +162,7 @@ SetResult error_result(const CaseSpec& c, const std::string& set_name, const Run
   r.set_name = set_name;
   r.device = o.device.str();
   r.verdict = v;
-  r.error = message;
+  r.error = printable(message);
   return r;
 }
 

@@ -220,3 +220,12 @@ TEST(Compare, HalfDefaults) {
   EXPECT_TRUE(cmp(b, at::tensor({1.0078125f}).to(at::kBFloat16)).ok);  // rtol 1.6e-2
   EXPECT_FALSE(cmp(b, at::tensor({1.03f}).to(at::kBFloat16)).ok);
 }
+
+TEST(Printable, EscapesControlAndInvalidBytesKeepsUtf8) {
+  EXPECT_EQ(printable("plain text"), "plain text");
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x9c\x93"), "caf\xc3\xa9 \xe2\x9c\x93");  // valid UTF-8 stays
+  EXPECT_EQ(printable("a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");                  // no forged lines, no escapes
+  EXPECT_EQ(printable("\xa0\xff\xc3"), "\\xa0\\xff\\xc3");                    // invalid or truncated sequences
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");                    // a UTF-16 surrogate
+  EXPECT_EQ(std::string(CorpusError("x\ny").what()), "x\\x0ay");
+}

@@ -13,10 +13,14 @@
 
 namespace torchconform {
 
+// Text from a corpus made safe to print: valid UTF-8 is kept, control characters (terminal escapes, newlines),
+// DEL and invalid bytes become \xNN, so a hostile file cannot forge output lines or break the JSON report.
+std::string printable(const std::string& text);
+
 // A corpus that cannot be trusted or read: the message names the case, the file and the reason.
 class CorpusError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit CorpusError(const std::string& message) : std::runtime_error(printable(message)) {}
 };
 
 struct FileRef {
