@@ -1,5 +1,6 @@
 #include <torchconform/runner.h>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/passes/tensorexpr_fuser.h>
@@ -209,12 +210,19 @@ void apply_policy(const RunOptions& o) {
   // the Python side (tests, bindings) does the same.
   torch::jit::setTensorExprFuserEnabled(false);
   if (o.threads > 0) at::set_num_threads(o.threads);
+  // CUDA conformance runs compare against float32 goldens computed in IEEE float32: no TF32 in matmuls or
+  // convolutions, deterministic cuDNN algorithms, no autotuning. (No effect on CPU runs.)
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setDeterministicCuDNN(true);
+  at::globalContext().setBenchmarkCuDNN(false);
 }
 
 std::string describe_policy(const RunOptions& o) {
   std::ostringstream os;
   os << "device " << o.device.str() << ", threads " << at::get_num_threads() << ", calls per input set "
      << std::max(1, o.repeat) << ", InferenceMode, TensorExpr fuser off";
+  if (o.device.is_cuda()) os << ", TF32 off (cuBLAS, cuDNN), cuDNN deterministic, cuDNN benchmark off";
   return os.str();
 }
 
