@@ -43,7 +43,10 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     out = [f"# torchconform report: `{corpus}`", ""]
     s = run["summary"]
     status = "PASS" if code == 0 else "FAIL" if code == 1 else "ERROR"
-    out += [f"**{status}**: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors.", "",
+    counts = ", ".join(f"{s.get(k, 0)} {label}" for k, label in (
+        ("passed", "passed"), ("failed", "failed"), ("errors", "errors"), ("crashed", "crashed"),
+        ("timed_out", "timed out"), ("xfailed", "xfailed"), ("xpassed", "xpassed")))
+    out += [f"**{status}**: {counts}.", "",
             f"- exported with torch {index.exported_torch}, python {index.exported_python}",
             f"- verified with LibTorch {run['runtime']['libtorch']}; policy: {run['runtime']['policy']}"]
     if run["runtime"].get("skipped"):
@@ -58,9 +61,10 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         m = json.loads((Path(case.dir) / "manifest.json").read_text())
         manifests[case.name] = m
         r = rows[case.name]
-        verdicts = ", ".join(f"{v} {sum(x['verdict'] == v for x in r)}" for v in ("PASS", "FAIL", "ERROR")
+        verdicts = ", ".join(f"{v} {sum(x['verdict'] == v for x in r)}"
+                             for v in ("PASS", "FAIL", "ERROR", "CRASH", "TIMEOUT", "XFAIL", "XPASS")
                              if any(x["verdict"] == v for x in r))
-        stats = [x for x in r if x["verdict"] != "ERROR"]
+        stats = [x for x in r if not x["error"]]
 
         def worst(key: str, stats: list[dict[str, Any]] = stats) -> str:
             vals = [x[key] for x in stats]
@@ -84,8 +88,8 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         out += ["", "| input set | device | verdict | max abs | max rel | max ULP | mismatched | detail |",
                 "|---|---|---|---|---|---|---|---|"]
         for x in rows[name]:
-            if x["verdict"] == "ERROR":
-                out.append(f"| {x['input_set']} | {x['device']} | ERROR | | | | | {_cell(x['error'])} |")
+            if x["error"]:
+                out.append(f"| {x['input_set']} | {x['device']} | {x['verdict']} | | | | | {_cell(x['error'])} |")
                 continue
             failing = next((leaf for leaf in x["leaves"] if not leaf["ok"]), None)
             detail = f"{failing['path']}: {failing['message']}" if failing else ""
