@@ -66,3 +66,17 @@ def rehash(corpus: Path, case: str) -> None:
         if c["name"] == case:
             c["sha256"] = sha256(mpath)
     ipath.write_text(json.dumps(index, indent=2) + "\n")
+
+
+def perturbed_corpus(tmp_path: Path) -> Path:
+    """A re-signed copy of the golden corpus with simple_cnn/b4_32x32's expected[2, 7] moved by 1e-3 (float32
+    tolerance there is ~1e-5): every verifier must FAIL exactly that set, at that index."""
+    import torch
+
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
+    expected = torch.load(path, weights_only=True)
+    expected[2, 7] += 1e-3
+    torch.save(expected, path)
+    rehash(corpus, "simple_cnn")
+    return corpus

@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-from conftest import GOLDEN, copy_corpus, manifests, rehash
+from conftest import GOLDEN, copy_corpus, manifests, perturbed_corpus, rehash
 
 N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
 
@@ -25,16 +23,6 @@ def lines(stdout: str) -> list[str]:
             for line in stdout.splitlines()]
 
 
-def perturbed(tmp_path: Path) -> Path:
-    corpus = copy_corpus(tmp_path)
-    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
-    expected = torch.load(path, weights_only=True)
-    expected[2, 7] += 1e-3
-    torch.save(expected, path)
-    rehash(corpus, "simple_cnn")
-    return corpus
-
-
 def truncated(tmp_path: Path) -> Path:
     corpus = copy_corpus(tmp_path)
     art = corpus / "dynamic_router" / "artifact.pt"
@@ -44,7 +32,7 @@ def truncated(tmp_path: Path) -> Path:
 
 
 def test_verify_prints_what_torchconform_run_prints(run_cli, tmp_path: Path) -> None:
-    for corpus, code in [(GOLDEN, 0), (perturbed(tmp_path / "p"), 1), (truncated(tmp_path / "t"), 2)]:
+    for corpus, code in [(GOLDEN, 0), (perturbed_corpus(tmp_path / "p"), 1), (truncated(tmp_path / "t"), 2)]:
         py = tc("verify", corpus, "--quiet", "--threads", "1")
         cpp = run_cli(corpus, "--quiet", "--threads", "1")
         assert py.returncode == cpp.returncode == code, (py.stdout, py.stderr)
@@ -78,7 +66,7 @@ def test_report(tmp_path: Path) -> None:
         assert re.search(rf"^\| {name} \| {m['mode']} \| {len(m['input_sets'])} \| PASS", text, re.M), name
         assert f"## {name} ({m['mode']})" in text
     assert "hazard **spec_trace_in_training_mode**" in text
-    bad = tc("report", perturbed(tmp_path), "--quiet")
+    bad = tc("report", perturbed_corpus(tmp_path), "--quiet")
     assert bad.returncode == 1
     assert "**FAIL**" in bad.stdout and "| b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at [2, 7]" in bad.stdout
 
@@ -101,7 +89,7 @@ def test_pytest_plugin_one_test_per_case_and_set(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{N_SETS} passed" in r.stdout
     assert re.search(r"simple_cnn\[b4_32x32-cpu\] PASSED", r.stdout), r.stdout
-    r = plugin_run(perturbed(tmp_path))
+    r = plugin_run(perturbed_corpus(tmp_path))
     assert r.returncode == 1
     assert f"1 failed, {N_SETS - 1} passed" in r.stdout
     assert re.search(r"simple_cnn\[b4_32x32-cpu\] FAILED", r.stdout)

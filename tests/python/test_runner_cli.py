@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import GOLDEN, copy_corpus, manifests, rehash
+from conftest import GOLDEN, copy_corpus, manifests, perturbed_corpus, rehash
 from torchconform import Case
 from torchconform import cases as builtin
 from torchconform.corpus import write_corpus
@@ -30,12 +30,7 @@ def test_golden_passes(run_cli, tmp_path: Path) -> None:
 
 
 def test_perturbed_golden_fails_naming_case_and_index(run_cli, tmp_path: Path) -> None:
-    corpus = copy_corpus(tmp_path)
-    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
-    expected = torch.load(path, weights_only=True)
-    expected[2, 7] += 1e-3  # float32 tolerance there is ~1e-5
-    torch.save(expected, path)
-    rehash(corpus, "simple_cnn")
+    corpus = perturbed_corpus(tmp_path)
     r = run_cli(corpus, "--json", tmp_path / "r.json")
     assert r.returncode == 1, r.stdout + r.stderr
     fail = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
