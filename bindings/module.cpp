@@ -170,6 +170,22 @@ PYBIND11_MODULE(_core, m) {
         return calls;
       });
 
+  py::class_<VariantSpec>(m, "Variant")
+      .def_readonly("name", &VariantSpec::name)
+      .def_readonly("kind", &VariantSpec::kind)
+      .def_readonly("description", &VariantSpec::description)
+      .def_readonly("transform", &VariantSpec::transform)
+      .def_readonly("error", &VariantSpec::error)
+      .def_readonly("input_sets", &VariantSpec::input_sets)
+      .def_readonly("runtimes", &VariantSpec::runtimes)
+      .def_readonly("xfail", &VariantSpec::xfail)
+      .def_property_readonly("file", [](const VariantSpec& v) {
+        return v.file ? std::optional<std::string>(v.file->file) : std::nullopt;
+      })
+      .def_property_readonly("sha256", [](const VariantSpec& v) {
+        return v.file ? std::optional<std::string>(v.file->sha256) : std::nullopt;
+      });
+
   py::class_<CaseSpec>(m, "Case")
       .def_readonly("name", &CaseSpec::name)
       .def_readonly("mode", &CaseSpec::mode)
@@ -178,6 +194,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("input_sets", &CaseSpec::sets)
       .def_readonly("error", &CaseSpec::error)
       .def_readonly("xfail", &CaseSpec::xfail)
+      .def_readonly("variants", &CaseSpec::variants)
       .def_property_readonly("dir", [](const CaseSpec& c) { return c.dir.string(); });
 
   py::class_<Corpus>(m, "Corpus")
@@ -201,6 +218,15 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("case", &SetResult::case_name)
       .def_readonly("input_set", &SetResult::set_name)
       .def_readonly("device", &SetResult::device)
+      .def_readonly("artifact", &SetResult::artifact)
+      .def_readonly("runtime", &SetResult::runtime)
+      .def_property_readonly("id", &result_id)
+      .def_property_readonly("vs_artifact", [](const SetResult& r) {
+        return r.has_reference ? std::optional<Comparison>(r.vs_artifact) : std::nullopt;
+      })
+      .def_readonly("load_seconds", &SetResult::load_seconds)
+      .def_readonly("first_call_seconds", &SetResult::first_call_seconds)
+      .def_readonly("steady_seconds", &SetResult::steady_seconds)
       .def_property_readonly("verdict", [](const SetResult& r) { return std::string(to_string(r.verdict)); })
       .def_readonly("comparison", &SetResult::comparison)
       .def_readonly("failed_call", &SetResult::failed_call)
@@ -212,10 +238,24 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("line", &format_result)
       .def("__repr__", [](const SetResult& r) { return "<SetResult " + format_result(r) + ">"; });
 
+  m.def("plan", [](const Corpus& corpus, const std::string& name) {
+    std::vector<std::tuple<std::string, std::string, std::string>> out;
+    for (const auto& p : plan(find_case(corpus, name))) out.emplace_back(p.label, p.runtime, p.set);
+    return out;
+  }, py::arg("corpus"), py::arg("case"),
+        "(artifact, runtime, input set) of every result a full run of the case produces, in run order.");
+  m.def("default_aoti_cache", &default_aoti_cache);
+  m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
+        "Where the runner looks for the AOTInductor package of an exported program (see torchconform compile).");
+  m.def("runtimes", [] {
+    std::vector<std::tuple<std::string, bool, std::string>> out;
+    for (const auto& r : runtimes()) out.emplace_back(r.name, r.available, r.detail);
+    return out;
+  }, "(name, available, detail) of each runtime this build of the runner has.");
   m.def(
       "run_case",
       [](const Corpus& corpus, const std::string& name, const std::string& device, int threads, int repeat,
-         const std::vector<std::string>& sets) {
+         const std::vector<std::string>& sets, const std::string& aoti_cache) {
         const CaseSpec& c = find_case(corpus, name);
         std::string skipped;
         const auto devices = resolve_devices(device, &skipped);
@@ -224,20 +264,22 @@ PYBIND11_MODULE(_core, m) {
         o.device = devices[0];
         o.threads = threads;
         o.repeat = repeat;
+        o.aoti_cache = aoti_cache;
         py::gil_scoped_release release;
         apply_policy(o);
         return run_case(c, o, sets);
       },
       py::arg("corpus"), py::arg("case"), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("repeat") = 2,
-      py::arg("sets") = std::vector<std::string>{},
-      "Run one case (or the named input sets of it) with the C++ runner; returns one SetResult per input set.");
+      py::arg("sets") = std::vector<std::string>{}, py::arg("aoti_cache") = "",
+      "Run one case (or the named input sets of it) with the C++ runner, on its TorchScript artifact and every "
+      "variant; returns one SetResult per (artifact, input set).");
 
   m.def(
       "verify",
       [](const std::string& corpus, const std::vector<std::string>& cases, const std::string& device, int threads,
          int repeat, const std::string& json, const std::string& junit, bool isolate, double timeout,
-         const LineSink& out, const LineSink& progress) {
-        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit, isolate, timeout};
+         const LineSink& out, const LineSink& progress, const std::string& aoti_cache) {
+        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit, isolate, timeout, aoti_cache};
         // The sinks are Python callables: pybind11's std::function wrapper takes the GIL for each call.
         py::gil_scoped_release release;
         auto outcome = verify(o, out, progress);
@@ -246,7 +288,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("cases") = std::vector<std::string>{}, py::arg("device") = "cpu",
       py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "",
       py::arg("isolate") = true, py::arg("timeout") = 600.0, py::arg("out"),
-      py::arg("progress") = LineSink{},
+      py::arg("progress") = LineSink{}, py::arg("aoti_cache") = "",
       "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
       "results). Raises CorpusError / UsageError before any case runs.");
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set-up, build, export the golden corpus if it is missing, verify it on every available device
-# with the C++ runner (torchconform-run), and print the Markdown report. Exit status is the runner's:
+# The main job: set-up, build, export the golden corpus if it is missing, compile its torch.export programs into
+# AOTInductor packages (cached), verify it on every available device with the C++ runner (torchconform-run), and
+# print the Markdown report. Exit status is the runner's:
 # 0 pass, 1 mismatch, 2 error.
 #
 #   ci/run.sh [CORPUS]      (default: golden/)
@@ -16,6 +17,8 @@ if [ ! -f "$CORPUS/corpus.json" ]; then
   echo "== exporting $CORPUS (no corpus.json there)"
   "$BIN/torchconform" export --out "$CORPUS"
 fi
+echo "== AOTInductor packages of $CORPUS's exported programs (compiled once per torch version, then cached)"
+"$BIN/torchconform" compile "$CORPUS" --device all
 echo "== verifying $CORPUS with LibTorch (C++, no Python)"
 rm -f "$BUILD/report.json" "$BUILD/report.xml" "$BUILD/report.md"  # never report on a previous run
 set +e

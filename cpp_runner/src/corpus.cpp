@@ -24,7 +24,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "torchconform-corpus";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: variants
 
 // --- SHA-256 (FIPS 180-4) ------------------------------------------------------------------------------------
 class Sha256 {
@@ -288,8 +288,52 @@ c10::IValue json_scalar(const json& v, const std::string& who) {
     case json::value_t::number_unsigned: return v.get<int64_t>();
     case json::value_t::number_float: return v.get<double>();
     case json::value_t::string: return v.get<std::string>();
-    default: throw CorpusError(who + ": prelude arguments must be JSON scalars, got " + std::string(v.type_name()));
+    default: throw CorpusError(who + ": arguments must be JSON scalars, got " + std::string(v.type_name()));
   }
+}
+
+VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& who) {
+  VariantSpec v;
+  v.name = Fields{j, who + ": variant"}.str("name");
+  const std::string vwho = who + ": variant '" + v.name + "'";
+  const Fields f{j, vwho};
+  for (const auto& other : c.variants)
+    if (other.name == v.name) throw CorpusError(vwho + " appears twice");
+  v.kind = f.str("kind");
+  v.description = f.str("description");
+  v.transform = f.str("transform");
+  if (f.has("xfail")) v.xfail = Fields{f.object("xfail"), vwho + ": xfail"}.str("reason");
+  v.tolerance = f.has("tolerance") ? parse_policy(f.object("tolerance"), vwho + ": tolerance") : c.tolerance;
+  if (f.has("file")) {
+    v.file = file_ref(j, vwho);
+  } else {
+    // No artifact: only a capture that failed at export, recorded as an expected failure, may say so.
+    v.error = f.has("error") ? f.str("error") : "";
+    if (v.error.empty() || !v.xfail)
+      throw CorpusError(vwho + ": no 'file', and not a failed capture ('error' with an 'xfail' mark)");
+  }
+  if (f.has("input_sets")) {
+    for (const json& n : f.array("input_sets")) {
+      const std::string name = n.get<std::string>();
+      if (std::none_of(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; }))
+        throw CorpusError(vwho + ": names input set '" + name + "', which the case does not have");
+      v.input_sets.push_back(name);
+    }
+  } else {
+    for (const auto& s : c.sets) v.input_sets.push_back(s.name);
+  }
+  if (v.kind == "exported_program" && v.file) {
+    for (const json& r : f.array("runtimes")) v.runtimes.push_back(r.get<std::string>());
+    for (const json& in : f.array("inputs")) {
+      ProgramInput pi;
+      pi.tensor = in.at("kind") == "tensor";
+      if (!pi.tensor) pi.value = json_scalar(in.contains("value") ? in.at("value") : json(), vwho + ": inputs");
+      v.inputs.push_back(std::move(pi));
+    }
+    if (f.has("int_outputs_as_tensors"))
+      v.int_outputs_as_tensors = f.at("int_outputs_as_tensors", json::value_t::boolean, "a boolean").get<bool>();
+  }
+  return v;
 }
 
 CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expected_name) {
@@ -340,6 +384,8 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
     c.sets.push_back(std::move(spec));
   }
   if (c.sets.empty()) throw CorpusError(who + ": no input sets");
+  if (f.has("variants"))
+    for (const json& v : f.array("variants")) c.variants.push_back(parse_variant(v, c, who));
   return c;
 }
 

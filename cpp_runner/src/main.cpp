@@ -10,8 +10,11 @@ namespace {
 constexpr const char* kUsage =
     "usage: torchconform-run <corpus-dir> [--case GLOB]... [--device cpu|cuda|all] [--threads N] [--repeat N]\n"
     "                        [--json FILE] [--junit FILE] [--timeout SECONDS] [--no-isolate] [--quiet]\n"
+    "                        [--aoti-cache DIR]\n"
     "Each case runs in its own child process (a crash or a hang is reported as CRASH / TIMEOUT for that case);\n"
     "--no-isolate runs everything in this process. --timeout is per case (default 600 s).\n"
+    "--aoti-cache: where `torchconform compile` put the AOTInductor packages of the corpus's exported programs\n"
+    "(default: $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti).\n"
     "exit status: 0 all input sets pass (or fail as marked xfail), 1 a mismatch or an unexpected pass,\n"
     "             2 a usage, corpus or load error, a crash or a timeout\n";
 
@@ -44,6 +47,7 @@ torchconform::VerifyOptions parse(int argc, char** argv, bool& quiet) {
     else if (arg == "--junit") o.junit = value();
     else if (arg == "--timeout") o.timeout = to_int(arg, value(), 1);
     else if (arg == "--no-isolate") o.isolate = false;
+    else if (arg == "--aoti-cache") o.aoti_cache = value();
     else if (arg == "--quiet") quiet = true;
     else if (!arg.empty() && arg[0] == '-') throw UsageError("unknown option " + arg);
     else if (o.corpus.empty()) o.corpus = arg;

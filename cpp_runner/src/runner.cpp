@@ -3,11 +3,15 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/passes/tensorexpr_fuser.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#ifdef TORCHCONFORM_HAVE_NATIVERT
+#include <torch/nativert/ModelRunnerHandle.h>
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -21,7 +25,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <map>
+#include <optional>
 #include <numeric>
 #include <fstream>
 #include <sstream>
@@ -58,14 +65,17 @@ c10::IValue to_device(const c10::IValue& v, const c10::Device& device) {
 }
 
 // The artifact is loaded from the verified bytes, never re-read from disk, so what runs is what was hashed.
-torch::jit::Module load_module(const CaseSpec& c, const std::string& bytes, const RunOptions& o) {
+torch::jit::Module load_module(const CaseSpec& c, const std::string& file, const std::string& bytes,
+                               const RunOptions& o) {
   std::istringstream in(bytes);
   try {
     auto m = torch::jit::load(in, o.device);
     m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
     return m;
   } catch (const c10::Error& e) {
-    throw CorpusError(c.name + "/" + c.artifact.file + ": torch::jit::load failed: " + torch_message(e));
+    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + torch_message(e));
+  } catch (const std::exception& e) {  // some load failures are not c10::Errors (e.g. a missing node attribute)
+    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + e.what());
   }
 }
 
@@ -84,14 +94,34 @@ torch::jit::Method resolve(const torch::jit::Module& root, const std::string& do
   return *method;
 }
 
-SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& shared, const std::string& artifact,
+// One loaded artifact of a case, whatever its runtime: `prepare` turns an input set (its arguments already on the
+// device) into the checked call, e.g. a fresh TorchScript module with the set's prelude applied.
+struct Loaded {
+  std::string label;    // SetResult::artifact
+  std::string runtime;  // SetResult::runtime
+  const TolerancePolicy* tolerance = nullptr;
+  std::optional<std::string> xfail;  // the variant's mark (the set's and the case's apply too)
+  double load_seconds = 0;
+  std::function<std::function<c10::IValue()>(const InputSetSpec&, std::vector<c10::IValue>)> prepare;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const Loaded& a, const c10::IValue* reference,
                   const RunOptions& o) {
   SetResult r;
   r.case_name = c.name;
   r.set_name = s.name;
   r.device = o.device.str();
+  r.artifact = a.label;
+  r.runtime = a.runtime;
+  r.load_seconds = a.load_seconds;
   const auto t0 = Clock::now();
-  const std::string who = c.name + "/" + s.name;
+  const std::string who = c.name + (a.label.empty() ? "" : ":" + a.label) + "/" + s.name;
   try {
     const c10::IValue inputs = load_value(read_verified(c, s.inputs), c.name + "/" + s.inputs.file);
     const c10::IValue expected = load_value(read_verified(c, s.expected), c.name + "/" + s.expected.file);
@@ -99,40 +129,35 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& 
       throw CorpusError(c.name + "/" + s.inputs.file + ": inputs must be a tuple of positional arguments, got " +
                         inputs.tagKind());
     std::vector<c10::IValue> args;
-    for (const auto& a : inputs.toTupleRef().elements()) args.push_back(to_device(a, o.device));
+    for (const auto& x : inputs.toTupleRef().elements()) args.push_back(to_device(x, o.device));
 
     c10::InferenceMode guard;
-    // A prelude changes module state (set_temperature): give it a fresh module so no other set sees the change.
-    torch::jit::Module fresh;
-    torch::jit::Module* module = &shared;
-    if (!s.prelude.empty()) {
-      fresh = load_module(c, artifact, o);
-      module = &fresh;
-    }
-    for (const auto& call : s.prelude) {
-      try {
-        resolve(*module, call.method, who)(call.args);
-      } catch (const c10::Error& e) {
-        throw CorpusError(who + ": prelude " + call.text + " failed: " + torch_message(e));
-      }
-    }
-    torch::jit::Method method = resolve(*module, s.method, who);
+    const auto call_fn = a.prepare(s, std::move(args));
+    std::vector<double> steady;
     for (int call = 1; call <= std::max(1, o.repeat); ++call) {
       if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
+      const auto tc = Clock::now();
       c10::IValue out;
       try {
-        out = method(args);
+        out = call_fn();
+        if (o.device.is_cuda()) torch::cuda::synchronize();
       } catch (const c10::Error& e) {
         throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e));
       }
+      (call == 1 ? r.first_call_seconds : steady.emplace_back()) = since(tc);
       r.output = to_device(out, c10::Device(c10::kCPU));
-      r.comparison = compare(expected, r.output, c.tolerance);
-      if (!r.comparison.ok) {
+      r.comparison = compare(expected, r.output, *a.tolerance);
+      if (reference) {
+        r.has_reference = true;
+        r.vs_artifact = compare(*reference, r.output, *a.tolerance);
+      }
+      if (!r.comparison.ok || (reference && !r.vs_artifact.ok)) {
         r.failed_call = call;
         break;
       }
     }
-    r.verdict = r.comparison.ok ? Verdict::kPass : Verdict::kFail;
+    r.steady_seconds = median(steady);
+    r.verdict = r.comparison.ok && (!r.has_reference || r.vs_artifact.ok) ? Verdict::kPass : Verdict::kFail;
   } catch (const CorpusError& e) {
     r.verdict = Verdict::kError;
     r.error = e.what();
@@ -147,9 +172,11 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, torch::jit::Module& 
   return r;
 }
 
-// An `xfail` mark turns FAIL/ERROR into XFAIL and PASS into XPASS (strict: a stale mark fails the run).
-void apply_xfail(const CaseSpec& c, const InputSetSpec* s, SetResult& r) {
-  const std::optional<std::string>& mark = s && s->xfail ? s->xfail : c.xfail;
+// An `xfail` mark turns FAIL/ERROR into XFAIL and PASS into XPASS (strict: a stale mark fails the run). The
+// variant's mark comes first, then the input set's, then the case's.
+void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const std::optional<std::string>& variant_mark,
+                 SetResult& r) {
+  const std::optional<std::string>& mark = variant_mark ? variant_mark : s && s->xfail ? s->xfail : c.xfail;
   if (!mark) return;
   r.xfail_reason = *mark;
   if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;
@@ -165,6 +192,210 @@ SetResult error_result(const CaseSpec& c, const std::string& set_name, const Run
   r.verdict = v;
   r.error = printable(message);
   return r;
+}
+
+// ---- TorchScript ---------------------------------------------------------------------------------------------
+Loaded load_torchscript(const CaseSpec& c, const FileRef& file, const std::string& label, const RunOptions& o) {
+  Loaded a;
+  a.label = label;
+  a.runtime = "torchscript";
+  const auto t0 = Clock::now();
+  auto bytes = std::make_shared<std::string>(read_verified(c, file));
+  auto shared = std::make_shared<torch::jit::Module>(load_module(c, file.file, *bytes, o));
+  a.load_seconds = since(t0);
+  a.prepare = [&c, bytes, shared, file, o](const InputSetSpec& s, std::vector<c10::IValue> args) {
+    const std::string who = c.name + "/" + s.name;
+    // A prelude changes module state (set_temperature): give it a fresh module so no other set sees the change.
+    auto module = shared;
+    if (!s.prelude.empty()) module = std::make_shared<torch::jit::Module>(load_module(c, file.file, *bytes, o));
+    for (const auto& call : s.prelude) {
+      try {
+        resolve(*module, call.method, who)(call.args);
+      } catch (const c10::Error& e) {
+        throw CorpusError(who + ": prelude " + call.text + " failed: " + torch_message(e));
+      }
+    }
+    torch::jit::Method method = resolve(*module, s.method, who);
+    return std::function<c10::IValue()>([module, method, args = std::move(args)]() mutable {
+      return method(args);
+    });
+  };
+  return a;
+}
+
+// ---- exported programs: flat tensors in, pytree-structured values out -----------------------------------------
+void flatten_inputs(const c10::IValue& v, std::vector<c10::IValue>& out) {
+  if (v.isTuple()) {
+    for (const auto& x : v.toTupleRef().elements()) flatten_inputs(x, out);
+  } else if (v.isList()) {
+    for (const auto& x : v.toListRef()) flatten_inputs(x, out);
+  } else {
+    out.push_back(v);
+  }
+}
+
+// The tensors an exported program takes for `args`; the other leaves must equal the constants it was specialized on.
+std::vector<at::Tensor> program_inputs(const VariantSpec& v, const std::vector<c10::IValue>& args,
+                                       const std::string& who) {
+  std::vector<c10::IValue> leaves;
+  for (const auto& a : args) flatten_inputs(a, leaves);
+  if (leaves.size() != v.inputs.size())
+    throw CorpusError(who + ": the input set has " + std::to_string(leaves.size()) +
+                      " input leaves, the exported program was captured with " + std::to_string(v.inputs.size()));
+  std::vector<at::Tensor> tensors;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    const auto& spec = v.inputs[i];
+    if (spec.tensor) {
+      if (!leaves[i].isTensor())
+        throw CorpusError(who + ": input leaf " + std::to_string(i) + " must be a tensor, got " + leaves[i].tagKind());
+      tensors.push_back(leaves[i].toTensor());
+    } else {
+      const bool same = leaves[i].tagKind() == spec.value.tagKind() &&
+                        (spec.value.isNone() || (spec.value.isInt() && leaves[i].toInt() == spec.value.toInt()) ||
+                         (spec.value.isBool() && leaves[i].toBool() == spec.value.toBool()) ||
+                         (spec.value.isDouble() && leaves[i].toDouble() == spec.value.toDouble()) ||
+                         (spec.value.isString() && leaves[i].toStringRef() == spec.value.toStringRef()));
+      if (!same) {
+        std::ostringstream os;
+        os << who << ": input leaf " << i << " is " << leaves[i] << ", but the exported program was specialized on "
+           << spec.value << " (a guard would fail)";
+        throw CorpusError(os.str());
+      }
+    }
+  }
+  return tensors;
+}
+
+// Rebuilds the program's output value from its flat tensors with the output treespec AOTInductor stores
+// (torch.utils._pytree JSON: {"type": "builtins.tuple", "children_spec": [...]}, leaves have type null).
+c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>& flat, size_t& next, bool ints,
+                      const std::string& who) {
+  const auto& type = spec.at("type");
+  if (type.is_null()) {
+    if (next >= flat.size()) throw CorpusError(who + ": the program returned fewer tensors than its output spec");
+    const at::Tensor& t = flat[next++];
+    // AOTInductor returns a Python int (e.g. from .item()) as a 0-dim int64 tensor; the manifest declares it.
+    if (ints && t.dim() == 0 && c10::isIntegralType(t.scalar_type(), /*includeBool=*/false)) return t.item<int64_t>();
+    return t;
+  }
+  const std::string name = type.get<std::string>();
+  std::vector<c10::IValue> children;
+  for (const auto& child : spec.at("children_spec")) children.push_back(unflatten(child, flat, next, ints, who));
+  if (name == "builtins.tuple") return c10::ivalue::Tuple::create(std::move(children));
+  if (name == "builtins.list") {
+    bool all_int = !children.empty();
+    for (const auto& x : children) all_int = all_int && x.isInt();
+    if (all_int) {
+      c10::List<int64_t> l;
+      for (const auto& x : children) l.push_back(x.toInt());
+      return l;
+    }
+    c10::impl::GenericList l(c10::AnyType::get());
+    for (auto& x : children) l.push_back(std::move(x));
+    return l;
+  }
+  if (name == "builtins.dict") {
+    const auto keys = nlohmann::json::parse(spec.at("context").get<std::string>());
+    c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (!keys.at(i).is_string()) throw CorpusError(who + ": only str dict keys are supported in program outputs");
+      d.insert(keys.at(i).get<std::string>(), children[i]);
+    }
+    return d;
+  }
+  throw CorpusError(who + ": unsupported container '" + name + "' in the program's output spec");
+}
+
+std::string runtime_label(const VariantSpec& v, const std::string& runtime) { return v.name + "@" + runtime; }
+
+bool runtime_built(const std::string& runtime) {
+#ifdef TORCHCONFORM_HAVE_NATIVERT
+  if (runtime == "nativert") return true;
+#endif
+  return runtime == "aoti";
+}
+
+
+Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
+  Loaded a;
+  a.label = runtime_label(v, "aoti");
+  a.runtime = "aoti";
+  const std::string who = c.name + ":" + a.label;
+  const std::string cache = o.aoti_cache.empty() ? default_aoti_cache() : o.aoti_cache;
+  // The program itself is checked even though the package is what runs: a changed .pt2 must not pass on the
+  // strength of a stale package (the package's key is the program's hash).
+  read_verified(c, *v.file);
+  const std::string package = aoti_package_path(cache, v.file->sha256, o.device.type() == c10::kCUDA ? "cuda" : "cpu");
+  if (!std::filesystem::exists(package))
+    throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + v.file->file + " (sha256 " +
+                      v.file->sha256.substr(0, 12) + "..., LibTorch " + libtorch_version() + ", " +
+                      o.device.str() + ") at " + package + "; build it with `torchconform compile " +
+                      c.dir.parent_path().string() + "`");
+  const auto t0 = Clock::now();
+  std::shared_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  nlohmann::json out_spec;
+  try {
+    loader = std::make_shared<torch::inductor::AOTIModelPackageLoader>(
+        package, "model", /*run_single_threaded=*/false, /*num_runners=*/1,
+        o.device.is_cuda() ? o.device.index() : static_cast<c10::DeviceIndex>(-1));
+    const auto specs = loader->get_call_spec();
+    if (specs.size() != 2) throw CorpusError(who + ": the package has no call spec");
+    out_spec = nlohmann::json::parse(specs[1]).at(1);
+  } catch (const c10::Error& e) {
+    throw CorpusError(who + ": AOTIModelPackageLoader(" + package + ") failed: " + torch_message(e));
+  } catch (const nlohmann::json::exception& e) {
+    throw CorpusError(who + ": unreadable output spec in " + package + ": " + e.what());
+  }
+  a.load_seconds = since(t0);
+  a.prepare = [&v, who, loader, out_spec](const InputSetSpec& s, std::vector<c10::IValue> args) {
+    if (!s.prelude.empty())
+      throw CorpusError(who + "/" + s.name + ": an exported program has no methods for the set's prelude");
+    auto tensors = program_inputs(v, args, who + "/" + s.name);
+    return std::function<c10::IValue()>([&v, who, loader, out_spec, tensors]() {
+      const auto flat = loader->run(tensors);
+      size_t next = 0;
+      auto value = unflatten(out_spec, flat, next, v.int_outputs_as_tensors, who);
+      if (next != flat.size())
+        throw CorpusError(who + ": the program returned " + std::to_string(flat.size()) +
+                          " tensors, its output spec has " + std::to_string(next));
+      return value;
+    });
+  };
+  return a;
+}
+
+#ifdef TORCHCONFORM_HAVE_NATIVERT
+// Untested on the machines this was written on (no LibTorch there exported NativeRT); built only where the
+// configure-time check links a ModelRunnerHandle.
+Loaded load_nativert(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
+  Loaded a;
+  a.label = runtime_label(v, "nativert");
+  a.runtime = "nativert";
+  const std::string who = c.name + ":" + a.label;
+  read_verified(c, *v.file);
+  const auto t0 = Clock::now();
+  std::shared_ptr<torch::nativert::ModelRunnerHandle> runner;
+  try {
+    runner = std::make_shared<torch::nativert::ModelRunnerHandle>((c.dir / v.file->file).string(), "model");
+  } catch (const c10::Error& e) {
+    throw CorpusError(who + ": NativeRT ModelRunnerHandle failed: " + torch_message(e));
+  }
+  a.load_seconds = since(t0);
+  a.prepare = [who, runner](const InputSetSpec& s, std::vector<c10::IValue> args) {
+    if (!s.prelude.empty())
+      throw CorpusError(who + "/" + s.name + ": an exported program has no methods for the set's prelude");
+    return std::function<c10::IValue()>([runner, args]() { return runner->run(args, {}); });
+  };
+  return a;
+}
+#endif
+
+Loaded load_program(const CaseSpec& c, const VariantSpec& v, const std::string& runtime, const RunOptions& o) {
+#ifdef TORCHCONFORM_HAVE_NATIVERT
+  if (runtime == "nativert") return load_nativert(c, v, o);
+#endif
+  if (runtime == "aoti") return load_aoti(c, v, o);
+  throw CorpusError(c.name + ":" + v.name + ": runtime '" + runtime + "' is not built into this runner");
 }
 
 std::string fmt(double v) {
@@ -203,7 +434,64 @@ const char* to_string(Verdict v) {
   return "?";
 }
 
+std::vector<PlannedResult> plan(const CaseSpec& c) {
+  std::vector<PlannedResult> out;
+  if (!c.error.empty()) return {{"", "torchscript", "*", nullptr, std::nullopt}};  // a broken manifest: set "*"
+  auto spec = [&](const std::string& name) {
+    for (const auto& s : c.sets)
+      if (s.name == name) return &s;
+    return static_cast<const InputSetSpec*>(nullptr);
+  };
+  for (const auto& s : c.sets) out.push_back({"", "torchscript", s.name, &s, std::nullopt});
+  for (const auto& v : c.variants) {
+    if (!v.file && std::none_of(v.input_sets.begin(), v.input_sets.end(), spec)) continue;  // as run_case does
+    if (!v.file) {
+      out.push_back({v.name, "export", "*", nullptr, v.xfail});
+    } else if (v.kind == "torchscript") {
+      for (const auto& n : v.input_sets)
+        if (spec(n)) out.push_back({v.name, "torchscript", n, spec(n), v.xfail});
+    } else {
+      for (const auto& rt : v.runtimes)
+        if (runtime_built(rt))
+          for (const auto& n : v.input_sets)
+            if (spec(n)) out.push_back({runtime_label(v, rt), rt, n, spec(n), v.xfail});
+    }
+  }
+  return out;
+}
+
 const char* libtorch_version() { return TORCH_VERSION; }
+
+std::string result_id(const SetResult& r) {
+  return r.case_name + (r.artifact.empty() ? "" : ":" + r.artifact) + "/" + r.set_name;
+}
+
+std::string default_aoti_cache() {
+  if (const char* dir = std::getenv("TORCHCONFORM_AOTI_CACHE"); dir && *dir) return dir;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return (std::filesystem::path(xdg) / "torchconform" / "aoti").string();
+  const char* home = std::getenv("HOME");
+  return (std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "torchconform" / "aoti").string();
+}
+
+std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
+                              const std::string& device_type) {
+  return (std::filesystem::path(cache) /
+          (program_sha256.substr(0, 32) + "-torch" + TORCH_VERSION + "-" + device_type) / "model.pt2")
+      .string();
+}
+
+std::vector<RuntimeInfo> runtimes() {
+  std::vector<RuntimeInfo> out;
+  out.push_back({"torchscript", true, "torch::jit::load"});
+  out.push_back({"aoti", true, "torch::inductor::AOTIModelPackageLoader (packages from `torchconform compile`)"});
+#ifdef TORCHCONFORM_HAVE_NATIVERT
+  out.push_back({"nativert", true, "torch::nativert::ModelRunnerHandle"});
+#else
+  out.push_back({"nativert", false, TORCHCONFORM_NATIVERT_STATUS});
+#endif
+  return out;
+}
 
 void apply_policy(const RunOptions& o) {
   // The TensorExpr fuser may rewrite graphs after profiling runs (pytorch#52286); conformance runs keep it off, and
@@ -237,33 +525,82 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     emit(error_result(c, "*", o, Verdict::kError, c.error));
     return results;
   }
-  std::vector<const InputSetSpec*> sets;
-  for (const auto& name : only_sets) {
-    auto it = std::find_if(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; });
-    if (it == c.sets.end()) throw CorpusError(c.name + ": no input set named '" + name + "'");
-    sets.push_back(&*it);
-  }
-  if (only_sets.empty())
-    for (const auto& s : c.sets) sets.push_back(&s);
+  for (const auto& name : only_sets)
+    if (std::none_of(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; }))
+      throw CorpusError(c.name + ": no input set named '" + name + "'");
+  auto wanted = [&](const std::string& name) {
+    return std::any_of(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; }) &&
+           (only_sets.empty() || std::find(only_sets.begin(), only_sets.end(), name) != only_sets.end());
+  };
 
-  std::string artifact;
-  torch::jit::Module module;
-  try {
-    artifact = read_verified(c, c.artifact);
-    module = load_module(c, artifact, o);
-  } catch (const std::exception& e) {
-    // Without its artifact no input set of the case can run: each one reports the same error.
+  // Runs `names` (in the case's order) on one artifact; `load` errors become an ERROR per set.
+  std::map<std::string, c10::IValue> artifact_outputs;  // the TorchScript artifact's, for the variants' comparison
+  auto run_all = [&](const std::function<Loaded()>& load, const std::string& label, const std::string& runtime,
+                     const std::optional<std::string>& mark, const std::vector<std::string>& names, bool primary) {
+    std::vector<const InputSetSpec*> sets;
+    for (const auto& s : c.sets)
+      if (wanted(s.name) && std::find(names.begin(), names.end(), s.name) != names.end()) sets.push_back(&s);
+    if (sets.empty()) return;
+    Loaded a;
+    try {
+      a = load();
+    } catch (const std::exception& e) {
+      // Without its artifact no input set can run: each one reports the same error.
+      for (const auto* s : sets) {
+        SetResult r = error_result(c, s->name, o, Verdict::kError, e.what());
+        r.artifact = label;
+        r.runtime = runtime;
+        apply_xfail(c, s, mark, r);
+        emit(std::move(r));
+      }
+      return;
+    }
+    a.xfail = mark;
     for (const auto* s : sets) {
-      SetResult r = error_result(c, s->name, o, Verdict::kError, e.what());
-      apply_xfail(c, s, r);
+      auto ref = artifact_outputs.find(s->name);
+      SetResult r = run_set(c, *s, a, primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
+      if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
+      apply_xfail(c, s, mark, r);
       emit(std::move(r));
     }
-    return results;
-  }
-  for (const auto* s : sets) {
-    SetResult r = run_set(c, *s, module, artifact, o);
-    apply_xfail(c, s, r);
-    emit(std::move(r));
+  };
+
+  std::vector<std::string> all;
+  for (const auto& s : c.sets) all.push_back(s.name);
+  run_all([&] {
+    Loaded a = load_torchscript(c, c.artifact, "", o);
+    a.tolerance = &c.tolerance;
+    return a;
+  }, "", "torchscript", std::nullopt, all, true);
+
+  for (const auto& v : c.variants) {
+    if (!v.file) {  // the capture failed at export: one result says so (an expected failure, or the run fails)
+      if (std::none_of(v.input_sets.begin(), v.input_sets.end(), wanted)) continue;
+      SetResult r = error_result(c, "*", o, Verdict::kError,
+                                 c.name + ":" + v.name + ": " + v.transform + " failed at export: " + v.error);
+      r.artifact = v.name;
+      r.runtime = "export";
+      apply_xfail(c, nullptr, v.xfail, r);
+      emit(std::move(r));
+      continue;
+    }
+    if (v.kind == "torchscript") {
+      run_all([&] {
+        Loaded a = load_torchscript(c, *v.file, v.name, o);
+        a.tolerance = &v.tolerance;
+        return a;
+      }, v.name, "torchscript", v.xfail, v.input_sets, false);
+      continue;
+    }
+    for (const auto& runtime : v.runtimes) {
+      // Runtimes this build lacks produce no rows; runtimes() says which and why, in every report's header.
+      if (!runtime_built(runtime)) continue;
+      run_all([&] {
+        Loaded a = load_program(c, v, runtime, o);
+        a.tolerance = &v.tolerance;
+        return a;
+      }, runtime_label(v, runtime), runtime, v.xfail, v.input_sets, false);
+    }
   }
   return results;
 }
@@ -274,26 +611,56 @@ namespace {
 nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 double num(const nlohmann::json& j) { return j.is_null() ? std::numeric_limits<double>::infinity() : j.get<double>(); }
 
-nlohmann::json result_json(const SetResult& r) {
+nlohmann::json comparison_json(const Comparison& c) {
   using nlohmann::json;
-  json row = {{"case", r.case_name},      {"input_set", r.set_name},   {"device", r.device},
-              {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"error", r.error},
-              {"failed_call", r.failed_call},    {"xfail_reason", r.xfail_reason}};
   // JSON has no inf: unbounded differences are written as null.
-  row["max_abs"] = num(r.comparison.max_abs());
-  row["max_rel"] = num(r.comparison.max_rel());
-  row["max_ulp"] = num(r.comparison.max_ulp());
-  row["mismatched"] = r.comparison.mismatched();
-  row["total"] = r.comparison.total();
-  row["ok"] = r.comparison.ok;
+  json row = {{"max_abs", num(c.max_abs())}, {"max_rel", num(c.max_rel())}, {"max_ulp", num(c.max_ulp())},
+              {"mismatched", c.mismatched()},  {"total", c.total()},          {"ok", c.ok}};
   json leaves = json::array();
-  for (const auto& l : r.comparison.leaves)
+  for (const auto& l : c.leaves)
     leaves.push_back({{"path", l.path}, {"kind", l.kind}, {"dtype", l.dtype}, {"ok", l.ok}, {"message", l.message},
                       {"mismatched", l.mismatched}, {"total", l.total}, {"max_abs", num(l.max_abs)},
                       {"max_rel", num(l.max_rel)}, {"max_ulp", num(l.max_ulp)}, {"worst_index", l.worst_index},
                       {"worst_expected", l.worst_expected}, {"worst_actual", l.worst_actual},
                       {"tolerance", l.tolerance}});
   row["leaves"] = leaves;
+  return row;
+}
+
+Comparison comparison_from_json(const nlohmann::json& j) {
+  Comparison c;
+  c.ok = j.at("ok").get<bool>();
+  for (const auto& l : j.at("leaves")) {
+    LeafReport leaf;
+    leaf.path = l.at("path").get<std::string>();
+    leaf.kind = l.at("kind").get<std::string>();
+    leaf.dtype = l.at("dtype").get<std::string>();
+    leaf.ok = l.at("ok").get<bool>();
+    leaf.message = l.at("message").get<std::string>();
+    leaf.mismatched = l.at("mismatched").get<int64_t>();
+    leaf.total = l.at("total").get<int64_t>();
+    leaf.max_abs = num(l.at("max_abs"));
+    leaf.max_rel = num(l.at("max_rel"));
+    leaf.max_ulp = num(l.at("max_ulp"));
+    leaf.worst_index = l.at("worst_index").get<std::string>();
+    leaf.worst_expected = l.at("worst_expected").get<std::string>();
+    leaf.worst_actual = l.at("worst_actual").get<std::string>();
+    leaf.tolerance = l.at("tolerance").get<std::string>();
+    c.leaves.push_back(std::move(leaf));
+  }
+  return c;
+}
+
+nlohmann::json result_json(const SetResult& r) {
+  using nlohmann::json;
+  json row = {{"case", r.case_name},      {"input_set", r.set_name},   {"device", r.device},
+              {"artifact", r.artifact},   {"runtime", r.runtime},
+              {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"error", r.error},
+              {"failed_call", r.failed_call},    {"xfail_reason", r.xfail_reason},
+              {"load_seconds", num(r.load_seconds)}, {"first_call_seconds", num(r.first_call_seconds)},
+              {"steady_seconds", num(r.steady_seconds)}};
+  row.update(comparison_json(r.comparison));
+  row["vs_artifact"] = r.has_reference ? comparison_json(r.vs_artifact) : json(nullptr);
   return row;
 }
 
@@ -314,24 +681,15 @@ SetResult result_from_json(const nlohmann::json& j) {
   r.error = j.at("error").get<std::string>();
   r.failed_call = j.at("failed_call").get<int>();
   r.xfail_reason = j.at("xfail_reason").get<std::string>();
-  r.comparison.ok = j.at("ok").get<bool>();
-  for (const auto& l : j.at("leaves")) {
-    LeafReport leaf;
-    leaf.path = l.at("path").get<std::string>();
-    leaf.kind = l.at("kind").get<std::string>();
-    leaf.dtype = l.at("dtype").get<std::string>();
-    leaf.ok = l.at("ok").get<bool>();
-    leaf.message = l.at("message").get<std::string>();
-    leaf.mismatched = l.at("mismatched").get<int64_t>();
-    leaf.total = l.at("total").get<int64_t>();
-    leaf.max_abs = num(l.at("max_abs"));
-    leaf.max_rel = num(l.at("max_rel"));
-    leaf.max_ulp = num(l.at("max_ulp"));
-    leaf.worst_index = l.at("worst_index").get<std::string>();
-    leaf.worst_expected = l.at("worst_expected").get<std::string>();
-    leaf.worst_actual = l.at("worst_actual").get<std::string>();
-    leaf.tolerance = l.at("tolerance").get<std::string>();
-    r.comparison.leaves.push_back(std::move(leaf));
+  r.artifact = j.at("artifact").get<std::string>();
+  r.runtime = j.at("runtime").get<std::string>();
+  r.load_seconds = num(j.at("load_seconds"));
+  r.first_call_seconds = num(j.at("first_call_seconds"));
+  r.steady_seconds = num(j.at("steady_seconds"));
+  r.comparison = comparison_from_json(j);
+  if (!j.at("vs_artifact").is_null()) {
+    r.has_reference = true;
+    r.vs_artifact = comparison_from_json(j.at("vs_artifact"));
   }
   return r;
 }
@@ -431,15 +789,13 @@ std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o,
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
 
-  // Input sets the child never reported: the one in flight when it died or hung, and those after it.
-  std::vector<const InputSetSpec*> pending;
-  if (!c.error.empty()) pending.push_back(nullptr);  // a broken manifest reports as set "*"
-  for (const auto& s : c.sets) pending.push_back(&s);
+  // Runs the child never reported: the one in flight when it died or hung, and those after it.
   std::string in_flight;
-  for (const InputSetSpec* s : pending) {
-    const std::string name = s ? s->name : "*";
-    if (std::any_of(results.begin(), results.end(), [&](const SetResult& r) { return r.set_name == name; }))
+  for (const PlannedResult& p : plan(c)) {
+    if (std::any_of(results.begin(), results.end(),
+                    [&](const SetResult& r) { return r.set_name == p.set && r.artifact == p.label; }))
       continue;
+    const std::string id = c.name + (p.label.empty() ? "" : ":" + p.label) + "/" + p.set;
     Verdict v = Verdict::kCrash;
     std::string message;
     if (timed_out) {
@@ -453,15 +809,17 @@ std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o,
       message = c.name + ": the case's process " + describe_status(status);
     }
     if (in_flight.empty()) {
-      in_flight = name;
-      message += " while running input set '" + name + "'";
+      in_flight = id;
+      message += " while running " + id;
     } else {
-      message += "; input set not run (the process ended in '" + in_flight + "')";
+      message += "; not run (the process ended in " + in_flight + ")";
     }
-    SetResult r = error_result(c, name, o, v, message);
-    if (in_flight == name) r.seconds = since(t0) - std::accumulate(results.begin(), results.end(), 0.0,
-                                                                  [](double a, const SetResult& x) { return a + x.seconds; });
-    if (v == Verdict::kError) apply_xfail(c, s, r);
+    SetResult r = error_result(c, p.set, o, v, message);
+    r.artifact = p.label;
+    r.runtime = p.runtime;
+    if (in_flight == id) r.seconds = since(t0) - std::accumulate(results.begin(), results.end(), 0.0,
+                                                                [](double a, const SetResult& x) { return a + x.seconds; });
+    if (v == Verdict::kError) apply_xfail(c, p.spec, p.mark, r);
     emit(std::move(r));
   }
   return results;
@@ -470,12 +828,13 @@ std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o,
 std::string format_result(const SetResult& r) {
   std::ostringstream os;
   const std::string verdict = to_string(r.verdict);
-  os << verdict << std::string(verdict.size() < 6 ? 6 - verdict.size() : 1, ' ') << r.case_name << "/" << r.set_name
-     << " [" << r.device << "] ";
+  os << verdict << std::string(verdict.size() < 6 ? 6 - verdict.size() : 1, ' ') << result_id(r) << " ["
+     << r.device << "] ";
   if (!r.error.empty()) {
     os << r.error;
   } else {
     os << r.comparison.summary();
+    if (r.has_reference) os << "; vs artifact: " << r.vs_artifact.summary();
     if (r.failed_call) os << " (call " << r.failed_call << ")";
   }
   if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
@@ -507,6 +866,9 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
   out["corpus"] = corpus.root.string();
   out["exported_with"] = {{"torch", corpus.exported_torch}, {"python", corpus.exported_python}};
   out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policy}, {"skipped", skipped}};
+  json rts = json::object();
+  for (const auto& r : runtimes()) rts[r.name] = {{"available", r.available}, {"detail", r.detail}};
+  out["runtimes"] = rts;
   const Summary s = summarize(results);
   out["summary"] = {{"passed", s.passed},   {"failed", s.failed},       {"errors", s.errors},
                     {"crashed", s.crashed}, {"timed_out", s.timed_out}, {"xfailed", s.xfailed},
@@ -555,13 +917,16 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   const Corpus corpus = Corpus::open(options.corpus);
   const auto cases = corpus.select(options.cases);
 
-  size_t n_sets = 0;
-  for (const auto* c : cases) n_sets += c->sets.size();
+  size_t n_sets = 0, n_variants = 0;
+  for (const auto* c : cases) n_sets += c->sets.size(), n_variants += c->variants.size();
   std::ostringstream banner;
   banner << "corpus " << options.corpus << ": " << cases.size() << " cases, " << n_sets
-         << " input sets, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
+         << " input sets, " << n_variants << " variants, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
          << "; runtime LibTorch " << libtorch_version();
   out(banner.str());
+  std::string rt = "runtimes:";
+  for (const auto& r : runtimes()) rt += " " + r.name + (r.available ? " yes;" : " NO (" + r.detail + ");");
+  out(rt.substr(0, rt.size() - 1));
   if (!skipped.empty()) out(skipped);
 
   VerifyOutcome outcome;
@@ -572,6 +937,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.device = device;
     ro.threads = options.threads;
     ro.repeat = options.repeat;
+    ro.aoti_cache = options.aoti_cache;
     apply_policy(ro);
     const std::string policy = describe_policy(ro);
     policies += (policies.empty() ? "" : "; ") + policy;
@@ -606,7 +972,8 @@ void write_junit_report(const std::string& path, const std::vector<SetResult>& r
     << s.seconds << "\">\n";
   for (const auto& r : results) {
     f << "  <testcase classname=\"" << xml_escape(r.case_name) << "\" name=\""
-      << xml_escape(r.set_name + "[" + r.device + "]") << "\" time=\"" << r.seconds << "\">";
+      << xml_escape((r.artifact.empty() ? "" : r.artifact + "/") + r.set_name + "[" + r.device + "]")
+      << "\" time=\"" << r.seconds << "\">";
     const std::string line = xml_escape(format_result(r));
     switch (r.verdict) {
       case Verdict::kFail:

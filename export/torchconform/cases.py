@@ -14,7 +14,16 @@ import torch
 
 from . import models
 from .registry import Built, Call, Case, InputSet, register
+from .variants import capture, torchscript_variants
 from .warn import collect_warnings
+
+Dim = torch.export.Dim
+
+# optimize_for_inference converts a frozen CPU module to MKLDNN ops whose weights are prim::ConstantMKLDNNTensor
+# nodes; TorchScript serialization does not write those constants, so the saved file cannot be loaded again.
+OPTIMIZED_UNLOADABLE = ("torch.jit.optimize_for_inference on CPU bakes weights in as prim::ConstantMKLDNNTensor, "
+                        "which torch.jit.save does not serialize: loading the saved module fails with \"required "
+                        "keyword attribute 'value' is undefined\"")
 
 # ---------------------------------------------------------------------------------------------------------------
 # simple_cnn: traced
@@ -47,10 +56,16 @@ def build_simple_cnn(seed: int) -> Built:
         InputSet("b2_48x40", (torch.randn(2, 3, 48, 40, generator=gen),), "batch 2, non-square 48x40 input"),
         InputSet("b1_33x33", (torch.randn(1, 3, 33, 33, generator=gen),), "odd size: MaxPool2d(2) floors 33 to 16"),
     ]
+    variants = torchscript_variants(traced, xfail={"optimized": OPTIMIZED_UNLOADABLE})
+    variants.append(capture(
+        "export", model, sets[2].args,  # batch 2: an example of batch 1 would specialize the batch to 1
+        ({0: Dim("batch", min=1, max=64), 2: Dim("height", min=8, max=512), 3: Dim("width", min=8, max=512)},),
+        description="torch.export with dynamic batch, height and width"))
     return Built(
         eager=model,
         artifact=traced,
         input_sets=sets,
+        variants=variants,
         model="SimpleCNN(num_classes=10)",
         trace_example=(example,),
         notes=["BatchNorm running statistics and affine parameters are randomized (seeded) so BN is not an identity."],
@@ -113,14 +128,57 @@ def build_dynamic_router(seed: int) -> Built:
                     "batch 5 routed to experts 0 and 2 only: experts 1 and 3 take the `if mask.any()` skip"),
         _router_set(model, pool, "batch1", [3], "batch size 1, routed to expert 3"),
     ]
+    variants = torchscript_variants(scripted)  # no convolution: optimize_for_inference leaves MKLDNN out
+    variants.append(capture(
+        "export", model, sets[0].args, ({0: Dim("batch", min=1, max=1024)},),
+        description="torch.export with a dynamic batch",
+        expect_failure="data-dependent control flow: `if mask.any()` needs the value of a tensor to pick a branch "
+                       "(torch.export can only guard on shapes); see the dynamic_router_masked case for the rewrite",
+        findings=["`outputs[mask] = expert(x[mask])` also gives data-dependent shapes (the number of rows routed to "
+                  "each expert); the capture stops at the first of the two, the `if`."]))
     return Built(
         eager=model,
         artifact=scripted,
         input_sets=sets,
+        variants=variants,
         model=f"DynamicRouter(d_model={ROUTER_D}, num_experts={ROUTER_EXPERTS})",
         notes=[f"Input rows are chosen from a seeded pool by their routing; rows whose top-2 gate scores differ by "
                f"less than {ROUTER_MIN_MARGIN} are excluded so the routing cannot flip on a last-bit difference.",
                "The spec's `threshold = 0.5` attribute is kept but never read by forward."],
+    )
+
+
+def build_dynamic_router_masked(seed: int) -> Built:
+    """The router rewritten with mask arithmetic (models.MaskedRouter), with the parameters of a DynamicRouter. Its
+    goldens are the *scripted original's* outputs, so every artifact of this case is checked against the model it
+    replaces."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    original = models.DynamicRouter(ROUTER_D, ROUTER_EXPERTS).eval()
+    masked = models.MaskedRouter(ROUTER_D, ROUTER_EXPERTS).eval()
+    masked.load_state_dict(original.state_dict())
+    scripted_original = torch.jit.script(original).eval()
+    pool = torch.randn(1024, ROUTER_D, generator=gen)
+    sets = [
+        _router_set(original, pool, "all_experts", [0, 1, 2, 3, 3, 2, 1, 0], "batch 8, every expert receives 2"),
+        _router_set(original, pool, "experts_1_3_empty", [0, 2, 0, 2, 0], "batch 5 routed to experts 0 and 2 only"),
+        _router_set(original, pool, "batch1", [3], "batch size 1, routed to expert 3"),
+        _router_set(original, pool, "b64", [0, 1, 2, 3] * 16, "batch 64, 16 samples per expert"),
+    ]
+    with torch.no_grad():
+        for st in sets:  # the rewrite is the same function: checked here, and by the runner on every artifact
+            torch.testing.assert_close(masked(*st.args), scripted_original(*st.args))
+    variants = [capture("export", masked, sets[0].args, ({0: Dim("batch", min=1, max=1024)},),
+                        description="torch.export of the rewritten router with a dynamic batch")]
+    return Built(
+        eager=scripted_original,
+        artifact=torch.jit.script(masked),
+        input_sets=sets,
+        variants=variants,
+        model=f"MaskedRouter(d_model={ROUTER_D}, num_experts={ROUTER_EXPERTS}), parameters of a DynamicRouter",
+        notes=["Goldens come from the scripted original DynamicRouter, not from MaskedRouter: the artifacts of this "
+               "case (the scripted rewrite and its torch.export program) are checked against the model they replace.",
+               "Each expert runs on the whole batch instead of its rows, so results can differ from the original in "
+               "the last bits (another GEMM shape): allclose, not bitwise."],
     )
 
 
@@ -233,10 +291,21 @@ def build_full_model(seed: int) -> Built:
     assert changed > 0, "full_model: set_temperature does not change the seeded draw; the check could not fail"
     sets[4].facts["positions_differing_from_default_temperature"] = changed
 
+    greedy_sets = ["greedy_trace_example", "greedy_b3_s10", "greedy_b2_s24"]
+    variants = [capture(
+        "export_greedy", eager, (sample_x, True),
+        ({0: Dim("batch", min=1, max=64), 1: Dim("seq", min=2, max=512)}, None),
+        description="torch.export of the encoder and the greedy decoding path (greedy=True), dynamic batch and "
+                    "sequence length", input_sets=greedy_sets,
+        findings=["`greedy` is a Python bool: torch.export specializes the program on greedy=True; calling it with "
+                  "False fails a guard. Sampling would be its own program (torch.multinomial).",
+                  "set_temperature is not part of the program (an exported program has one entry point): the sets "
+                  "that call it before the checked call are TorchScript-only."])]
     return Built(
         eager=eager,
         artifact=hybrid,
         input_sets=sets,
+        variants=variants,
         model=f"FullModel(Encoder(d_model={FULL_D_MODEL}: TransformerEncoder, 8 heads, 6 layers, "
               f"dim_feedforward=2048), ConditionalDecoder(d_model={FULL_D_MODEL}, vocab_size={FULL_VOCAB}))",
         trace_example=(example,),
@@ -277,11 +346,26 @@ def build_process_outputs(seed: int) -> Built:
         InputSet("top10_all_classes", (logits(3), torch.randint(0, classes, (3,), generator=gen), classes),
                  "top_k equal to the class count (10): the list is a full ranking"),
         InputSet("top5_b1_no_labels", (logits(1), None, 5), "batch 1, labels=None, top_k=5"),
+        InputSet("top5_labels_b9", (logits(9), torch.randint(0, classes, (9,), generator=gen), 5),
+                 "batch 9, labels tensor, top_k=5"),
     ]
+    b = Dim("batch", min=1, max=1024)
+    variants = [capture(
+        "export", models.ProcessOutputs(), sets[1].args, ({0: b}, {0: b}, None),
+        description="ProcessOutputs (the function wrapped in a module) through torch.export, dynamic batch",
+        input_sets=["top5_labels", "top5_labels_b9"], int_outputs_as_tensors=True,
+        findings=["top_k (a Python int) is specialized to 5: the `for i in range(top_k)` loop is unrolled into 5 "
+                  "`.item()` calls; another top_k fails a guard (top_k == 5).",
+                  "`labels is not None` is decided at capture: this program takes a labels tensor (and never reads "
+                  "it); labels=None would be another program.",
+                  "each `.item()` becomes an unbacked SymInt graph output: the List[int] flattens into 5 int outputs.",
+                  "AOTInductor returns those ints as 0-dim int64 tensors; the runner turns them back into ints "
+                  "(int_outputs_as_tensors) before comparing with the List[int] golden."])]
     return Built(
         eager=models.process_outputs,
         artifact=fn,
         input_sets=sets,
+        variants=variants,
         model=f"process_outputs(logits: Tensor[B, {classes}], labels: Optional[Tensor], top_k: int)",
         notes=["Both branches of `if labels is not None` return the same value, as in the spec: labels only "
                "select a branch.",
@@ -294,6 +378,9 @@ def build_process_outputs(seed: int) -> Built:
 register(Case("simple_cnn", "trace", "SimpleCNN traced with the spec's 1x3x32x32 example", build_simple_cnn, 101))
 register(Case("dynamic_router", "script", "DynamicRouter(256, 4) scripted: data-dependent routing to experts",
               build_dynamic_router, 202))
+register(Case("dynamic_router_masked", "script",
+              "DynamicRouter rewritten with mask arithmetic so torch.export can capture it; checked against the "
+              "scripted original", build_dynamic_router_masked, 505))
 register(Case("full_model", "hybrid", "FullModel: traced Encoder + scripted ConditionalDecoder, scripted as a whole",
               build_full_model, 303))
 register(Case("process_outputs", "script_function", "process_outputs scripted as a free function",

@@ -30,13 +30,39 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from . import _core
+    from .aoti import compile_corpus
+
+    devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu", "cuda"]}.get(args.device)
+    if devices is None:
+        print(f"torchconform compile: --device must be cpu, cuda or all, got {args.device!r}", file=sys.stderr)
+        return 2
+    import torch
+
+    if args.device == "all" and not torch.cuda.is_available():
+        devices = ["cpu"]
+        print("torchconform compile: skipped device cuda: CUDA is not available to this torch", file=sys.stderr)
+    try:
+        records = compile_corpus(args.corpus, devices=devices, cache=args.aoti_cache, cases=args.case or [],
+                                 force=args.force, log=_stderr(args.quiet) or (lambda m: None))
+    except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
+        print(f"torchconform compile: error: {e}", file=sys.stderr)
+        return 2
+    compiled = [r for r in records if r["status"] == "compiled"]
+    print(f"{len(records)} AOTInductor packages: {len(compiled)} compiled "
+          f"({sum(r['seconds'] for r in compiled):.1f} s), {len(records) - len(compiled)} from the cache")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from . import _core
 
     try:
         code, _ = _core.verify(str(args.corpus), args.case or [], args.device, args.threads, args.repeat,
                                str(args.json or ""), str(args.junit or ""), not args.no_isolate, args.timeout,
-                               out=lambda line: print(line, flush=True), progress=_stderr(args.quiet))
+                               out=lambda line: print(line, flush=True), progress=_stderr(args.quiet),
+                               aoti_cache=str(args.aoti_cache or ""))
     except _core.UsageError as e:
         print(f"torchconform verify: {e}", file=sys.stderr)
         return 2
@@ -52,7 +78,8 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         text, code = markdown_report(args.corpus, results=args.results, device=args.device, cases=args.case or [],
-                                     progress=_stderr(args.quiet))
+                                     progress=_stderr(args.quiet), aoti_cache=str(args.aoti_cache or ""),
+                                     json_out=args.json)
     except (_core.CorpusError, _core.UsageError, OSError, ValueError) as e:
         print(f"torchconform report: error: {e}", file=sys.stderr)
         return 2
@@ -74,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 
+    cache_help = ("AOTInductor package cache (default: $TORCHCONFORM_AOTI_CACHE, else "
+                  "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti)")
+    com = sub.add_parser("compile", help="compile the corpus's torch.export programs into AOTInductor packages for "
+                                         "the C++ runner (cached by program hash, torch version and device)")
+    com.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
+    com.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
+    com.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
+    com.add_argument("--aoti-cache", type=Path, help=cache_help)
+    com.add_argument("--force", action="store_true", help="compile again even when the cache has the package")
+    com.add_argument("--quiet", action="store_true", help="no progress lines")
+    com.set_defaults(run=_compile)
+
     ver = sub.add_parser("verify", help="verify a corpus with the C++ runner (same output and exit codes as "
                                         "torchconform-run: 0 pass, 1 mismatch, 2 error/crash/timeout)")
     ver.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
@@ -86,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ver.add_argument("--timeout", type=float, default=600, help="seconds per case before TIMEOUT (default: 600)")
     ver.add_argument("--no-isolate", action="store_true",
                      help="run cases in this process instead of one child process each (a crash ends the run)")
+    ver.add_argument("--aoti-cache", type=Path, help=cache_help)
     ver.add_argument("--quiet", action="store_true", help="no progress lines")
     ver.set_defaults(run=_verify)
 
@@ -95,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--device", default="all", help="devices to verify on when no --results (default: all)")
     rep.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     rep.add_argument("--out", type=Path, help="write the report here instead of standard output")
+    rep.add_argument("--aoti-cache", type=Path, help=cache_help)
+    rep.add_argument("--json", type=Path, help="also write the TorchScript -> torch.export migration table as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
     rep.set_defaults(run=_report)
 

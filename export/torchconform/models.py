@@ -65,6 +65,22 @@ class DynamicRouter(nn.Module):
         return outputs
 
 
+class MaskedRouter(DynamicRouter):
+    """DynamicRouter rewritten for torch.export (not in the spec): every expert runs on every row and ``torch.where``
+    keeps the rows routed to it, so neither the control flow nor any shape depends on the data. Same parameters as
+    DynamicRouter (load its state_dict); costs ``num_experts`` times the expert compute."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = torch.softmax(self.gate(x), dim=-1)
+        max_score, expert_idx = scores.max(dim=-1)
+
+        outputs = torch.zeros_like(x)
+        for i, expert in enumerate(self.experts):
+            outputs = torch.where((expert_idx == i).unsqueeze(-1), expert(x), outputs)
+
+        return outputs
+
+
 def process_outputs(
     logits: torch.Tensor,
     labels: Optional[torch.Tensor] = None,
@@ -83,6 +99,14 @@ def process_outputs(
         return probs, top_classes
     else:
         return probs, top_classes
+
+
+class ProcessOutputs(nn.Module):
+    """``process_outputs`` as a module: torch.export captures modules, not free functions."""
+
+    def forward(self, logits: torch.Tensor, labels: Optional[torch.Tensor],
+                top_k: int) -> Tuple[torch.Tensor, List[int]]:
+        return process_outputs(logits, labels, top_k)
 
 
 class Encoder(nn.Module):

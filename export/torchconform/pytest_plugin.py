@@ -1,5 +1,8 @@
 """pytest plugin (entry point ``torchconform``): ``pytest --torchconform-corpus DIR`` verifies a corpus with the C++
-runner and reports one test per case x input set x device, named like ``simple_cnn[b4_32x32-cpu]``.
+runner and reports one test per result of the run: case x artifact x input set x device, named like
+``simple_cnn[b4_32x32-cpu]`` (the TorchScript artifact) or ``simple_cnn:frozen[b4_32x32-cpu]`` (a variant;
+``simple_cnn:export@aoti[...]`` for an exported program run with AOTInductor). Expected failures are reported as
+xfailed, and an unexpected pass fails.
 
 Inert unless the option is given."""
 
@@ -17,16 +20,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="verify this torchconform corpus: one test per case x input set x device (repeatable)")
     group.addoption("--torchconform-device", default="cpu", choices=("cpu", "cuda", "all"),
                     help="device(s) for --torchconform-corpus (default: cpu; cuda tests skip without CUDA)")
+    group.addoption("--torchconform-aoti-cache", default="", metavar="DIR",
+                    help="AOTInductor packages from `torchconform compile` (default: the runner's default cache)")
 
 
 class CorpusFailure(Exception):
     pass
 
 
+_RUNS: dict[tuple[str, str, str], list[Any]] = {}  # (corpus, case, device) -> results: each case runs once
+
+
 class CorpusItem(pytest.Item):
-    def __init__(self, *, corpus: Any, case: str, input_set: str, device: str, **kwargs: Any) -> None:
+    def __init__(self, *, corpus: Any, case: str, artifact: str, input_set: str, device: str, aoti_cache: str,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.corpus, self.case, self.input_set, self.device = corpus, case, input_set, device
+        self.corpus, self.case, self.artifact, self.input_set = corpus, case, artifact, input_set
+        self.device, self.aoti_cache = device, aoti_cache
 
     def runtest(self) -> None:
         import torch
@@ -35,7 +45,14 @@ class CorpusItem(pytest.Item):
 
         if self.device == "cuda" and not torch.cuda.is_available():
             pytest.skip("CUDA is not available to this LibTorch")
-        (result,) = _core.run_case(self.corpus, self.case, device=self.device, sets=[self.input_set])
+        key = (self.corpus.root, self.case, self.device)
+        if key not in _RUNS:
+            _RUNS[key] = _core.run_case(self.corpus, self.case, device=self.device, aoti_cache=self.aoti_cache)
+        result = next((r for r in _RUNS[key] if r.artifact == self.artifact and r.input_set == self.input_set), None)
+        if result is None:
+            raise CorpusFailure(f"{self.name}: the runner produced no result for it")
+        if result.verdict == "XFAIL":
+            pytest.xfail(result.line)
         if result.verdict != "PASS":
             raise CorpusFailure(result.line)
 
@@ -64,8 +81,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(f"--torchconform-corpus {d}: {e}") from e
         prefix = "" if len(dirs) == 1 else f"{Path(d).name}::"
         for case in corpus.cases:
-            for s in case.input_sets:
+            for artifact, _runtime, set_name in _core.plan(corpus, case.name):
                 for dev in devices:
-                    items.append(CorpusItem.from_parent(session, name=f"{prefix}{case.name}[{s.name}-{dev}]",
-                                                        corpus=corpus, case=case.name, input_set=s.name,
-                                                        device=dev, nodeid=f"{prefix}{case.name}[{s.name}-{dev}]"))
+                    name = f"{prefix}{case.name}{':' + artifact if artifact else ''}[{set_name}-{dev}]"
+                    items.append(CorpusItem.from_parent(session, name=name, corpus=corpus, case=case.name,
+                                                        artifact=artifact, input_set=set_name, device=dev,
+                                                        aoti_cache=config.getoption("torchconform_aoti_cache"),
+                                                        nodeid=name))

@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
-Mode = Literal["trace", "script", "hybrid", "script_function"]
+Mode = Literal["trace", "script", "hybrid", "script_function"]  # how the TorchScript artifact is made
 MODES: tuple[str, ...] = ("trace", "script", "hybrid", "script_function")
 
 # Case and input-set names become directory names, ctest names and pytest ids: keep them plain.
@@ -58,6 +58,8 @@ class Built:
     trace_example: tuple[Any, ...] | None = None
     # Probes of the spec's fragile recipes: what happens if you do what the spec does.
     hazards: list[dict[str, Any]] = field(default_factory=list)
+    # Other artifacts of the same model checked on the same input sets: optimizations, torch.export programs.
+    variants: list[Any] = field(default_factory=list)  # list[variants.Variant]
     spec_deviations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -20,9 +20,124 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _ms(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v * 1000:.3g}"
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if v is not None and v == v)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _node_changes(before: dict[str, int], after: dict[str, int]) -> str:
+    changed = [f"{k} {before.get(k, 0)}→{after.get(k, 0)}" for k in sorted({*before, *after})
+               if before.get(k, 0) != after.get(k, 0)]
+    return ", ".join(changed) if changed else "no change"
+
+
+def _timing(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Load time (one per artifact and process), and the medians over input sets of the first and steady calls."""
+    return {"load_s": _median([r["load_seconds"] for r in rows]),
+            "first_call_s": _median([r["first_call_seconds"] for r in rows]),
+            "steady_s": _median([r["steady_seconds"] for r in rows])}
+
+
+def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per case and device: TorchScript vs torch.export, from the manifests (what export did) and the C++ results
+    (agreement and timings, measured by the runner in the same process for both)."""
+    out = []
+    for name, m in manifests.items():
+        programs = [v for v in m.get("variants", []) if v["kind"] == "exported_program"]
+        if not programs:
+            out.append({"case": name, "exportable": None, "reason": "no torch.export variant declared"})
+            continue
+        for v in programs:
+            entry: dict[str, Any] = {"case": name, "variant": v["name"], "exportable": "file" in v,
+                                     "transform": v["transform"], "findings": v["findings"]}
+            if "file" not in v:
+                entry["reason"] = v.get("error", "")
+                entry["expected_failure"] = v.get("xfail", {}).get("reason")
+                out.append(entry)
+                continue
+            entry["details"] = v["details"]
+            devices = sorted({r["device"] for r in rows.get(name, [])})
+            entry["devices"] = {}
+            for device in devices:
+                ts = [r for r in rows[name] if r["device"] == device and r["artifact"] == "" and not r["error"]]
+                per_runtime = {}
+                for rt in v.get("runtimes", []):
+                    ex = [r for r in rows[name] if r["device"] == device and r["artifact"] == f"{v['name']}@{rt}"]
+                    if not ex:
+                        per_runtime[rt] = {"ran": False}
+                        continue
+                    ok = [r for r in ex if not r["error"]]
+                    agree = [r["vs_artifact"] for r in ok if r.get("vs_artifact")]
+                    per_runtime[rt] = {
+                        "ran": True,
+                        "verdicts": {k: sum(r["verdict"] == k for r in ex) for k in {r["verdict"] for r in ex}},
+                        "errors": sorted({r["error"] for r in ex if r["error"]}),
+                        "sets": len(ex),
+                        "max_abs_vs_torchscript": max((a["max_abs"] for a in agree), default=None,
+                                                      key=lambda x: float("inf") if x is None else x),
+                        "max_ulp_vs_torchscript": max((a["max_ulp"] for a in agree), default=None,
+                                                      key=lambda x: float("inf") if x is None else x),
+                        "timing": _timing(ok),
+                    }
+                sets = set(v.get("input_sets") or [r["input_set"] for r in ts])
+                entry["devices"][device] = {"torchscript": _timing([r for r in ts if r["input_set"] in sets]),
+                                            "runtimes": per_runtime}
+            out.append(entry)
+    return out
+
+
+def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> list[str]:
+    out = ["## TorchScript → torch.export migration", "",
+           "Per model: can torch.export capture it, does the exported program run from C++ and agree with the "
+           "TorchScript artifact shipped today (same inputs, same process), and what it costs. Times are medians "
+           "over the input sets both ran (load: once per artifact). The TorchScript artifact is the first thing "
+           "each case's process loads, so its load time includes LibTorch's one-time JIT start-up.", ""]
+    avail = ", ".join(f"{k}: {'yes' if v['available'] else 'no (' + v['detail'] + ')'}" for k, v in runtimes.items())
+    out += [f"Runtimes of this runner: {avail}.", "",
+            "| case | program | exportable | runtime | device | verdicts | max abs / ULP vs TorchScript | "
+            "load ms (TS / export) | first call ms (TS / export) | steady ms (TS / export) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in mig:
+        if not e["exportable"]:
+            why = e.get("reason", "")
+            if e.get("expected_failure"):
+                why += f" (expected failure: {e['expected_failure']})"
+            out.append(f"| {e['case']} | {e.get('variant', '-')} | no: {_cell(why)} | | | | | | | |")
+            continue
+        for device, d in e["devices"].items():
+            ts = d["torchscript"]
+            for rt, r in d["runtimes"].items():
+                if not r["ran"]:
+                    out.append(f"| {e['case']} | {e['variant']} | yes | {rt} | {device} | not run (runtime "
+                               f"unavailable) | | | | |")
+                    continue
+                t = r["timing"]
+                verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r["verdicts"].items()))
+                agree = f"{_num(r['max_abs_vs_torchscript'])} / {_num(r['max_ulp_vs_torchscript'])}" \
+                    if r["max_abs_vs_torchscript"] is not None or r["verdicts"].get("PASS") else "-"
+                out.append(f"| {e['case']} | {e['variant']} | yes | {rt} | {device} | {verdicts} | {agree} | "
+                           f"{_ms(ts['load_s'])} / {_ms(t['load_s'])} | {_ms(ts['first_call_s'])} / "
+                           f"{_ms(t['first_call_s'])} | {_ms(ts['steady_s'])} / {_ms(t['steady_s'])} |")
+    out.append("")
+    for e in mig:
+        for f in e.get("findings", []):
+            out.append(f"- {e['case']}: {_cell(f)}")
+    out.append("")
+    return out
+
+
 def markdown_report(corpus: Path, *, results: Path | None = None, device: str = "all", cases: list[str] | None = None,
-                    progress: Callable[[str], None] | None = None) -> tuple[str, int]:
-    """The report and the verification's exit code (0 pass, 1 mismatch, 2 error)."""
+                    progress: Callable[[str], None] | None = None, aoti_cache: str = "",
+                    json_out: Path | None = None) -> tuple[str, int]:
+    """The report and the verification's exit code (0 pass, 1 mismatch, 2 error). ``json_out``: also write the
+    migration and optimization tables as JSON."""
     from . import _core
 
     corpus = Path(corpus)
@@ -31,7 +146,7 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "results.json"
             _core.verify(str(corpus), cases or [], device, 0, 2, str(path), "", out=lambda line: None,
-                         progress=progress)
+                         progress=progress, aoti_cache=aoti_cache)
             run = json.loads(path.read_text())
     else:
         run = json.loads(Path(results).read_text())
@@ -52,8 +167,9 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     if run["runtime"].get("skipped"):
         out.append(f"- {run['runtime']['skipped']}")
     out.append("")
-    out += ["| case | mode | input sets | verdicts | max abs | max rel | max ULP | mismatched | tracer warnings |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    out += ["| case | mode | input sets | artifacts | verdicts | max abs | max rel | max ULP | mismatched | "
+            "tracer warnings |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     manifests = {}
     for case in index.cases:
         if case.name not in rows:
@@ -72,7 +188,9 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
 
         mism = f"{sum(x['mismatched'] for x in stats)}/{sum(x['total'] for x in stats)}" if stats else "-"
         n_warn = sum(w["count"] for w in m["tracer_warnings"])
-        out.append(f"| {case.name} | {case.mode} | {len(case.input_sets)} | {verdicts} | {worst('max_abs')} | "
+        n_artifacts = len({x["artifact"] for x in r})
+        out.append(f"| {case.name} | {case.mode} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
+                   f"{worst('max_abs')} | "
                    f"{worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
     out.append("")
 
@@ -85,18 +203,39 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
                 f"grad {m['export_conditions']['grad']}"]
         if m["export_conditions"]["trace_example"]:
             out.append(f"- trace example: `{m['export_conditions']['trace_example']}`")
-        out += ["", "| input set | device | verdict | max abs | max rel | max ULP | mismatched | detail |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += ["", "| artifact | input set | device | verdict | max abs | max rel | max ULP | mismatched | "
+                "vs artifact (max abs / ULP) | detail |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for x in rows[name]:
+            art = x["artifact"] or "TorchScript"
             if x["error"]:
-                out.append(f"| {x['input_set']} | {x['device']} | {x['verdict']} | | | | | {_cell(x['error'])} |")
+                out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | "
+                           f"{_cell(x['error'])} |")
                 continue
             failing = next((leaf for leaf in x["leaves"] if not leaf["ok"]), None)
+            vs = x.get("vs_artifact")
+            if failing is None and vs:
+                failing = next((leaf for leaf in vs["leaves"] if not leaf["ok"]), None)
             detail = f"{failing['path']}: {failing['message']}" if failing else ""
-            out.append(f"| {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
-                       f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | "
+            agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
+            out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
+                       f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {agree} | "
                        f"{_cell(detail)} |")
         out.append("")
+        if m.get("variants"):
+            out += ["**Variants** (graph node counts against the TorchScript artifact's):", ""]
+            for v in m["variants"]:
+                mark = f" — expected to fail: {v['xfail']['reason']}" if v.get("xfail") else ""
+                if "file" not in v:
+                    out.append(f"- `{v['name']}` ({v['kind']}): `{_cell(v['transform'])}` failed at export: "
+                               f"{_cell(v.get('error', ''))}{mark}")
+                else:
+                    nodes = (_node_changes(m["graph_node_counts"], v["graph_node_counts"])
+                             if v["kind"] == "torchscript" else f"{sum(v['graph_node_counts'].values())} ATen calls")
+                    out.append(f"- `{v['name']}` ({v['kind']}): `{_cell(v['transform'])}`; nodes: {nodes}{mark}")
+                for f in v["findings"]:
+                    out.append(f"  - {_cell(f)}")
+            out.append("")
         warnings = m["tracer_warnings"]
         out.append(f"**Tracer warnings**: {'none' if not warnings else ''}")
         for w in warnings:
@@ -109,4 +248,11 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         for d in m["spec_deviations"]:
             out.append(f"- deviation from the spec: {d}")
         out.append("")
+
+    mig = migration(manifests, rows)
+    out += _migration_markdown(mig, run.get("runtimes", {}))
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps({"corpus": str(corpus), "runtime": run["runtime"],
+                                              "runtimes": run.get("runtimes", {}), "migration": mig}, indent=2)
+                                  + "\n")
     return "\n".join(out), code

@@ -53,6 +53,37 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def leaves(value: Any) -> list[Any]:
+    """The non-container values of a nested value, depth first (dict values in insertion order)."""
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in leaves(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in leaves(v)]
+    return [value]
+
+
+def max_abs_diff(a: Any, b: Any) -> float | None:
+    """The largest absolute difference between two nested values of the same structure (ints and bools compared as
+    numbers); None when the structures, shapes or kinds differ. For the manifests' records, not for verdicts."""
+    la, lb = leaves(a), leaves(b)
+    if len(la) != len(lb):
+        return None
+    worst = 0.0
+    for x, y in zip(la, lb):
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape:
+                return None
+            if x.numel():
+                worst = max(worst, float((x.double() - y.double()).abs().max()))
+        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return None
+        elif isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            worst = max(worst, abs(float(x) - float(y)))
+        elif x != y:
+            return None
+    return worst
+
+
 def resolve_method(obj: Any, dotted: str) -> Any:
     """``decoder.set_temperature`` -> obj.decoder.set_temperature (works on nn.Module and ScriptModule alike)."""
     for part in dotted.split("."):

@@ -40,6 +40,34 @@ def manifests(corpus: Path = GOLDEN) -> dict[str, dict]:
     return {c["name"]: json.loads((corpus / c["manifest"]).read_text()) for c in index["cases"]}
 
 
+def planned(corpus: Path = GOLDEN) -> list[dict]:
+    """Every result a full run of ``corpus`` produces (the C++ plan: artifact x input set, failed captures), each with
+    the xfail mark that applies to it (the variant's, else the input set's, else the case's)."""
+    import torch  # noqa: F401  (before _core)
+
+    from torchconform import _core
+
+    opened = _core.Corpus.open(str(corpus))
+    ms = manifests(corpus)
+    rows = []
+    for c in opened.cases:
+        m = ms[c.name]
+        variants = {v["name"]: v for v in m.get("variants", [])}
+        sets = {s["name"]: s for s in m["input_sets"]}
+        for artifact, runtime, set_name in _core.plan(opened, c.name):
+            v = variants.get(artifact.split("@")[0], {})
+            mark = (v.get("xfail") or sets.get(set_name, {}).get("xfail") or m.get("xfail") or {}).get("reason")
+            rows.append({"case": c.name, "artifact": artifact, "runtime": runtime, "set": set_name, "xfail": mark})
+    return rows
+
+
+def counts(corpus: Path = GOLDEN) -> tuple[int, int]:
+    """(results expected to PASS, results expected to XFAIL) for a conforming run of ``corpus``."""
+    rows = planned(corpus)
+    xfail = sum(1 for r in rows if r["xfail"])
+    return len(rows) - xfail, xfail
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -59,6 +87,9 @@ def rehash(corpus: Path, case: str) -> None:
     for s in m["input_sets"]:
         for key in ("inputs", "expected"):
             s[key]["sha256"] = sha256(corpus / case / s[key]["file"])
+    for v in m.get("variants", []):
+        if "file" in v:
+            v["sha256"] = sha256(corpus / case / v["file"])
     mpath.write_text(json.dumps(m, indent=2) + "\n")
     ipath = corpus / "corpus.json"
     index = json.loads(ipath.read_text())

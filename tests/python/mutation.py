@@ -97,6 +97,7 @@ def build(out: Path, count: int, seed: int) -> list[dict[str, Any]]:
                 entry.update(set=s["name"], role=role)
             else:
                 target = rng.choice(["artifact.pt", "manifest.json",
+                                     *[v["file"] for v in m.get("variants", []) if "file" in v],
                                      *[s[r]["file"] for s in sets for r in ("inputs", "expected")]])
             path = out / name / target
             original = path.read_bytes()
@@ -233,19 +234,26 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, keep: Path |
                 continue
             label = ("re-signed " if e["signed"] else "") + e["kind"]
             if e["signed"]:
-                row = next((x for x in results if x["input_set"] == e["set"]), None)
-                verdict = row["verdict"] if row else results[0]["verdict"]  # "*" when the case failed as a whole
+                # Every artifact run on the set (TorchScript, variants, exported programs) read the damaged file.
+                rows_ = [x for x in results if x["input_set"] == e["set"]] or results[:1]  # "*": failed as a whole
+                verdict = rows_[0]["verdict"]
                 oracle_says = truth.get(f"{e['case']}/{e['set']}", "error: not run")
                 outcomes[f"{label}: {verdict} (oracle {oracle_says.split(':')[0]})"] += 1
-                if verdict == "PASS" and oracle_says != "match":
+                if oracle_says != "match" and any(x["verdict"] == "PASS" for x in rows_):
                     false_pass.append({**e, "oracle": oracle_says})
             else:
                 verdicts = {x["verdict"] for x in results}
                 outcomes[f"{label}: {'/'.join(sorted(verdicts))}"] += 1
-                # The hash chain must stop the file that was touched: every set when it is the artifact or the
-                # manifest, else the set the inputs/expected file belongs to ("sets/<set>.<role>.pt").
-                if e["target"] in ("artifact.pt", "manifest.json"):
+                # The hash chain must stop the file that was touched: every result when it is the manifest, the
+                # results of the artifact or variant whose file it is ("variants/<name>.pt[2]"), else the results
+                # of the set the inputs/expected file belongs to ("sets/<set>.<role>.pt"), on every artifact.
+                if e["target"] == "manifest.json":
                     touched = results
+                elif e["target"] == "artifact.pt":
+                    touched = [x for x in results if x["artifact"] == ""]
+                elif e["target"].startswith("variants/"):
+                    name = Path(e["target"]).name.split(".")[0]
+                    touched = [x for x in results if x["artifact"].split("@")[0] == name]
                 else:
                     touched = [x for x in results if x["input_set"] in (Path(e["target"]).name.split(".")[0], "*")]
                 if not touched or any(x["verdict"] == "PASS" for x in touched):

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import GOLDEN, copy_corpus, manifests, perturbed_corpus, rehash
+from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, planned, rehash
 
-N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
+N_PASS, N_XFAIL = counts()
+N_PERTURBED = sum(1 for r in planned() if (r["case"], r["set"]) == ("simple_cnn", "b4_32x32") and not r["xfail"])
 
 
 def tc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,7 +38,7 @@ def test_verify_prints_what_torchconform_run_prints(run_cli, tmp_path: Path) -> 
         cpp = run_cli(corpus, "--quiet", "--threads", "1")
         assert py.returncode == cpp.returncode == code, (py.stdout, py.stderr)
         assert lines(py.stdout) == lines(cpp.stdout)
-        assert len(lines(py.stdout)) >= N_SETS + 2
+        assert len(lines(py.stdout)) >= N_PASS + N_XFAIL + 2
         if code == 1:
             assert "FAIL  simple_cnn/b4_32x32" in py.stdout
 
@@ -60,15 +61,23 @@ def test_report(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "report.md").read_text()
     assert text.startswith("# torchconform report")
-    assert (f"**PASS**: {N_SETS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, 0 xfailed, 0 xpassed."
-            in text)
+    assert (f"**PASS**: {N_PASS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, {N_XFAIL} xfailed, "
+            "0 xpassed." in text)
     for name, m in manifests().items():
-        assert re.search(rf"^\| {name} \| {m['mode']} \| {len(m['input_sets'])} \| PASS", text, re.M), name
+        n_artifacts = len({r["artifact"] for r in planned() if r["case"] == name})
+        assert re.search(rf"^\| {name} \| {m['mode']} \| {len(m['input_sets'])} \| {n_artifacts} \| PASS", text,
+                         re.M), name
         assert f"## {name} ({m['mode']})" in text
     assert "hazard **spec_trace_in_training_mode**" in text
+    # The migration section: every model has a torch.export outcome.
+    assert "## TorchScript → torch.export migration" in text
+    assert re.search(r"^\| dynamic_router \| export \| no: GuardOnDataDependentSymNode", text, re.M)
+    assert re.search(r"^\| simple_cnn \| export \| yes \| aoti \| cpu \| PASS 4 \|", text, re.M)
+    assert "nativert: no (" in text
     bad = tc("report", perturbed_corpus(tmp_path), "--quiet")
     assert bad.returncode == 1
-    assert "**FAIL**" in bad.stdout and "| b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at [2, 7]" in bad.stdout
+    assert "**FAIL**" in bad.stdout and "| TorchScript | b4_32x32 | cpu | FAIL |" in bad.stdout
+    assert "| export@aoti | b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at [2, 7]" in bad.stdout
 
 
 def test_report_from_results_file(tmp_path: Path) -> None:
@@ -87,12 +96,15 @@ def test_pytest_plugin_one_test_per_case_and_set(tmp_path: Path) -> None:
 
     r = plugin_run(GOLDEN)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"{N_SETS} passed" in r.stdout
+    assert f"{N_PASS} passed, {N_XFAIL} xfailed" in r.stdout
     assert re.search(r"simple_cnn\[b4_32x32-cpu\] PASSED", r.stdout), r.stdout
+    assert re.search(r"simple_cnn:export@aoti\[b4_32x32-cpu\] PASSED", r.stdout), r.stdout
+    assert re.search(r"dynamic_router:export\[\*-cpu\] XFAIL", r.stdout), r.stdout
     r = plugin_run(perturbed_corpus(tmp_path))
     assert r.returncode == 1
-    assert f"1 failed, {N_SETS - 1} passed" in r.stdout
+    assert f"{N_PERTURBED} failed, {N_PASS - N_PERTURBED} passed" in r.stdout
     assert re.search(r"simple_cnn\[b4_32x32-cpu\] FAILED", r.stdout)
+    assert re.search(r"simple_cnn:frozen\[b4_32x32-cpu\] FAILED", r.stdout)
     assert "worst at [2, 7]" in r.stdout
     r = plugin_run(tmp_path / "nowhere")
     assert r.returncode == 4 and "not a corpus directory" in r.stderr

@@ -6,6 +6,7 @@ golden within the case's tolerance. All comparisons use the C++ comparator throu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,7 +56,8 @@ def to_cpu(v: object) -> object:
 @pytest.mark.parametrize(("case", "set_name", "device"), PARAMS, ids=[f"{c}[{s}-{d}]" for c, s, d in PARAMS])
 def test_python_and_cpp_agree_bitwise_and_with_golden(case: str, set_name: str, device: str) -> None:
     threads = torch.get_num_threads()  # both sides run in this process, on the same LibTorch, same thread count
-    (cpp,) = _core.run_case(CORPUS, case, device=device, threads=threads, sets=[set_name])
+    cpp = next(r for r in _core.run_case(CORPUS, case, device=device, threads=threads, sets=[set_name])
+               if r.artifact == "")
     first, second, ref = python_reload(case, set_name, device)
     # (a) == (b), bit for bit, on both of Python's calls.
     for n, py_out in enumerate((first, second), 1):
@@ -81,7 +83,7 @@ def test_perturbed_golden_fails_the_same_through_bindings_and_cli(run_cli, tmp_p
     tokens[2, 4] = (tokens[2, 4] + 1) % 50
     torch.save(tokens, path)
     rehash(corpus, "full_model")
-    (bound,) = _core.run_case(_core.Corpus.open(str(corpus)), "full_model", sets=["greedy_b3_s10"])
+    bound = _core.run_case(_core.Corpus.open(str(corpus)), "full_model", sets=["greedy_b3_s10"])[0]
     r = run_cli(corpus, "--case", "full_model", "--json", tmp_path / "r.json")
     assert r.returncode == 1
     row = next(x for x in json.loads((tmp_path / "r.json").read_text())["results"]
@@ -94,7 +96,7 @@ def test_perturbed_golden_fails_the_same_through_bindings_and_cli(run_cli, tmp_p
 
 
 def test_tensors_cross_without_copies() -> None:
-    (r,) = _core.run_case(CORPUS, "simple_cnn", sets=["b4_32x32"])
+    r = _core.run_case(CORPUS, "simple_cnn", sets=["b4_32x32"])[0]
     out = r.output
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (4, 10)
     assert r.output.data_ptr() == out.data_ptr()  # the C++ tensor itself, not a copy per access
@@ -103,3 +105,35 @@ def test_tensors_cross_without_copies() -> None:
     assert not view.is_contiguous()
     assert _core.compare(view.contiguous(), view).ok
     assert not _core.compare(view.contiguous() + 1, view).ok
+
+
+PROGRAMS = [(c.name, v.name, s) for c in CORPUS.cases for v in c.variants
+            if v.kind == "exported_program" and v.file and "aoti" in v.runtimes for s in v.input_sets]
+
+
+@pytest.mark.parametrize(("case", "variant", "set_name"), PROGRAMS,
+                         ids=[f"{c}:{v}@aoti[{s}]" for c, v, s in PROGRAMS])
+def test_aoti_package_gives_the_same_bits_in_python_and_cpp(case: str, variant: str, set_name: str) -> None:
+    """The AOTInductor package the C++ runner loads, loaded again by Python's torch._inductor.aoti_load_package
+    and fed the same tensors: the flat outputs must be bitwise identical."""
+    from torchconform.values import leaves
+
+    c = next(x for x in CORPUS.cases if x.name == case)
+    v = next(x for x in c.variants if x.name == variant)
+    package = _core.aoti_package_path(_core.default_aoti_cache(), v.sha256, "cpu")
+    assert Path(package).is_file(), f"no package at {package}: run `torchconform compile golden` (ci/test.sh does)"
+    results = _core.run_case(CORPUS, case, threads=torch.get_num_threads(), sets=[set_name])
+    cpp = next(r for r in results if r.artifact == f"{variant}@aoti")
+    assert cpp.verdict == "PASS", cpp.line
+    m = manifest(case)
+    s = next(x for x in m["input_sets"] if x["name"] == set_name)
+    args = torch.load(GOLDEN / case / s["inputs"]["file"], weights_only=True)
+    flat = torch._inductor.aoti_load_package(package).loader.run([a for a in args if isinstance(a, torch.Tensor)])
+    ours = leaves(cpp.output)
+    assert len(flat) == len(ours)
+    for py_leaf, cpp_leaf in zip(flat, ours):
+        if isinstance(cpp_leaf, int):  # declared int_outputs_as_tensors: a 0-dim int64 tensor in Python
+            assert py_leaf.dim() == 0 and int(py_leaf) == cpp_leaf
+        else:
+            same = _core.compare(py_leaf, cpp_leaf, EXACT)
+            assert same.ok, same.summary()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import GOLDEN, manifests, sha256
+from conftest import GOLDEN, ROOT, manifests, sha256
 from torchconform import Built, Case, CaseError
 from torchconform import cases as builtin
 from torchconform.corpus import invoke, write_corpus
@@ -124,18 +124,20 @@ def export_cli(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def semantic_members(artifact: Path) -> dict[str, bytes]:
-    """A TorchScript zip without what legitimately varies between exports: ``*.debug_pkl`` (the Python stack of the
-    trace, with the absolute paths of the exporting checkout and venv) and ``.data/serialization_id`` (a hash of
-    the whole archive). Code, constants and weights remain."""
+    """A TorchScript or torch.export zip without what legitimately varies between exports: ``*.debug_pkl`` (the
+    Python stack of the trace, with the absolute paths of the exporting checkout and venv),
+    ``.data/serialization_id`` (a hash of the whole archive), and in exported programs the absolute paths in the
+    nodes' stack traces. Code, constants and weights remain."""
     with zipfile.ZipFile(artifact) as z:
-        return {n: z.read(n) for n in z.namelist()
+        return {n: z.read(n).replace(str(ROOT).encode(), b"<checkout>") for n in z.namelist()
                 if not n.endswith(".debug_pkl") and not n.endswith(".data/serialization_id")}
 
 
 def comparable_manifest(path: Path) -> dict:
     m = json.loads(path.read_text())
-    m["artifact"].pop("sha256")
-    m["artifact"].pop("bytes")
+    for entry in [m["artifact"], *[v for v in m.get("variants", []) if "file" in v]]:
+        entry.pop("sha256")
+        entry.pop("bytes")
     return m
 
 
@@ -161,7 +163,7 @@ def test_reexport_is_deterministic(tmp_path: Path) -> None:
     assert [str(f) for f in data if sha256(reference / f) != sha256(out / f)] == []
     # Artifacts: the same code, constants and weights.
     for f in files:
-        if f.name == "artifact.pt":
+        if f.suffix in (".pt", ".pt2") and f.parent.name != "sets":  # artifacts, variants, exported programs
             assert semantic_members(reference / f) == semantic_members(out / f), f
         elif f.name == "manifest.json":
             assert comparable_manifest(reference / f) == comparable_manifest(out / f), f
@@ -203,3 +205,43 @@ def test_case_declaration_errors() -> None:
         register(Case("simple_cnn", "trace", "", builtin.build_simple_cnn, 1))
     with pytest.raises(CaseError, match="matches no case"):
         select(["nope*"])
+
+
+def test_export_expected_failures_are_strict() -> None:
+    """capture(): a failing torch.export is recorded only when marked; a marked capture that succeeds is refused."""
+    from torchconform import models
+    from torchconform.registry import CaseError
+    from torchconform.variants import capture
+
+    x = torch.randn(8, 16)
+    dims = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    with pytest.raises(CaseError, match="torch.export of variant 'export' failed: GuardOnDataDependentSymNode"):
+        capture("export", models.DynamicRouter(16, 4), (x,), dims, description="unmarked")
+    failed = capture("export", models.DynamicRouter(16, 4), (x,), dims, description="marked",
+                     expect_failure="data-dependent branch")
+    assert failed.artifact is None and failed.xfail == "data-dependent branch"
+    assert failed.error.startswith("GuardOnDataDependentSymNode") and failed.details["raised_at"].endswith(
+        "if mask.any():")
+    with pytest.raises(CaseError, match="XPASS: torch.export now captures variant 'export'"):
+        capture("export", models.MaskedRouter(16, 4), (x,), dims, description="stale", expect_failure="stale")
+
+
+def test_variants_are_recorded_with_node_counts_and_python_checks() -> None:
+    for name, m in GOLDEN_MANIFESTS.items():
+        assert any(v["kind"] == "exported_program" for v in m["variants"]), f"{name}: no torch.export outcome"
+        if m["mode"] in ("trace", "script") and name != "dynamic_router_masked":
+            assert {v["name"] for v in m["variants"]} >= {"frozen", "optimized", "passes"}, name
+        for v in m["variants"]:
+            if "file" not in v:
+                assert v["xfail"]["reason"] and v["error"], (name, v["name"])
+                continue
+            assert v["graph_node_counts"], (name, v["name"])
+            if v["kind"] == "torchscript" and "xfail" not in v:
+                checked = v["python_check"]
+                assert set(checked) == set(v.get("input_sets") or [s["name"] for s in m["input_sets"]])
+                assert all(c["max_abs_vs_golden"] is not None and c["max_abs_vs_golden"] < 1e-4
+                           for c in checked.values()), (name, v["name"], checked)
+    # freeze folds the parameters: no GetAttr is left in the frozen graph of the traced CNN.
+    cnn = GOLDEN_MANIFESTS["simple_cnn"]
+    frozen = next(v for v in cnn["variants"] if v["name"] == "frozen")
+    assert cnn["graph_node_counts"].get("prim::GetAttr", 0) > 0 and "prim::GetAttr" not in frozen["graph_node_counts"]

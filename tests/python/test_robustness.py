@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 
-from conftest import GOLDEN, copy_corpus, manifests, rehash, sha256
+from conftest import GOLDEN, copy_corpus, counts, manifests, planned, rehash, sha256
 from torchconform import Built, Case, InputSet
 from torchconform.corpus import write_corpus
 from torchconform.registry import select
 
-N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
-N_FULL = len(manifests()["full_model"]["input_sets"])
+N_PASS, N_XFAIL = counts()
+N_FULL = sum(1 for r in planned() if r["case"] == "full_model")  # its results: all artifacts, all sets
+N_CNN = sum(1 for r in planned() if r["case"] == "simple_cnn")
 
 
 def tc(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -33,12 +34,13 @@ def test_crash_in_one_case_is_reported_and_the_others_run(runner: Path) -> None:
         assert r.returncode == 2, r.stdout + r.stderr
         crashed = [line for line in r.stdout.splitlines() if line.startswith("CRASH")]
         assert len(crashed) == N_FULL and all("full_model/" in line for line in crashed)
-        assert signal_name in crashed[0] and "while running input set 'greedy_trace_example'" in crashed[0]
-        assert r.stdout.count("\nPASS  ") == N_SETS - N_FULL
-        assert f"summary: {N_SETS - N_FULL} passed, 0 failed, 0 errors, {N_FULL} crashed," in r.stdout
+        assert signal_name in crashed[0] and "while running full_model/greedy_trace_example" in crashed[0]
+        assert "not run (the process ended in full_model/greedy_trace_example)" in crashed[-1]
+        assert r.stdout.count("\nPASS  ") == N_PASS - N_FULL
+        assert f"summary: {N_PASS - N_FULL} passed, 0 failed, 0 errors, {N_FULL} crashed," in r.stdout
     # The Python front end goes through the same isolation.
     r = tc("verify", GOLDEN, "--quiet", env={"TORCHCONFORM_FAULT_INJECT": "simple_cnn:segv"})
-    assert r.returncode == 2 and r.stdout.count("\nCRASH simple_cnn/") == 4 and "PASS  full_model/" in r.stdout
+    assert r.returncode == 2 and r.stdout.count("\nCRASH simple_cnn") == N_CNN and "PASS  full_model/" in r.stdout
 
 
 def spin(x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +64,7 @@ def test_a_hanging_case_times_out_and_the_others_run(runner: Path, tmp_path: Pat
     assert time.monotonic() - t0 < 30
     assert r.returncode == 2, r.stdout + r.stderr
     assert "TIMEOUT spinning/forever [cpu] spinning: no result within the case time limit of 3 s" in r.stdout
-    assert r.stdout.count("\nPASS  process_outputs/") == 4
+    assert r.stdout.count("\nPASS  process_outputs/") == len(manifests()["process_outputs"]["input_sets"])
 
 
 def test_xfail_marks_are_strict(run_cli, tmp_path: Path) -> None:
@@ -83,7 +85,34 @@ def test_xfail_marks_are_strict(run_cli, tmp_path: Path) -> None:
     mpath.write_text(json.dumps(m))
     rehash(corpus, "simple_cnn")
     r = run_cli(corpus, "--case", "simple_cnn")
-    assert r.returncode == 1 and "XPASS simple_cnn/b2_48x40" in r.stdout and "1 xpassed" in r.stdout
+    # The set's mark covers every artifact run on the set that has no mark of its own.
+    n = sum(1 for p in planned() if (p["case"], p["set"]) == ("simple_cnn", "b2_48x40") and not p["xfail"])
+    assert r.returncode == 1 and "XPASS simple_cnn/b2_48x40" in r.stdout and f"{n} xpassed" in r.stdout
+
+
+def test_variant_xfail_marks_are_strict(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    mpath = corpus / "simple_cnn" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    frozen = next(v for v in m["variants"] if v["name"] == "frozen")
+    frozen["xfail"] = {"reason": "stale variant mark"}
+    mpath.write_text(json.dumps(m))
+    rehash(corpus, "simple_cnn")
+    r = run_cli(corpus, "--case", "simple_cnn")
+    n_sets = len(m["input_sets"])
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.count("\nXPASS simple_cnn:frozen/") == n_sets and f"{n_sets} xpassed" in r.stdout
+    # A capture that failed at export must carry its expected-failure mark: without it the manifest is refused.
+    m = json.loads(mpath.read_text())
+    m["variants"] = [v for v in m["variants"] if v["name"] != "frozen"]
+    dpath = corpus / "dynamic_router" / "manifest.json"
+    d = json.loads(dpath.read_text())
+    next(v for v in d["variants"] if "error" in v).pop("xfail")
+    dpath.write_text(json.dumps(d))
+    rehash(corpus, "dynamic_router")
+    r = run_cli(corpus, "--case", "dynamic_router")
+    assert r.returncode == 2
+    assert "variant 'export': no 'file', and not a failed capture ('error' with an 'xfail' mark)" in r.stdout
 
 
 def test_exporter_writes_xfail_marks(run_cli, tmp_path: Path) -> None:

@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import torch
 
-from conftest import GOLDEN, copy_corpus, manifests, perturbed_corpus, rehash
+from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, planned, rehash
 from torchconform import Case
 from torchconform import cases as builtin
 from torchconform.corpus import write_corpus
 
-N_SETS = sum(len(m["input_sets"]) for m in manifests().values())
+N_PASS, N_XFAIL = counts()
+# The perturbed golden (simple_cnn/b4_32x32) fails on every artifact that runs that set, except the expected failures.
+N_PERTURBED = sum(1 for r in planned() if (r["case"], r["set"]) == ("simple_cnn", "b4_32x32") and not r["xfail"])
 
 
 def test_golden_passes(run_cli, tmp_path: Path) -> None:
     r = run_cli(GOLDEN, "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("\nPASS  ") == N_SETS
-    assert f"summary: {N_SETS} passed, 0 failed, 0 errors" in r.stdout
+    assert r.stdout.count("\nPASS  ") == N_PASS and r.stdout.count("\nXFAIL ") == N_XFAIL
+    assert f"summary: {N_PASS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, {N_XFAIL} xfailed" in r.stdout
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["summary"] == {"passed": N_SETS, "failed": 0, "errors": 0, "crashed": 0, "timed_out": 0,
-                                 "xfailed": 0, "xpassed": 0, "exit_code": 0}
-    assert {row["verdict"] for row in report["results"]} == {"PASS"}
+    assert report["summary"] == {"passed": N_PASS, "failed": 0, "errors": 0, "crashed": 0, "timed_out": 0,
+                                 "xfailed": N_XFAIL, "xpassed": 0, "exit_code": 0}
+    assert {row["verdict"] for row in report["results"]} == {"PASS", "XFAIL"}
+    assert [(x["case"], x["artifact"], x["input_set"]) for x in report["results"]] == \
+        [(p["case"], p["artifact"], p["set"]) for p in planned()]
     suite = ET.parse(tmp_path / "r.xml").getroot()
-    assert suite.get("tests") == str(N_SETS) and suite.get("failures") == "0"
+    assert suite.get("tests") == str(N_PASS + N_XFAIL) and suite.get("failures") == "0"
+    assert suite.get("skipped") == str(N_XFAIL)
 
 
 def test_perturbed_golden_fails_naming_case_and_index(run_cli, tmp_path: Path) -> None:
@@ -34,9 +41,13 @@ def test_perturbed_golden_fails_naming_case_and_index(run_cli, tmp_path: Path) -
     r = run_cli(corpus, "--json", tmp_path / "r.json")
     assert r.returncode == 1, r.stdout + r.stderr
     fail = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
-    assert len(fail) == 1 and "simple_cnn/b4_32x32" in fail[0] and "worst at [2, 7]" in fail[0], fail
-    row = next(x for x in json.loads((tmp_path / "r.json").read_text())["results"] if x["verdict"] == "FAIL")
-    assert row["mismatched"] == 1 and row["leaves"][0]["worst_index"] == "[2, 7]"
+    assert len(fail) == N_PERTURBED >= 4, fail  # TorchScript, frozen, passes, export@aoti
+    assert all("simple_cnn" in f and "/b4_32x32" in f and "worst at [2, 7]" in f for f in fail), fail
+    assert fail[0].startswith("FAIL  simple_cnn/b4_32x32 ")
+    rows = [x for x in json.loads((tmp_path / "r.json").read_text())["results"] if x["verdict"] == "FAIL"]
+    assert all(x["mismatched"] == 1 and x["leaves"][0]["worst_index"] == "[2, 7]" for x in rows)
+    # The variants still agree with the TorchScript artifact: only the golden moved.
+    assert all(x["vs_artifact"]["ok"] for x in rows if x["artifact"])
 
 
 def test_perturbed_golden_without_rehash_is_a_corpus_error(run_cli, tmp_path: Path) -> None:
@@ -138,7 +149,7 @@ def test_devices(run_cli) -> None:
 def test_case_glob_selects(run_cli) -> None:
     r = run_cli(GOLDEN, "--case", "full_*", "--case", "process_outputs", "--quiet")
     assert r.returncode == 0
-    cases = {line.split()[1].split("/")[0] for line in r.stdout.splitlines() if line.startswith("PASS")}
+    cases = {line.split()[1].split("/")[0].split(":")[0] for line in r.stdout.splitlines() if line.startswith("PASS")}
     assert cases == {"full_model", "process_outputs"}
 
 
@@ -169,3 +180,89 @@ def test_manifest_tolerance_overrides_apply(run_cli, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "ERROR process_outputs/* [cpu]" in r.stdout
     assert "schema: $.tolerance.outputs.$[0].atol: must be >= 0, got -1" in r.stdout
+
+
+# --- torch.export programs and the optimization variants ---------------------------------------------------------
+
+def variant(corpus: Path, case: str, name: str) -> tuple[dict, dict]:
+    m = json.loads((corpus / case / "manifest.json").read_text())
+    return m, next(v for v in m["variants"] if v["name"] == name)
+
+
+def save_manifest(corpus: Path, case: str, m: dict) -> None:
+    (corpus / case / "manifest.json").write_text(json.dumps(m, indent=2))
+    rehash(corpus, case)
+
+
+def test_missing_aoti_package_is_an_error_naming_the_command(run_cli, tmp_path: Path) -> None:
+    r = run_cli(GOLDEN, "--case", "simple_cnn", "--aoti-cache", tmp_path / "empty-cache")
+    assert r.returncode == 2, r.stdout
+    errors = [line for line in r.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == len(manifests()["simple_cnn"]["input_sets"])
+    assert all("simple_cnn:export@aoti/" in e and "no AOTInductor package" in e and "torchconform compile" in e
+               for e in errors), errors
+    assert "PASS  simple_cnn:frozen/b4_32x32" in r.stdout  # the other artifacts still run
+
+
+def test_corrupted_program_is_a_clear_error(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    path = corpus / "simple_cnn" / "variants" / "export.pt2"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    r = run_cli(corpus, "--case", "simple_cnn")
+    assert r.returncode == 2
+    assert "ERROR simple_cnn:export@aoti/b4_32x32" in r.stdout and "variants/export.pt2: SHA-256 mismatch" in r.stdout
+    assert "PASS  simple_cnn/b4_32x32" in r.stdout
+    rehash(corpus, "simple_cnn")  # vouched for: now no package matches the program, and compiling it fails clearly
+    r = run_cli(corpus, "--case", "simple_cnn")
+    assert r.returncode == 2 and "no AOTInductor package for simple_cnn/variants/export.pt2" in r.stdout
+    c = subprocess.run([sys.executable, "-m", "torchconform", "compile", corpus, "--case", "simple_cnn",
+                        "--aoti-cache", tmp_path / "cache"], capture_output=True, text=True, timeout=300)
+    assert c.returncode == 2 and "torchconform compile: error:" in c.stderr and "export.pt2" in c.stderr, c.stderr
+
+
+def test_program_specialization_is_checked(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    m, v = variant(corpus, "process_outputs", "export")
+    assert v["inputs"][2] == {"kind": "const", "value": 5}
+    v["inputs"][2]["value"] = 3  # the program was captured with top_k=5; the sets pass 5
+    save_manifest(corpus, "process_outputs", m)
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 2
+    assert "ERROR process_outputs:export@aoti/top5_labels" in r.stdout
+    assert "input leaf 2 is 5, but the exported program was specialized on 3" in r.stdout
+
+
+def test_int_outputs_are_converted_only_when_declared(run_cli, tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    m, v = variant(corpus, "process_outputs", "export")
+    v["int_outputs_as_tensors"] = False
+    save_manifest(corpus, "process_outputs", m)
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 1
+    fail = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fail) == 2 and all("process_outputs:export@aoti/" in f for f in fail), fail
+    assert "$[1][0] int: kind mismatch: expected int, actual Tensor" in fail[0]
+
+
+def test_a_variant_that_disagrees_with_the_artifact_fails(run_cli, tmp_path: Path) -> None:
+    """The optimization variants are checked against the unoptimized artifact too: give the case an artifact whose
+    classifier bias moved, and every variant (still right against the golden) must FAIL against it."""
+    corpus = copy_corpus(tmp_path)
+    art = corpus / "simple_cnn" / "artifact.pt"
+    module = torch.jit.load(str(art))
+    with torch.no_grad():
+        module.classifier.bias[3] += 0.01
+    module.save(str(art))
+    rehash(corpus, "simple_cnn")
+    r = run_cli(corpus, "--case", "simple_cnn", "--json", tmp_path / "r.json")
+    assert r.returncode == 1
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    for x in rows:
+        if x["artifact"] == "":
+            assert x["verdict"] == "FAIL" and not x["ok"]
+        elif x["artifact"] != "optimized":  # (optimized cannot be loaded: XFAIL)
+            assert x["verdict"] == "FAIL", x["line"]
+            assert x["ok"] and not x["vs_artifact"]["ok"], x["line"]  # right against the golden, not the artifact
+            assert "vs artifact:" in x["line"] and "mismatched=" in x["line"]

@@ -45,9 +45,33 @@ struct InputSetSpec {
   std::optional<std::string> xfail;  // expected to fail, with the reason (strict: a pass fails the run)
 };
 
+// One positional input leaf of an exported program, flattened: a tensor (passed to the program) or a constant the
+// program was specialized on at capture (the input set must pass that very value).
+struct ProgramInput {
+  bool tensor = true;
+  c10::IValue value;  // the constant, when !tensor
+};
+
+// Another artifact of the case's model (manifest key `variants`), checked on the same input sets against the same
+// goldens and, call by call, against the case's TorchScript artifact.
+struct VariantSpec {
+  std::string name;
+  std::string kind;  // torchscript | exported_program
+  std::string description;
+  std::string transform;          // the code that made it
+  std::optional<FileRef> file;    // absent when the capture failed at export (see `error`)
+  std::string error;              // the capture's error, recorded at export
+  std::vector<std::string> input_sets;  // the sets it applies to, in the case's order
+  std::vector<std::string> runtimes;    // exported_program: "aoti", "nativert"
+  std::vector<ProgramInput> inputs;     // exported_program: the flattened positional inputs
+  bool int_outputs_as_tensors = false;  // exported_program: 0-dim integer tensors stand for Python ints
+  TolerancePolicy tolerance;            // the case's unless the variant has its own
+  std::optional<std::string> xfail;
+};
+
 struct CaseSpec {
   std::string name;
-  std::string mode;  // trace | script | hybrid | script_function
+  std::string mode;  // how the TorchScript artifact was made: trace | script | hybrid | script_function
   std::string description;
   std::filesystem::path dir;
   FileRef artifact;
@@ -55,6 +79,7 @@ struct CaseSpec {
   std::string exported_torch;
   std::vector<InputSetSpec> sets;
   std::optional<std::string> xfail;  // every input set expected to fail, with the reason
+  std::vector<VariantSpec> variants;
   // Non-empty when the case's manifest could not be read or validated: the case reports this error and the
   // corpus's other cases still run.
   std::string error;

@@ -7,6 +7,7 @@
 #include <c10/core/Device.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,26 @@ struct RunOptions {
   // Every input set is called `repeat` times on the same module and every call is compared: the profiling
   // executor may change the graph after the first runs (pytorch#74534), so a first-call-only check is not enough.
   int repeat = 2;
+  // Where AOTInductor packages compiled from the corpus's exported programs are looked up (`torchconform compile`
+  // builds them); empty: default_aoti_cache().
+  std::string aoti_cache;
 };
+
+// $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti. The Python side
+// (torchconform/aoti.py) resolves the same directory.
+std::string default_aoti_cache();
+// The package compiled from the exported program with this SHA-256, for this LibTorch version and device type:
+// <cache>/<sha256[:32]>-torch<version>-<cpu|cuda>/model.pt2.
+std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
+                              const std::string& device_type);
+
+// The runtimes this runner can run artifacts with, and why one is missing ("" when available).
+struct RuntimeInfo {
+  std::string name;    // torchscript | aoti | nativert
+  bool available = false;
+  std::string detail;  // what it is, or why it is unavailable
+};
+std::vector<RuntimeInfo> runtimes();
 
 enum class Verdict {
   kPass,
@@ -35,6 +55,9 @@ struct SetResult {
   std::string case_name;
   std::string set_name;
   std::string device;
+  std::string artifact;              // "" for the case's TorchScript artifact, else the variant ("frozen",
+                                     // "export@aoti": variant@runtime for exported programs)
+  std::string runtime = "torchscript";  // torchscript | aoti | nativert
   Verdict verdict = Verdict::kError;
   Comparison comparison;  // of the first failing call, else of the last call
   int failed_call = 0;    // 1-based call that failed, 0 when none did
@@ -43,7 +66,30 @@ struct SetResult {
   c10::IValue output;     // what the artifact returned (last call made), moved to the CPU; None on kError
                           // and in isolated runs (the value stays in the child process)
   std::string xfail_reason;  // kXFail / kXPass: the mark's reason; for kXFail `error` or `comparison` says why
+  // Variants: the same calls compared with the TorchScript artifact's outputs (under the variant's tolerance).
+  bool has_reference = false;
+  Comparison vs_artifact;
+  // Timings of this artifact in this process: loading it (the same for all its sets), the first call of the set,
+  // and the median of the calls after it (NaN with --repeat 1).
+  double load_seconds = 0;
+  double first_call_seconds = 0;
+  double steady_seconds = 0;
 };
+
+// Every result a full run of a case produces, in run_case's order: the TorchScript artifact on each input set, then
+// each variant on its sets (exported programs once per runtime this build has), and one "*" result per capture that
+// failed at export. An isolated run reports the ones its child never got to as CRASH / TIMEOUT.
+struct PlannedResult {
+  std::string label;    // SetResult::artifact
+  std::string runtime;  // SetResult::runtime
+  std::string set;      // SetResult::set_name ("*" for a failed capture or a broken manifest)
+  const InputSetSpec* spec = nullptr;
+  std::optional<std::string> mark;  // the variant's xfail mark
+};
+std::vector<PlannedResult> plan(const CaseSpec& c);
+
+// "simple_cnn/b4_32x32" or "simple_cnn:frozen/b4_32x32".
+std::string result_id(const SetResult& r);
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
 const char* libtorch_version();
@@ -98,6 +144,7 @@ struct VerifyOptions {
   std::string json, junit;  // report paths, empty: none
   bool isolate = true;      // each case in its own child process (run_case_isolated)
   double timeout = 600;     // seconds per case (isolated runs only)
+  std::string aoti_cache;   // empty: default_aoti_cache()
 };
 struct VerifyOutcome {
   std::vector<SetResult> results;

@@ -1,0 +1,249 @@
+"""A case's extra artifacts: the spec's TorchScript optimizations and torch.export programs.
+
+A *variant* is another artifact of the same model, checked on (some of) the case's input sets against the same eager
+goldens and, call by call, against the case's unoptimized TorchScript artifact. Two kinds exist:
+
+- ``torchscript``: ``torch.jit.freeze``, ``torch.jit.optimize_for_inference`` and the explicit passes of the spec
+  (inline, constant propagation, fuse_linear), each applied to a fresh copy of the artifact;
+- ``exported_program``: a ``torch.export`` program (``.pt2``), run in C++ through an AOTInductor package compiled from
+  it (``aoti.py``: a build output, cached, never committed) and, where the LibTorch has it, NativeRT.
+
+Where ``torch.export`` cannot capture a model the variant records the error as a strict expected failure: the
+exporter refuses to write the corpus if the capture starts working while the mark is still there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from .registry import CaseError
+
+Kind = Literal["torchscript", "exported_program"]
+
+
+@dataclass
+class Variant:
+    name: str
+    kind: Kind
+    description: str
+    transform: str  # the code that made it from the case's model or artifact
+    artifact: Any = None  # a ScriptModule / ExportedProgram; None when the capture failed (see ``error``)
+    input_sets: list[str] | None = None  # the sets it applies to; None: every set of the case
+    tolerance: dict[str, Any] | None = None  # None: the case's tolerance
+    xfail: str | None = None  # expected to fail (strict), with the reason
+    error: str | None = None  # why the capture failed
+    findings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    # AOTInductor returns Python ints (e.g. from .item()) as 0-dim int64 tensors; when set, the runner converts them
+    # back before comparing, and says so. Never implied: a program that returns ints must declare it.
+    int_outputs_as_tensors: bool = False
+
+
+def script_copy(artifact: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """An independent copy (save + load): the spec's passes mutate graphs in place, and the shipped artifact must
+    stay what it was."""
+    buf = io.BytesIO()
+    torch.jit.save(artifact, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
+def graph_node_counts(artifact: Any) -> dict[str, int]:
+    """Node kind -> count: the inlined TorchScript graph (blocks included), or an exported program's graph."""
+    counts: Counter[str] = Counter()
+    if isinstance(artifact, torch.export.ExportedProgram):
+        for node in artifact.graph.nodes:
+            if node.op == "call_function":
+                counts[str(node.target)] += 1
+        return dict(sorted(counts.items()))
+    graph = artifact.inlined_graph if isinstance(artifact, torch.jit.ScriptModule) else artifact.graph
+
+    def walk(block: Any) -> None:
+        for node in block.nodes():
+            counts[node.kind()] += 1
+            for b in node.blocks():
+                walk(b)
+
+    walk(graph)
+    return dict(sorted(counts.items()))
+
+
+def torchscript_variants(artifact: torch.jit.ScriptModule, *, xfail: dict[str, str] | None = None,
+                         tolerance: dict[str, dict[str, Any]] | None = None) -> list[Variant]:
+    """freeze, optimize_for_inference and the spec's explicit passes, each on its own copy of ``artifact``.
+    ``xfail`` / ``tolerance`` map a variant name to its expected-failure reason / tolerance policy."""
+    xfail, tolerance = xfail or {}, tolerance or {}
+
+    frozen = torch.jit.freeze(script_copy(artifact))
+    optimized = torch.jit.optimize_for_inference(script_copy(artifact))
+    passes = script_copy(artifact)
+    graph = passes.graph  # the forward graph, changed in place as the spec does it on `traced.graph`
+    torch._C._jit_pass_inline(graph)
+    torch._C._jit_pass_constant_propagation(graph)
+    torch._C._jit_pass_fuse_linear(graph)
+
+    out = [
+        Variant("frozen", "torchscript", "parameters folded into the graph as constants", "torch.jit.freeze(artifact)",
+                frozen),
+        Variant("optimized", "torchscript", "freeze plus the inference passes (on CPU: conv/linear to MKLDNN, "
+                "conv-bn folding...)", "torch.jit.optimize_for_inference(artifact)", optimized),
+        Variant("passes", "torchscript", "the spec's explicit passes on the forward graph",
+                "g = artifact.graph; torch._C._jit_pass_inline(g); torch._C._jit_pass_constant_propagation(g); "
+                "torch._C._jit_pass_fuse_linear(g)", passes,
+                findings=["The spec runs the passes on `traced.graph` of the module it ships, changing it in place; "
+                          "here they run on a reloaded copy so the shipped artifact stays as traced."]),
+    ]
+    for v in out:
+        v.xfail = xfail.pop(v.name, None)
+        v.tolerance = tolerance.pop(v.name, None)
+    if xfail or tolerance:
+        raise CaseError(f"unknown TorchScript variant(s) {sorted({*xfail, *tolerance})} (known: frozen, optimized, "
+                        f"passes)")
+    return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _raised_at(e: BaseException) -> str | None:
+    """torch.export names the user line that failed ("The following call raised this error: File ..., line N")."""
+    lines = str(e).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("File ") and i + 1 < len(lines) and "torchconform" in line:
+            where = line.strip().split(", in ")[-1]
+            return f"{where}: {lines[i + 1].strip()}"
+    return None
+
+
+def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_shapes: Any, *, description: str,
+            input_sets: list[str] | None = None, expect_failure: str | None = None,
+            int_outputs_as_tensors: bool = False, findings: list[str] | None = None) -> Variant:
+    """``torch.export.export(module, args, dynamic_shapes=...)`` in eval mode without grad.
+
+    With ``expect_failure`` (the reason), a failing capture is recorded as a strict expected failure, and a capture
+    that succeeds raises: the mark is stale and must be removed. Without it, a failing capture raises."""
+    transform = f"torch.export.export({type(module).__name__}, args, dynamic_shapes={dynamic_shapes!r})"
+    module.eval()
+    try:
+        with torch.no_grad(), _torch_logs_collected() as logs:
+            program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+    except Exception as e:  # noqa: BLE001 - the failure is the finding
+        if expect_failure is None:
+            detail = "\n  ".join(line for line in str(e).strip().splitlines()[1:6] if line.strip())
+            raise CaseError(f"torch.export of variant {name!r} failed: {_first_line(e)}"
+                            + (f"\n  {detail}" if detail else "")) from e
+        raised_at = _raised_at(e)
+        details: dict[str, Any] = {"raised_at": raised_at} if raised_at else {}
+        if logs:
+            details["torch_log"] = logs[:5]
+        return Variant(name, "exported_program", description, transform, None, input_sets, xfail=expect_failure,
+                       error=_first_line(e), findings=list(findings or []), details=details)
+    if expect_failure is not None:
+        raise CaseError(f"XPASS: torch.export now captures variant {name!r}, which is marked as an expected failure "
+                        f"({expect_failure}); remove the mark")
+    return Variant(name, "exported_program", description, transform, program, input_sets,
+                   findings=list(findings or []), int_outputs_as_tensors=int_outputs_as_tensors,
+                   details=program_details(program))
+
+
+def program_details(program: torch.export.ExportedProgram) -> dict[str, Any]:
+    """What a reader needs to know about a captured program: its input shapes (symbolic where dynamic), the ranges of
+    its symbols, the constants it specialized on, and what it returns."""
+    inputs, specialized = [], []
+    for spec in program.graph_signature.input_specs:
+        if spec.kind.name != "USER_INPUT":
+            continue
+        arg = spec.arg
+        if hasattr(arg, "name") and type(arg).__name__ == "TensorArgument":
+            inputs.append(arg.name)
+        else:
+            specialized.append(f"{getattr(arg, 'name', '?')}={getattr(arg, 'value', arg)!r}")
+    shapes = {}
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            val = node.meta.get("val")
+            shapes[node.name] = str(list(val.shape)) if val is not None else "?"
+    outputs = []
+    for node in program.graph.nodes:
+        if node.op == "output":
+            for v in node.args[0]:
+                val = getattr(v, "meta", {}).get("val")
+                outputs.append(f"Tensor{list(val.shape)} {str(val.dtype).replace('torch.', '')}"
+                               if isinstance(val, torch.Tensor) else type(val).__name__ if val is not None else "?")
+    return {
+        "input_shapes": shapes,
+        "range_constraints": {str(k): [_bound(v.lower), _bound(v.upper)]
+                              for k, v in program.range_constraints.items()},
+        "specialized_inputs": specialized,
+        "outputs": outputs,
+        "out_spec": str(program.call_spec.out_spec).replace("\n", " "),
+    }
+
+
+def _bound(x: Any) -> int | None:
+    try:
+        return int(x)
+    except (TypeError, ValueError, AttributeError):  # sympy's (int_)oo: unbounded
+        return None
+
+
+@contextlib.contextmanager
+def _torch_logs_collected() -> Iterator[list[str]]:
+    """torch.export logs warnings and prints the partial graph of a failed capture to stderr (pages of it): keep the
+    first line of each log message, and the graph, for the manifest instead of flooding the export's output."""
+    logger = logging.getLogger("torch")
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(record.getMessage().strip().splitlines()[0][:300] if record.getMessage().strip() else "")
+
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers = [Collect(logging.WARNING)]
+    logger.propagate = False
+    printed = io.StringIO()  # a failed capture also print()s its partial graph to stderr
+    try:
+        with contextlib.redirect_stderr(printed):
+            yield collected
+    finally:
+        logger.handlers, logger.propagate = saved
+        graph = []
+        for line in printed.getvalue().splitlines():
+            if line.startswith("def forward") and graph:
+                break  # the graph is printed more than once
+            if line.strip() and not line.strip().startswith("#"):
+                graph.append(line.rstrip())
+        if graph:
+            collected.append("partial graph printed by torch.export:\n" + "\n".join(graph[:40]))
+
+
+def flat_input_kinds(args: tuple[Any, ...]) -> list[Any]:
+    """How the runner feeds an input set to an AOTInductor program: the positional arguments flattened; tensors are
+    passed, anything else must equal the constant the program was specialized on: ``{"kind": "tensor"}`` or
+    ``{"kind": "const", "value": v}``."""
+    out: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            out.append({"kind": "tensor"})
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            raise CaseError("exported_program variants take no dict arguments yet (the runner flattens tuples and "
+                            "lists only)")
+        else:
+            out.append({"kind": "const", "value": v})
+
+    walk(args)
+    return out
