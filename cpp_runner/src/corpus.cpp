@@ -1,6 +1,7 @@
 #include <torchconform/corpus.h>
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/version.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <fnmatch.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <iomanip>
@@ -292,6 +294,14 @@ c10::IValue json_scalar(const json& v, const std::string& who) {
   }
 }
 
+// An xfail mark; with "torch": "<2.14" it applies only where this runner's LibTorch version matches.
+std::optional<std::string> parse_xfail(const json& j, const std::string& who) {
+  const Fields f{j, who};
+  const std::string reason = f.str("reason");
+  if (f.has("torch") && !version_matches(TORCH_VERSION, f.str("torch"))) return std::nullopt;
+  return reason;
+}
+
 VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& who) {
   VariantSpec v;
   v.name = Fields{j, who + ": variant"}.str("name");
@@ -302,7 +312,7 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
   v.kind = f.str("kind");
   v.description = f.str("description");
   v.transform = f.str("transform");
-  if (f.has("xfail")) v.xfail = Fields{f.object("xfail"), vwho + ": xfail"}.str("reason");
+  if (f.has("xfail")) v.xfail = parse_xfail(f.object("xfail"), vwho + ": xfail");
   v.tolerance = f.has("tolerance") ? parse_policy(f.object("tolerance"), vwho + ": tolerance") : c.tolerance;
   if (f.has("file")) {
     v.file = file_ref(j, vwho);
@@ -350,9 +360,12 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
   c.mode = f.str("mode");
   c.description = f.str("description");
   c.dir = dir;
-  c.artifact = file_ref(f.object("artifact"), who + ": artifact");
+  // Mode "export" has no TorchScript artifact: its exported program (a variant) is what runs.
+  c.has_artifact = f.has("artifact");
+  if (c.has_artifact) c.artifact = file_ref(f.object("artifact"), who + ": artifact");
+  else if (c.mode != "export") throw CorpusError(who + ": missing key 'artifact' (only mode 'export' has none)");
   c.exported_torch = Fields{f.object("exported_with"), who + ": exported_with"}.str("torch");
-  if (f.has("xfail")) c.xfail = Fields{f.object("xfail"), who + ": xfail"}.str("reason");
+  if (f.has("xfail")) c.xfail = parse_xfail(f.object("xfail"), who + ": xfail");
   c.tolerance = parse_policy(f.object("tolerance"), who + ": tolerance");
 
   std::set<std::string> names;
@@ -378,7 +391,7 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
       pc.text = text + ")";
       spec.prelude.push_back(std::move(pc));
     }
-    if (sfn.has("xfail")) spec.xfail = Fields{sfn.object("xfail"), swho + ": xfail"}.str("reason");
+    if (sfn.has("xfail")) spec.xfail = parse_xfail(sfn.object("xfail"), swho + ": xfail");
     spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
     spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
     c.sets.push_back(std::move(spec));
@@ -386,6 +399,9 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
   if (c.sets.empty()) throw CorpusError(who + ": no input sets");
   if (f.has("variants"))
     for (const json& v : f.array("variants")) c.variants.push_back(parse_variant(v, c, who));
+  if (!c.has_artifact && std::none_of(c.variants.begin(), c.variants.end(),
+                                      [](const VariantSpec& v) { return v.kind == "exported_program"; }))
+    throw CorpusError(who + ": mode 'export' without an exported_program variant: nothing to run");
   return c;
 }
 
@@ -427,6 +443,41 @@ std::string printable(const std::string& text) {
     }
   }
   return out;
+}
+
+bool version_matches(const std::string& version, const std::string& spec) {
+  // "2.13.0+cpu" -> {2, 13, 0}; missing components count as 0 ("2.14" == "2.14.0").
+  auto numbers = [](const std::string& text) {
+    std::vector<long> out;
+    size_t i = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+      size_t end = i;
+      while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+      out.push_back(std::stol(text.substr(i, end - i)));
+      if (end >= text.size() || text[end] != '.') break;
+      i = end + 1;
+    }
+    return out;
+  };
+  auto cmp = [](std::vector<long> a, std::vector<long> b) {
+    a.resize(std::max(a.size(), b.size()));
+    b.resize(a.size());
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
+  const auto have = numbers(version);
+  std::stringstream clauses(spec);
+  for (std::string clause; std::getline(clauses, clause, ',');) {
+    clause.erase(std::remove(clause.begin(), clause.end(), ' '), clause.end());
+    size_t n = clause.find_first_of("0123456789");
+    if (n == 0 || n == std::string::npos) throw CorpusError("torch version condition '" + spec + "': bad clause");
+    const std::string op = clause.substr(0, n);
+    const int c = cmp(have, numbers(clause.substr(n)));
+    const bool ok = op == "==" ? c == 0 : op == "!=" ? c != 0 : op == "<" ? c < 0 : op == "<=" ? c <= 0
+                  : op == ">" ? c > 0 : op == ">=" ? c >= 0 : throw CorpusError("torch version condition '" +
+                                                                                spec + "': bad operator " + op);
+    if (!ok) return false;
+  }
+  return true;
 }
 
 std::string sha256_hex(const void* data, size_t size) {

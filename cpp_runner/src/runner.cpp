@@ -442,7 +442,8 @@ std::vector<PlannedResult> plan(const CaseSpec& c) {
       if (s.name == name) return &s;
     return static_cast<const InputSetSpec*>(nullptr);
   };
-  for (const auto& s : c.sets) out.push_back({"", "torchscript", s.name, &s, std::nullopt});
+  if (c.has_artifact)
+    for (const auto& s : c.sets) out.push_back({"", "torchscript", s.name, &s, std::nullopt});
   for (const auto& v : c.variants) {
     if (!v.file && std::none_of(v.input_sets.begin(), v.input_sets.end(), spec)) continue;  // as run_case does
     if (!v.file) {
@@ -567,11 +568,12 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
 
   std::vector<std::string> all;
   for (const auto& s : c.sets) all.push_back(s.name);
-  run_all([&] {
-    Loaded a = load_torchscript(c, c.artifact, "", o);
-    a.tolerance = &c.tolerance;
-    return a;
-  }, "", "torchscript", std::nullopt, all, true);
+  if (c.has_artifact)
+    run_all([&] {
+      Loaded a = load_torchscript(c, c.artifact, "", o);
+      a.tolerance = &c.tolerance;
+      return a;
+    }, "", "torchscript", std::nullopt, all, true);
 
   for (const auto& v : c.variants) {
     if (!v.file) {  // the capture failed at export: one result says so (an expected failure, or the run fails)

@@ -10,10 +10,11 @@ import torch  # noqa: F401  (libtorch must be loaded before the compiled module:
 
 from . import _core
 from ._core import Comparison, Corpus, CorpusError, SetResult, UsageError, compare, run_case
+from .api import Export, Inputs, XFail, case, declare
 from .registry import Built, Call, Case, CaseError, InputSet, register, select
 
 __all__ = [
-    "Built", "Call", "Case", "CaseError", "Comparison", "Corpus", "CorpusError", "InputSet", "SetResult",
-    "UsageError", "compare", "register", "run_case", "select", "_core",
+    "Built", "Call", "Case", "CaseError", "Comparison", "Corpus", "CorpusError", "Export", "InputSet", "Inputs",
+    "SetResult", "UsageError", "XFail", "case", "compare", "declare", "register", "run_case", "select", "_core",
 ]
 __version__ = "0.1.0"

@@ -20,10 +20,13 @@ def _export(args: argparse.Namespace) -> int:
         os.execve(sys.executable, [sys.executable, "-m", "torchconform", *sys.argv[1:]],
                   {**os.environ, "PYTHONHASHSEED": "0"})
     from .corpus import write_corpus
-    from .registry import CaseError, select
+    from .registry import CaseError, load_user_cases, select
 
     try:
-        write_corpus(args.out, select(args.case), force=args.force, log=_stderr(args.quiet) or (lambda m: None))
+        # --cases: the user's own declarations instead of the built-in cases (--case then selects among them).
+        declared = [c for spec in args.cases for c in load_user_cases(spec)] if args.cases else None
+        write_corpus(args.out, select(args.case, declared), force=args.force,
+                     log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
         return 2
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
     exp = sub.add_parser("export", help="export the cases and write a golden corpus")
     exp.add_argument("--out", type=Path, default=Path("golden"), help="corpus directory (default: golden)")
+    exp.add_argument("--cases", action="append", metavar="MODULE_OR_FILE",
+                     help="export the cases declared in this module (mypkg.my_cases) or file (my_cases.py) instead "
+                          "of the built-in ones (repeatable); see examples/README.md")
     exp.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     exp.add_argument("--force", action="store_true", help="replace an existing corpus")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")

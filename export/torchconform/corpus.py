@@ -50,10 +50,10 @@ def apply_prelude(target: Any, s: InputSet) -> None:
 
 
 def call(target: Any, s: InputSet) -> Any:
-    """One checked call: the seed (if any), then the call."""
+    """One checked call: the seed (if any), then the call of ``s.method`` (forward: the target itself)."""
     if s.seed is not None:
         torch.manual_seed(s.seed)
-    return target(*s.args)
+    return (target if s.method == "forward" else resolve_method(target, s.method))(*s.args)
 
 
 def invoke(target: Any, s: InputSet) -> Any:
@@ -78,11 +78,17 @@ def _python_output(target: Any, s: InputSet, run: Callable[[Any, tuple[Any, ...]
             if s.prelude and isinstance(target, torch.jit.ScriptModule):
                 target = script_copy(target)
             apply_prelude(target, s)
+            if run is None:
+                return freeze(call(target, s))
             if s.seed is not None:
                 torch.manual_seed(s.seed)
-            return freeze(run(target, s.args) if run else target(*s.args))
+            return freeze(run(target, s.args))
     except Exception as e:  # noqa: BLE001 - recorded by the caller
         return e
+
+
+def _mark(xfail: str | dict[str, str]) -> dict[str, str]:
+    return {"reason": xfail} if isinstance(xfail, str) else dict(xfail)
 
 
 class _Memo(dict):
@@ -145,18 +151,19 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
                 elif kinds != entry["inputs"]:
                     raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} passes {kinds}, the "
                                     f"program was specialized on {entry['inputs']}")
-                if s.prelude:
-                    raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} has a prelude; "
-                                    f"exported programs have no methods to call")
+                if s.prelude or s.method != "forward":
+                    raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} calls "
+                                    f"{'a prelude' if s.prelude else s.method}; an exported program has forward only")
             if loaded is None:
                 continue
             out = _python_output(loaded, s, _call_program if v.kind == "exported_program" else None)
             if isinstance(out, Exception):
                 check[n] = {"error": f"{type(out).__name__}: {str(out).strip().splitlines()[0]}"}
                 continue
-            ref = artifact_outputs[n]
+            ref = artifact_outputs[n] if built.artifact is not None else None
             check[n] = {"max_abs_vs_golden": max_abs_diff(goldens[n], out),
-                        "max_abs_vs_artifact": None if isinstance(ref, Exception) else max_abs_diff(ref, out)}
+                        "max_abs_vs_artifact": None if ref is None or isinstance(ref, Exception)
+                        else max_abs_diff(ref, out)}
         entry["python_check"] = check
         if v.kind == "exported_program":
             entry["int_outputs_as_tensors"] = v.int_outputs_as_tensors
@@ -194,7 +201,13 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
 
     (case_dir / "sets").mkdir(parents=True)
     artifact_path = case_dir / ARTIFACT
-    built.artifact.save(str(artifact_path))
+    if (built.artifact is None) != (case.mode == "export"):
+        raise CaseError(f"case {case.name!r}: mode {case.mode!r} " + ("has no TorchScript artifact" if
+                        case.mode == "export" else "needs a TorchScript artifact"))
+    if case.mode == "export" and not any(v.kind == "exported_program" for v in built.variants):
+        raise CaseError(f"case {case.name!r}: mode 'export' needs its torch.export program (a variant)")
+    if built.artifact is not None:
+        built.artifact.save(str(artifact_path))
 
     sets = []
     goldens: dict[str, Any] = {}
@@ -207,7 +220,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         sets.append({
             "name": s.name,
             "description": s.description,
-            "method": "forward",
+            "method": s.method,
             "seed": s.seed,
             "prelude": [{"method": c.method, "args": list(c.args)} for c in s.prelude],
             "inputs": _save(args, case_dir / "sets" / f"{s.name}.inputs.pt"),
@@ -215,7 +228,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
             "inputs_signature": describe(args),
             "expected_signature": describe(expected),
             "facts": s.facts,
-            **({"xfail": {"reason": s.xfail}} if s.xfail else {}),
+            **({"xfail": _mark(s.xfail)} if s.xfail else {}),
         })
 
     # What the TorchScript artifact returns in Python, for the variants' records (only run when a variant needs it: the
@@ -229,7 +242,8 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "mode": case.mode,
         "description": case.description,
         "model": built.model,
-        "artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact_path), "bytes": artifact_path.stat().st_size},
+        **({"artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact_path),
+                         "bytes": artifact_path.stat().st_size}} if built.artifact is not None else {}),
         "exported_with": environment(),
         "export_conditions": {"module_mode": "eval", "grad": "disabled (torch.no_grad)",
                               "trace_example": describe(freeze(built.trace_example))
@@ -241,8 +255,8 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "hazards": built.hazards,
         "spec_deviations": built.spec_deviations,
         "notes": built.notes,
-        "graph_node_counts": graph_node_counts(built.artifact),
-        **({"xfail": {"reason": case.xfail}} if case.xfail else {}),
+        "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
+        **({"xfail": _mark(case.xfail)} if case.xfail else {}),
         "variants": [_write_variant(case, v, built, case_dir, goldens, artifact_outputs) for v in built.variants],
         "input_sets": sets,
     }

@@ -13,8 +13,10 @@ from typing import Any, Callable, Literal
 
 import torch
 
-Mode = Literal["trace", "script", "hybrid", "script_function"]  # how the TorchScript artifact is made
-MODES: tuple[str, ...] = ("trace", "script", "hybrid", "script_function")
+# How the case's artifact is made: TorchScript (trace, script, hybrid, script_function), or "export": no TorchScript,
+# the case's exported program (a variant) is its artifact.
+Mode = Literal["trace", "script", "hybrid", "script_function", "export"]
+MODES: tuple[str, ...] = ("trace", "script", "hybrid", "script_function", "export")
 
 # Case and input-set names become directory names, ctest names and pytest ids: keep them plain.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -43,8 +45,10 @@ class InputSet:
     prelude: tuple[Call, ...] = ()
     # Properties the builder asserted about this input (e.g. how many samples each expert receives).
     facts: dict[str, Any] = field(default_factory=dict)
-    # Expected to fail, with the reason: the runner reports XFAIL, and XPASS (a failure) once it passes.
-    xfail: str | None = None
+    # Expected to fail, with the reason: the runner reports XFAIL, and XPASS (a failure) once it passes. A dict
+    # {"reason": ..., "torch": "<2.14"} limits the mark to runtimes whose LibTorch version matches.
+    xfail: str | dict[str, str] | None = None
+    method: str = "forward"  # the method called (an exported method of the artifact, or forward)
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Built:
     """What a case's builder returns."""
 
     eager: Callable[..., Any]  # the nn.Module (in eval mode) or Python function the goldens come from
-    artifact: torch.jit.ScriptModule | torch.jit.ScriptFunction
+    artifact: torch.jit.ScriptModule | torch.jit.ScriptFunction | None  # None: mode "export" (no TorchScript)
     input_sets: list[InputSet]
     model: str  # human description of the model and its hyper-parameters
     trace_example: tuple[Any, ...] | None = None
@@ -73,7 +77,7 @@ class Case:
     build: Callable[[int], Built]
     seed: int
     tolerance: dict[str, Any] = field(default_factory=lambda: {"default": {"mode": "allclose"}, "outputs": {}})
-    xfail: str | None = None  # every input set expected to fail, with the reason
+    xfail: str | dict[str, str] | None = None  # every input set expected to fail, with the reason (see InputSet)
 
 
 class CaseError(ValueError):
@@ -89,7 +93,7 @@ def register(case: Case) -> Case:
     if case.mode not in MODES:
         raise CaseError(f"case {case.name!r}: unknown mode {case.mode!r} (expected one of {', '.join(MODES)})")
     if case.name in _REGISTRY:
-        raise CaseError(f"case {case.name!r} is registered twice")
+        raise CaseError(f"case {case.name!r} is declared twice")
     _REGISTRY[case.name] = case
     return case
 
@@ -97,13 +101,49 @@ def register(case: Case) -> Case:
 def all_cases() -> list[Case]:
     from . import cases  # noqa: F401  (registers the built-in cases)
 
-    return list(_REGISTRY.values())
+    return [c for c in _REGISTRY.values() if c.name not in _USER]
 
 
-def select(patterns: list[str] | None) -> list[Case]:
-    """Cases whose names match any of the glob patterns (all cases when none given). An unmatched pattern is an
-    error, so a typo never exports or checks nothing."""
-    cases = all_cases()
+_USER: dict[str, Case] = {}  # cases declared by load_user_cases, by name
+
+
+def load_user_cases(spec: str) -> list[Case]:
+    """Import a user's module (``mypkg.my_cases``) or file (``path/to/my_cases.py``) and return the cases it declared
+    (torchconform.declare / @torchconform.case), in declaration order. Errors name the module and what went wrong."""
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    before = set(_REGISTRY)
+    try:
+        if spec.endswith(".py") or "/" in spec:
+            path = Path(spec)
+            if not path.is_file():
+                raise CaseError(f"--cases {spec}: no such file")
+            name = f"torchconform_user_cases_{abs(hash(str(path.resolve())))}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            assert module_spec and module_spec.loader
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+    except CaseError as e:
+        raise CaseError(f"--cases {spec}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - the user's module failed to import: say where
+        raise CaseError(f"--cases {spec}: importing it failed: {type(e).__name__}: {e}") from e
+    new = [c for n, c in _REGISTRY.items() if n not in before]
+    if not new:
+        raise CaseError(f"--cases {spec}: it declares no cases (use torchconform.declare or @torchconform.case)")
+    _USER.update({c.name: c for c in new})
+    return new
+
+
+def select(patterns: list[str] | None, cases: list[Case] | None = None) -> list[Case]:
+    """Cases (the built-in ones unless ``cases`` is given) whose names match any of the glob patterns (all of them
+    when none given). An unmatched pattern is an error, so a typo never exports or checks nothing."""
+    cases = all_cases() if cases is None else cases
     if not patterns:
         return cases
     chosen = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,12 +149,26 @@ def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_s
             details["torch_log"] = logs[:5]
         return Variant(name, "exported_program", description, transform, None, input_sets, xfail=expect_failure,
                        error=_first_line(e), findings=list(findings or []), details=details)
+    _relative_stack_traces(program)
     if expect_failure is not None:
         raise CaseError(f"XPASS: torch.export now captures variant {name!r}, which is marked as an expected failure "
                         f"({expect_failure}); remove the mark")
     return Variant(name, "exported_program", description, transform, program, input_sets,
                    findings=list(findings or []), int_outputs_as_tensors=int_outputs_as_tensors,
                    details=program_details(program))
+
+
+_ABS_PATH = re.compile(r"/[^\"'\s,]*?/(site-packages|export/torchconform)/")
+
+
+def _relative_stack_traces(program: torch.export.ExportedProgram) -> None:
+    """Nodes keep the Python stack that made them, with absolute paths of the exporting checkout and environment;
+    saved as is they would make the program's bytes (and so its hash and its AOTInductor cache key) depend on where
+    the export ran, and disclose those paths. Keep them relative to site-packages/ or the package instead."""
+    for node in program.graph.nodes:
+        trace = node.meta.get("stack_trace")
+        if isinstance(trace, str):
+            node.meta["stack_trace"] = _ABS_PATH.sub(r"<\1>/", trace)
 
 
 def program_details(program: torch.export.ExportedProgram) -> dict[str, Any]:

@@ -5,8 +5,15 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <torch/serialize.h>
+
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 using namespace torchconform;
@@ -83,7 +90,6 @@ TEST_P(RoundTrip, Verify) {
     EXPECT_EQ(results[i].artifact, planned[i].label);
     EXPECT_EQ(results[i].set_name, planned[i].set);
   }
-  EXPECT_TRUE(results[0].artifact.empty());
   EXPECT_EQ(results[0].set_name, p.set_name);
   for (const auto& r : results)  // an expected failure (strict: XPASS fails) is a conforming outcome
     EXPECT_TRUE(r.verdict == Verdict::kPass || r.verdict == Verdict::kXFail) << format_result(r);
@@ -134,4 +140,80 @@ TEST(CorpusErrors, UnmatchedCaseGlob) {
   ASSERT_NE(corpus(), nullptr);
   EXPECT_EQ(corpus()->select({"simple_*"}).size(), 1u);
   EXPECT_THROW(corpus()->select({"no_such_case"}), CorpusError);
+}
+
+TEST(VersionConditions, Clauses) {
+  EXPECT_TRUE(version_matches("2.13.0", ">=2.13,<2.14"));
+  EXPECT_FALSE(version_matches("2.14.1", ">=2.13,<2.14"));
+  EXPECT_TRUE(version_matches("2.14.1+cu130", "==2.14.1"));
+  EXPECT_TRUE(version_matches("2.14", "==2.14.0"));
+  EXPECT_TRUE(version_matches("1.13.1", "<2"));
+  EXPECT_FALSE(version_matches("1.13.1", "!=1.13.1"));
+  EXPECT_TRUE(version_matches("2.13.0", " > 2.12.9 "));
+  EXPECT_THROW(version_matches("2.13.0", "~=2.13"), CorpusError);
+  EXPECT_THROW(version_matches("2.13.0", "2.13"), CorpusError);
+}
+
+// Negative controls for the exported-program path, at the library level: on a copy of simple_cnn, a golden moved
+// beyond tolerance fails the AOTInductor run (and every other artifact) at its index; a damaged .pt2 is an error
+// naming the file; a program whose hash no package matches is an error naming `torchconform compile`.
+TEST(NegativeControl, ExportedProgramPath) {
+  ASSERT_NE(corpus(), nullptr);
+  const CaseSpec& golden = find_case("simple_cnn");
+  const auto program = std::find_if(golden.variants.begin(), golden.variants.end(),
+                                    [](const VariantSpec& v) { return v.kind == "exported_program"; });
+  if (program == golden.variants.end()) GTEST_SKIP() << "this corpus's simple_cnn has no exported program";
+  const fs::path tmp = fs::temp_directory_path() / ("torchconform_negctl_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  fs::copy(golden.dir, tmp / "simple_cnn", fs::copy_options::recursive);
+  CaseSpec c = golden;
+  c.dir = tmp / "simple_cnn";
+  c.sets.erase(std::remove_if(c.sets.begin(), c.sets.end(), [](const auto& s) { return s.name != "b4_32x32"; }),
+               c.sets.end());
+  ASSERT_EQ(c.sets.size(), 1u);
+  RunOptions options;
+  apply_policy(options);
+  const std::string label = program->name + "@aoti";
+  auto row = [&](const std::vector<SetResult>& rs, const std::string& artifact) {
+    auto it = std::find_if(rs.begin(), rs.end(), [&](const SetResult& r) { return r.artifact == artifact; });
+    EXPECT_NE(it, rs.end()) << artifact;
+    return it == rs.end() ? SetResult{} : *it;
+  };
+  ASSERT_EQ(row(run_case(c, options), label).verdict, Verdict::kPass);
+
+  // A golden moved by 1e-3 at [2, 7]: written back with torch::pickle_save, re-signed in the in-memory manifest.
+  auto expected = load_value(read_verified(c, c.sets[0].expected), "expected").toTensor().clone();
+  expected.index_put_({2, 7}, expected.index({2, 7}) + 1e-3);
+  const std::vector<char> bytes = torch::pickle_save(expected);
+  std::ofstream(c.dir / c.sets[0].expected.file, std::ios::binary).write(bytes.data(), bytes.size());
+  c.sets[0].expected.sha256 = sha256_hex(bytes.data(), bytes.size());
+  const auto moved = run_case(c, options);
+  for (const std::string& artifact : {std::string(), std::string("frozen"), std::string("passes"), label}) {
+    const SetResult r = row(moved, artifact);
+    EXPECT_EQ(r.verdict, Verdict::kFail) << format_result(r);
+    ASSERT_NE(r.comparison.first_failure(), nullptr) << format_result(r);
+    EXPECT_EQ(r.comparison.first_failure()->worst_index, "[2, 7]");
+  }
+
+  // A damaged program: the hash says so; vouched for, no package matches it any more.
+  VariantSpec& v = *std::find_if(c.variants.begin(), c.variants.end(),
+                                 [&](const VariantSpec& x) { return x.name == program->name; });
+  const fs::path pt2 = c.dir / v.file->file;
+  std::string data;
+  {
+    std::ifstream in(pt2, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  data[data.size() / 2] ^= 0x10;
+  std::ofstream(pt2, std::ios::binary | std::ios::trunc).write(data.data(), data.size());
+  SetResult r = row(run_case(c, options), label);
+  EXPECT_EQ(r.verdict, Verdict::kError);
+  EXPECT_NE(r.error.find(v.file->file + ": SHA-256 mismatch"), std::string::npos) << r.error;
+  v.file->sha256 = sha256_hex(data.data(), data.size());
+  r = row(run_case(c, options), label);
+  EXPECT_EQ(r.verdict, Verdict::kError);
+  EXPECT_NE(r.error.find("no AOTInductor package"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("torchconform compile"), std::string::npos) << r.error;
+  fs::remove_all(tmp);
 }

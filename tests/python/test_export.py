@@ -4,6 +4,7 @@ hazards are recorded, and the corpus writer never loses a corpus."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import GOLDEN, ROOT, manifests, sha256
+from conftest import GOLDEN, manifests, sha256
 from torchconform import Built, Case, CaseError
 from torchconform import cases as builtin
 from torchconform.corpus import invoke, write_corpus
@@ -128,8 +129,10 @@ def semantic_members(artifact: Path) -> dict[str, bytes]:
     Python stack of the trace, with the absolute paths of the exporting checkout and venv),
     ``.data/serialization_id`` (a hash of the whole archive), and in exported programs the absolute paths in the
     nodes' stack traces. Code, constants and weights remain."""
+    # /any/checkout/export/torchconform/models.py, /any/venv/lib/python3.11/site-packages/torch/nn/... -> relative
+    paths = re.compile(rb"/[^\"'\s]*?/(export/torchconform|site-packages)/")
     with zipfile.ZipFile(artifact) as z:
-        return {n: z.read(n).replace(str(ROOT).encode(), b"<checkout>") for n in z.namelist()
+        return {n: paths.sub(rb"<\1>/", z.read(n)) for n in z.namelist()
                 if not n.endswith(".debug_pkl") and not n.endswith(".data/serialization_id")}
 
 
@@ -201,7 +204,7 @@ def test_case_declaration_errors() -> None:
         register(Case("x_bad_mode", "jit", "", builtin.build_process_outputs, 1))  # type: ignore[arg-type]
     with pytest.raises(CaseError, match="name must match"):
         register(Case("Bad-Name", "script", "", builtin.build_process_outputs, 1))
-    with pytest.raises(CaseError, match="registered twice"):
+    with pytest.raises(CaseError, match="declared twice"):
         register(Case("simple_cnn", "trace", "", builtin.build_simple_cnn, 1))
     with pytest.raises(CaseError, match="matches no case"):
         select(["nope*"])

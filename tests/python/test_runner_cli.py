@@ -207,9 +207,7 @@ def test_missing_aoti_package_is_an_error_naming_the_command(run_cli, tmp_path: 
 def test_corrupted_program_is_a_clear_error(run_cli, tmp_path: Path) -> None:
     corpus = copy_corpus(tmp_path)
     path = corpus / "simple_cnn" / "variants" / "export.pt2"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x10
-    path.write_bytes(bytes(data))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a cut zip: no central directory
     r = run_cli(corpus, "--case", "simple_cnn")
     assert r.returncode == 2
     assert "ERROR simple_cnn:export@aoti/b4_32x32" in r.stdout and "variants/export.pt2: SHA-256 mismatch" in r.stdout

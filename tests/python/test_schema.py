@@ -47,7 +47,7 @@ MUTATIONS: list[tuple[str, Callable[[dict], None], str]] = [
     ("missing_case", delitem(["case"]), "$: missing required key 'case'"),
     ("case_not_str", setitem(["case"], 5), "$.case: expected string, got integer"),
     ("bad_mode", setitem(["mode"], "jit"),
-     '$.mode: "jit" is not one of "trace", "script", "hybrid", "script_function"'),
+     '$.mode: "jit" is not one of "trace", "script", "hybrid", "script_function", "export"'),
     ("format_version", setitem(["format_version"], 1), "$.format_version: must be 2, got 1"),
     ("typo_key", setitem(["tolerence"], {}), "$: unexpected key 'tolerence'"),
     ("tol_mode", setitem(["tolerance", "default", "mode"], "roughly"),

@@ -74,7 +74,8 @@ struct CaseSpec {
   std::string mode;  // how the TorchScript artifact was made: trace | script | hybrid | script_function
   std::string description;
   std::filesystem::path dir;
-  FileRef artifact;
+  FileRef artifact;          // the TorchScript artifact (when has_artifact)
+  bool has_artifact = true;  // false for mode "export": the exported program variant is the artifact
   TolerancePolicy tolerance;
   std::string exported_torch;
   std::vector<InputSetSpec> sets;
@@ -100,6 +101,11 @@ struct Corpus {
 };
 
 std::string sha256_hex(const void* data, size_t size);
+
+// Whether `version` ("2.13.0", "2.14.1+cu130") satisfies `spec`: comma-separated clauses "<2.14", ">=2.13.0",
+// "==1.13.1", "!=2.0" (numeric components; missing ones are 0). Used by xfail marks' "torch" conditions, which
+// apply only where the runner's LibTorch matches. Throws CorpusError on a malformed spec.
+bool version_matches(const std::string& version, const std::string& spec);
 
 // docs/corpus-schema.json, compiled in.
 const std::string& corpus_schema_text();

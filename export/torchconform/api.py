@@ -1,0 +1,164 @@
+"""Declaring your own cases: ``torchconform.declare`` (or the ``@torchconform.case`` decorator) in your own module,
+then ``torchconform export --cases your_module_or_file.py``. See examples/README.md for a walkthrough.
+
+A declaration says how to build the model, how to export it, and which inputs to check it on; torchconform does the
+rest exactly as for its built-in cases: eval mode, no grad, seeded, goldens from the eager model, the artifact
+verified from C++ (``torchconform verify`` / ``torchconform-run``), pytest and ctest.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .registry import MODES, Built, Case, CaseError, InputSet, register
+from .variants import capture, torchscript_variants
+from .warn import collect_warnings
+
+
+@dataclass(frozen=True)
+class XFail:
+    """An expected failure with its reason; ``torch`` limits it to runtimes whose LibTorch version matches a
+    specifier such as ``"<2.14"`` or ``">=2.13,<2.15"`` (checked by the runner against the LibTorch it runs)."""
+
+    reason: str
+    torch: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One input set: the positional arguments (tensors of any dtype, tuples, lists, str-keyed dicts, None, bool,
+    int, float, str), and optionally the method to call (an exported method other than ``forward``), a seed for
+    sampling code, a description and an expected failure."""
+
+    args: tuple[Any, ...]
+    method: str = "forward"
+    description: str = ""
+    seed: int | None = None
+    xfail: str | XFail | None = None
+
+
+@dataclass(frozen=True)
+class Export:
+    """Also capture the model with ``torch.export`` (run from C++ through AOTInductor). ``dynamic_shapes`` as for
+    ``torch.export.export``; ``expect_failure``: the reason it cannot be captured (recorded; strict)."""
+
+    dynamic_shapes: Any = None
+    input_sets: list[str] | None = None
+    expect_failure: str | None = None
+    int_outputs_as_tensors: bool = False
+
+
+USER_MODES = MODES  # trace, script, hybrid, script_function, export
+
+
+def _xfail_mark(x: str | XFail | None) -> Any:
+    if x is None or isinstance(x, str):
+        return x
+    return {"reason": x.reason, **({"torch": x.torch} if x.torch else {})}
+
+
+def _check_signature(name: str, fn: Callable[..., Any], set_name: str, method: str, args: tuple[Any, ...]) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins and some scripted callables have no Python signature: the call itself will tell
+    try:
+        sig.bind(*args)
+    except TypeError as e:
+        raise CaseError(f"case {name!r}: input set {set_name!r} does not match {method}{sig}: {e}") from None
+
+
+def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str, Any] | Callable[[torch.Generator],
+            dict[str, Any]], description: str = "", example: str | None = None, seed: int = 0,
+            tolerance: dict[str, Any] | None = None, xfail: str | XFail | None = None,
+            artifact: Callable[[Any], Any] | None = None, export: Export | None = None,
+            optimizations: bool = False) -> Case:
+    """Declare a case. ``model``: a factory returning the eager ``nn.Module`` (or, for ``script_function``, the
+    Python function itself). ``mode``: ``trace``, ``script``, ``hybrid`` (give ``artifact``: a function building the
+    TorchScript artifact from the eager model), ``script_function`` or ``export`` (a torch.export program only).
+    ``inputs``: name -> tuple of positional arguments or :class:`Inputs`, or a function of a seeded
+    ``torch.Generator`` returning that dict. ``example``: the input set traced / exported (default: the first).
+    ``tolerance``: ``{"default": {...}, "outputs": {"$[0]": {...}}}`` (docs/corpus-format.md). ``export``: also run
+    the model through torch.export (for mode ``export``: how; default static shapes). ``optimizations``: also check
+    torch.jit.freeze, optimize_for_inference and the explicit passes of the TorchScript artifact."""
+    if mode not in USER_MODES:
+        raise CaseError(f"case {name!r}: unknown mode {mode!r} (expected one of {', '.join(USER_MODES)})")
+    if mode == "hybrid" and artifact is None:
+        raise CaseError(f"case {name!r}: mode 'hybrid' needs artifact=<function building the TorchScript module>")
+    if mode != "hybrid" and artifact is not None:
+        raise CaseError(f"case {name!r}: artifact= is for mode 'hybrid' only")
+    if not callable(model):
+        raise CaseError(f"case {name!r}: model must be a factory (a callable returning the model), got "
+                        f"{type(model).__name__}")
+
+    def build(case_seed: int) -> Built:
+        gen = torch.Generator().manual_seed(case_seed + 1)
+        sets_in = inputs(gen) if callable(inputs) else inputs
+        if not isinstance(sets_in, dict) or not sets_in:
+            raise CaseError(f"case {name!r}: inputs must be a non-empty dict of name -> args")
+        eager = model()
+        if isinstance(eager, torch.nn.Module):
+            eager.eval()
+        elif mode != "script_function":
+            raise CaseError(f"case {name!r}: mode {mode!r} needs an nn.Module, the factory returned "
+                            f"{type(eager).__name__}")
+        sets = []
+        for set_name, spec in sets_in.items():
+            spec = spec if isinstance(spec, Inputs) else Inputs(spec if isinstance(spec, tuple) else (spec,))
+            target = getattr(eager, spec.method, None) if spec.method != "forward" else eager
+            if target is None:
+                raise CaseError(f"case {name!r}: input set {set_name!r} calls method {spec.method!r}, which the "
+                                f"model does not have")
+            _check_signature(name, target.forward if isinstance(target, torch.nn.Module) else target, set_name,
+                             spec.method, spec.args)
+            sets.append(InputSet(set_name, spec.args, spec.description or set_name, seed=spec.seed,
+                                 xfail=_xfail_mark(spec.xfail), method=spec.method))
+        ex = next((s for s in sets if s.name == example), None) if example else sets[0]
+        if ex is None:
+            raise CaseError(f"case {name!r}: example {example!r} is not one of the input sets {list(sets_in)}")
+        with torch.no_grad(), collect_warnings():
+            try:
+                if mode == "trace":
+                    art = torch.jit.trace(eager, ex.args)
+                elif mode in ("script", "script_function"):
+                    art = torch.jit.script(eager)
+                elif mode == "hybrid":
+                    art = artifact(eager)  # type: ignore[misc]
+                else:
+                    art = None
+            except Exception as e:  # noqa: BLE001 - the user's model: name the case and the step
+                raise CaseError(f"case {name!r}: {'torch.jit.' + mode if mode != 'hybrid' else 'artifact()'} "
+                                f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from e
+        variants = []
+        if optimizations and isinstance(art, torch.jit.ScriptModule):
+            variants += torchscript_variants(art)
+        program = export or (Export() if mode == "export" else None)
+        if program is not None:
+            forward_sets = [s.name for s in sets if s.method == "forward"]  # a program has forward only
+            variants.append(capture(
+                "export", eager, ex.args, program.dynamic_shapes, description="torch.export of the model",
+                input_sets=program.input_sets if program.input_sets is not None else forward_sets,
+                expect_failure=program.expect_failure,
+                int_outputs_as_tensors=program.int_outputs_as_tensors))
+        return Built(eager=eager, artifact=art, input_sets=sets, variants=variants,
+                     model=f"{type(eager).__name__} (user case, declared in {model.__module__})",
+                     trace_example=ex.args if mode == "trace" else None)
+
+    tol = tolerance or {"default": {"mode": "allclose"}, "outputs": {}}
+    return register(Case(name, "export" if mode == "export" else mode, description or name, build, seed, tol,
+                         xfail=_xfail_mark(xfail)))
+
+
+def case(*, mode: str, inputs: Any, name: str | None = None, **kwargs: Any) -> Callable[[Callable[[], Any]], Any]:
+    """Decorator form of :func:`declare` on the model factory; the case is named after the function unless ``name``
+    is given."""
+
+    def wrap(factory: Callable[[], Any]) -> Callable[[], Any]:
+        declare(name or factory.__name__, model=factory, mode=mode, inputs=inputs, **kwargs)
+        return factory
+
+    return wrap
