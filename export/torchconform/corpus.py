@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -91,22 +92,12 @@ def _mark(xfail: str | dict[str, str]) -> dict[str, str]:
     return {"reason": xfail} if isinstance(xfail, str) else dict(xfail)
 
 
-class _Memo(dict):
-    def __init__(self, compute: Callable[[str], Any]) -> None:
-        super().__init__()
-        self.compute = compute
-
-    def __missing__(self, key: str) -> Any:
-        self[key] = value = self.compute(key)
-        return value
-
-
 def _call_program(program: torch.export.ExportedProgram, args: tuple[Any, ...]) -> Any:
     return program.module()(*args)
 
 
 def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens: dict[str, Any],
-                   artifact_outputs: _Memo) -> dict[str, Any]:
+                   artifact_output: Callable[[str], Any]) -> dict[str, Any]:
     """Write one variant's file and describe it; check it in Python on its input sets first (the manifest records
     the differences: the C++ runner is the judge, this says what Python saw)."""
     by_name = {s.name: s for s in built.input_sets}
@@ -160,7 +151,7 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
             if isinstance(out, Exception):
                 check[n] = {"error": f"{type(out).__name__}: {str(out).strip().splitlines()[0]}"}
                 continue
-            ref = artifact_outputs[n] if built.artifact is not None else None
+            ref = artifact_output(n) if built.artifact is not None else None
             check[n] = {"max_abs_vs_golden": max_abs_diff(goldens[n], out),
                         "max_abs_vs_artifact": None if ref is None or isinstance(ref, Exception)
                         else max_abs_diff(ref, out)}
@@ -234,7 +225,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     # What the TorchScript artifact returns in Python, for the variants' records (only run when a variant needs it: the
     # artifact is the runner's to run, and a broken one must not hang the export).
     by_name = {s.name: s for s in built.input_sets}
-    artifact_outputs = _Memo(lambda name: _python_output(built.artifact, by_name[name]))
+    artifact_output = functools.cache(lambda name: _python_output(built.artifact, by_name[name]))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -257,7 +248,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "notes": built.notes,
         "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
         **({"xfail": _mark(case.xfail)} if case.xfail else {}),
-        "variants": [_write_variant(case, v, built, case_dir, goldens, artifact_outputs) for v in built.variants],
+        "variants": [_write_variant(case, v, built, case_dir, goldens, artifact_output) for v in built.variants],
         "input_sets": sets,
     }
     problem = validate("manifest", json.loads(json.dumps(manifest)))

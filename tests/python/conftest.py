@@ -99,6 +99,12 @@ def rehash(corpus: Path, case: str) -> None:
     ipath.write_text(json.dumps(index, indent=2) + "\n")
 
 
+def perturbed_failures() -> int:
+    """How many results perturbed_corpus fails: every artifact run on simple_cnn/b4_32x32 except the expected
+    failures."""
+    return sum(1 for r in planned() if (r["case"], r["set"]) == ("simple_cnn", "b4_32x32") and not r["xfail"])
+
+
 def perturbed_corpus(tmp_path: Path) -> Path:
     """A re-signed copy of the golden corpus with simple_cnn/b4_32x32's expected[2, 7] moved by 1e-3 (float32
     tolerance there is ~1e-5): every verifier must FAIL exactly that set, at that index."""

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, planned, rehash
+from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash
 
 N_PASS, N_XFAIL = counts()
-N_PERTURBED = sum(1 for r in planned() if (r["case"], r["set"]) == ("simple_cnn", "b4_32x32") and not r["xfail"])
+N_PERTURBED = perturbed_failures()
 
 
 def tc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import torch
 
-from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, planned, rehash
+from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash
 from torchconform import Case
 from torchconform import cases as builtin
 from torchconform.corpus import write_corpus
 
 N_PASS, N_XFAIL = counts()
-# The perturbed golden (simple_cnn/b4_32x32) fails on every artifact that runs that set, except the expected failures.
-N_PERTURBED = sum(1 for r in planned() if (r["case"], r["set"]) == ("simple_cnn", "b4_32x32") and not r["xfail"])
+N_PERTURBED = perturbed_failures()
 
 
 def test_golden_passes(run_cli, tmp_path: Path) -> None:
