@@ -16,7 +16,6 @@ import torch
 
 from .registry import MODES, Built, Case, CaseError, InputSet, register
 from .variants import capture, torchscript_variants
-from .warn import collect_warnings
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
         ex = next((s for s in sets if s.name == example), None) if example else sets[0]
         if ex is None:
             raise CaseError(f"case {name!r}: example {example!r} is not one of the input sets {list(sets_in)}")
-        with torch.no_grad(), collect_warnings():
+        with torch.no_grad():  # warnings reach export_case, which records them in the manifest
             try:
                 if mode == "trace":
                     art = torch.jit.trace(eager, ex.args)

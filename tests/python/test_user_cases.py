@@ -133,3 +133,20 @@ def test_xfail_with_a_torch_version_condition(tmp_path: Path, run_cli) -> None:
     r = run_cli(tmp_path / "c")
     assert r.returncode == 1, r.stdout
     assert "XPASS lin/now" in r.stdout and "PASS  lin/old" in r.stdout
+
+
+def test_tracer_warnings_of_user_cases_reach_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "warny.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        import torchconform as tc
+        class M(nn.Module):
+            def forward(self, x):
+                if x.sum() > 0:  # the tracer records one branch and warns
+                    return x * 2
+                return x
+        tc.declare("warny", model=M, mode="trace", inputs={"a": (torch.ones(2),)})
+    """))
+    assert tc("export", "--cases", tmp_path / "warny.py", "--out", tmp_path / "c").returncode == 0
+    warnings = json.loads((tmp_path / "c" / "warny" / "manifest.json").read_text())["tracer_warnings"]
+    assert len(warnings) == 1 and "Converting a tensor to a Python boolean" in warnings[0]["message"], warnings
