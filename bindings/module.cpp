@@ -79,6 +79,20 @@ TolerancePolicy policy_from(const py::object& tolerance) {
   return parse_tolerance_policy(text, "tolerance");
 }
 
+// One device (cpu or cuda), with the numerics policy applied; the GIL must be released by the caller first.
+RunOptions run_options(const std::string& device, int threads, int repeat, const std::string& aoti_cache) {
+  std::string skipped;
+  const auto devices = resolve_devices(device, &skipped);
+  if (devices.size() != 1) throw UsageError("this runs on one device: cpu or cuda");
+  RunOptions o;
+  o.device = devices[0];
+  o.threads = threads;
+  o.repeat = repeat;
+  o.aoti_cache = aoti_cache;
+  apply_policy(o);
+  return o;
+}
+
 const CaseSpec& find_case(const Corpus& corpus, const std::string& name) {
   for (const auto& c : corpus.cases)
     if (c.name == name) return c;
@@ -227,6 +241,12 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("load_seconds", &SetResult::load_seconds)
       .def_readonly("first_call_seconds", &SetResult::first_call_seconds)
       .def_readonly("steady_seconds", &SetResult::steady_seconds)
+      .def_readonly("read_seconds", &SetResult::read_seconds)
+      .def_readonly("decode_seconds", &SetResult::decode_seconds)
+      .def_readonly("call_seconds", &SetResult::call_seconds)
+      .def_readonly("compare_seconds", &SetResult::compare_seconds)
+      .def_readonly("setup_seconds", &SetResult::setup_seconds)
+      .def_readonly("calls", &SetResult::calls)
       .def_property_readonly("verdict", [](const SetResult& r) { return std::string(to_string(r.verdict)); })
       .def_readonly("comparison", &SetResult::comparison)
       .def_readonly("failed_call", &SetResult::failed_call)
@@ -257,17 +277,8 @@ PYBIND11_MODULE(_core, m) {
       [](const Corpus& corpus, const std::string& name, const std::string& device, int threads, int repeat,
          const std::vector<std::string>& sets, const std::string& aoti_cache) {
         const CaseSpec& c = find_case(corpus, name);
-        std::string skipped;
-        const auto devices = resolve_devices(device, &skipped);
-        if (devices.size() != 1) throw UsageError("run_case runs on one device: cpu or cuda");
-        RunOptions o;
-        o.device = devices[0];
-        o.threads = threads;
-        o.repeat = repeat;
-        o.aoti_cache = aoti_cache;
         py::gil_scoped_release release;
-        apply_policy(o);
-        return run_case(c, o, sets);
+        return run_case(c, run_options(device, threads, repeat, aoti_cache), sets);
       },
       py::arg("corpus"), py::arg("case"), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("repeat") = 2,
       py::arg("sets") = std::vector<std::string>{}, py::arg("aoti_cache") = "",
@@ -291,4 +302,53 @@ PYBIND11_MODULE(_core, m) {
       py::arg("progress") = LineSink{}, py::arg("aoti_cache") = "",
       "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
       "results). Raises CorpusError / UsageError before any case runs.");
+
+  // ---- benchmarks (torchconform bench): timing loops in C++, no Python inside them -------------------------------
+  m.def(
+      "bench_artifact",
+      [](const Corpus& corpus, const std::string& name, const std::string& label, const std::string& method,
+         const py::tuple& args, const std::string& device, int threads, const std::string& aoti_cache,
+         int warmup_calls, double warmup_seconds, int min_calls, double min_seconds, int max_calls) {
+        const CaseSpec& c = find_case(corpus, name);
+        std::vector<c10::IValue> values;
+        for (size_t i = 0; i < args.size(); ++i) values.push_back(to_ivalue(args[i], "args[" + std::to_string(i) + "]"));
+        BenchOptions b{warmup_calls, warmup_seconds, min_calls, min_seconds, max_calls};
+        py::gil_scoped_release release;
+        const BenchTiming t = bench_artifact(c, label, method, values, run_options(device, threads, 1, aoti_cache), b);
+        return std::make_tuple(t.load_seconds, t.first_call_seconds, t.samples);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("method"), py::arg("args"),
+      py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("aoti_cache") = "", py::arg("warmup_calls") = 3,
+      py::arg("warmup_seconds") = 0.2, py::arg("min_calls") = 15, py::arg("min_seconds") = 0.5,
+      py::arg("max_calls") = 100000,
+      "Load one artifact of a case the way the runner does (artifact '' = the TorchScript artifact, a variant "
+      "name, or 'export@aoti') and time calls of `method` on `args` in C++; returns (load_seconds, "
+      "first_call_seconds, [seconds per timed call]).");
+  m.def(
+      "measure_floor",
+      [](const Corpus& corpus, const std::string& device, int threads, int repeat, const std::string& aoti_cache) {
+        py::gil_scoped_release release;
+        const FloorResult f = measure_floor(corpus, run_options(device, threads, repeat, aoti_cache));
+        return std::map<std::string, double>{{"seconds", f.seconds},       {"load_seconds", f.load_seconds},
+                                             {"call_seconds", f.call_seconds}, {"artifacts", f.artifacts},
+                                             {"calls", f.calls}};
+      },
+      py::arg("corpus"), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("repeat") = 2,
+      py::arg("aoti_cache") = "",
+      "Raw LibTorch load + `repeat` calls of every artifact and input set of the corpus, in this process, inputs "
+      "decoded beforehand, nothing hashed or compared: the floor a verification run is measured against.");
+  m.def(
+      "measure_call_overhead",
+      [](const Corpus& corpus, const std::string& name, const std::string& set, const std::string& device,
+         int threads, int calls, int rounds) {
+        const CaseSpec& c = find_case(corpus, name);
+        py::gil_scoped_release release;
+        const CallOverhead r = measure_call_overhead(c, set, run_options(device, threads, 1, ""), calls, rounds);
+        return std::map<std::string, double>{{"raw_seconds", r.raw_seconds}, {"runner_seconds", r.runner_seconds},
+                                             {"ratio", r.ratio}, {"calls", r.calls}, {"rounds", r.rounds}};
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("input_set"), py::arg("device") = "cpu", py::arg("threads") = 0,
+      py::arg("calls") = 200, py::arg("rounds") = 9,
+      "Per-call time of the runner's checked call loop against a raw Module::forward loop on the same artifact "
+      "and input set (medians over alternating rounds).");
 }

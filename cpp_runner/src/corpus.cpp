@@ -33,6 +33,12 @@ class Sha256 {
  public:
   void update(const uint8_t* p, size_t n) {
     total_ += n;
+    // Whole blocks straight from the input (no copy): hashing is most of what reading a corpus costs.
+    while (used_ == 0 && n >= 64) {
+      block(p);
+      p += 64;
+      n -= 64;
+    }
     while (n > 0) {
       const size_t take = std::min(n, size_t{64} - used_);
       std::memcpy(buf_.data() + used_, p, take);
@@ -195,8 +201,10 @@ void require_valid(const std::string& definition, const json& v, const std::stri
 std::string read_file(const fs::path& p, const std::string& who) {
   std::ifstream in(p, std::ios::binary);
   if (!in) throw CorpusError(who + ": cannot open " + p.string() + (fs::exists(p) ? " (unreadable)" : " (missing)"));
-  // istreambuf_iterator, not istream_iterator: the latter skips whitespace bytes.
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Read in 64 KiB chunks (a byte-wise istreambuf_iterator copy was a measurable part of verify's time).
+  std::string bytes;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) bytes.append(chunk, static_cast<size_t>(in.gcount()));
   if (in.bad()) throw CorpusError(who + ": read error on " + p.string());
   return bytes;
 }

@@ -3,7 +3,12 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+// AOTInductor's package loader arrived in LibTorch 2.6; older ones (e.g. Debian's 1.13, used by `torchconform compat`)
+// build a runner without the aoti runtime, and every run says so (runtimes()).
+#if __has_include(<torch/csrc/inductor/aoti_package/model_package_loader.h>)
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#define TORCHCONFORM_HAVE_AOTI 1
+#endif
 #include <torch/csrc/jit/passes/tensorexpr_fuser.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -42,23 +47,27 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 
 std::string torch_message(const c10::Error& e) { return e.what_without_backtrace(); }
 
-c10::IValue to_device(const c10::IValue& v, const c10::Device& device) {
-  if (v.isTensor()) return v.toTensor().to(device);
+// `copy`: tensors are copied even when already on the device.
+c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false) {
+  if (v.isTensor()) {
+    const at::Tensor& t = v.toTensor();
+    return !copy && t.device() == device ? v : t.to(device, /*non_blocking=*/false, copy);
+  }
   if (v.isTuple()) {
     std::vector<c10::IValue> items;
-    for (const auto& x : v.toTupleRef().elements()) items.push_back(to_device(x, device));
+    for (const auto& x : v.toTupleRef().elements()) items.push_back(to_device(x, device, copy));
     return c10::ivalue::Tuple::create(std::move(items));
   }
   if (v.isList()) {
     auto list = v.toList();
     c10::impl::GenericList out(list.elementType());
-    for (const auto& x : list) out.push_back(to_device(x, device));
+    for (const auto& x : list) out.push_back(to_device(x, device, copy));
     return out;
   }
   if (v.isGenericDict()) {
     auto dict = v.toGenericDict();
     c10::impl::GenericDict out(dict.keyType(), dict.valueType());
-    for (const auto& kv : dict) out.insert(kv.key(), to_device(kv.value(), device));
+    for (const auto& kv : dict) out.insert(kv.key(), to_device(kv.value(), device, copy));
     return out;
   }
   return v;
@@ -101,7 +110,8 @@ struct Loaded {
   std::string runtime;  // SetResult::runtime
   const TolerancePolicy* tolerance = nullptr;
   std::optional<std::string> xfail;  // the variant's mark (the set's and the case's apply too)
-  double load_seconds = 0;
+  double read_seconds = 0;  // reading and hashing the artifact's file
+  double load_seconds = 0;  // deserializing it (TorchScript) or unpacking and loading its package (AOTInductor)
   std::function<std::function<c10::IValue()>(const InputSetSpec&, std::vector<c10::IValue>)> prepare;
 };
 
@@ -111,8 +121,46 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const Loaded& a, const c10::IValue* reference,
-                  const RunOptions& o) {
+// An input set's files, read, hashed and decoded once per case run and shared by all the case's artifacts.
+struct SetData {
+  c10::IValue inputs, expected;  // on the CPU; every artifact gets its own copy of the inputs
+  double read_seconds = 0, decode_seconds = 0;
+  std::string error;  // why the set cannot run (every artifact reports it)
+};
+
+SetData read_set(const CaseSpec& c, const InputSetSpec& s) {
+  SetData d;
+  try {
+    auto t = Clock::now();
+    const std::string inputs = read_verified(c, s.inputs);
+    const std::string expected = read_verified(c, s.expected);
+    d.read_seconds = since(t);
+    t = Clock::now();
+    d.inputs = load_value(inputs, c.name + "/" + s.inputs.file);
+    d.expected = load_value(expected, c.name + "/" + s.expected.file);
+    d.decode_seconds = since(t);
+    if (!d.inputs.isTuple())
+      throw CorpusError(c.name + "/" + s.inputs.file + ": inputs must be a tuple of positional arguments, got " +
+                        d.inputs.tagKind());
+  } catch (const CorpusError& e) {
+    d.error = e.what();
+  } catch (const std::exception& e) {
+    d.error = printable(c.name + "/" + s.name + ": " + e.what());
+  }
+  return d;
+}
+
+// A fresh copy of the set's arguments on the device: an artifact that writes into its inputs cannot change what
+// the next artifact of the case sees.
+std::vector<c10::IValue> fresh_args(const SetData& d, const c10::Device& device) {
+  std::vector<c10::IValue> args;
+  for (const auto& x : d.inputs.toTupleRef().elements()) args.push_back(to_device(x, device, /*copy=*/true));
+  return args;
+}
+
+// `first_use`: this artifact is the first of the case to use the set (its read and decode times are its own).
+SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bool first_use, const Loaded& a,
+                  const c10::IValue* reference, const RunOptions& o) {
   SetResult r;
   r.case_name = c.name;
   r.set_name = s.name;
@@ -120,19 +168,15 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const Loaded& a, con
   r.artifact = a.label;
   r.runtime = a.runtime;
   r.load_seconds = a.load_seconds;
+  if (first_use) r.read_seconds = d.read_seconds, r.decode_seconds = d.decode_seconds;
   const auto t0 = Clock::now();
   const std::string who = c.name + (a.label.empty() ? "" : ":" + a.label) + "/" + s.name;
   try {
-    const c10::IValue inputs = load_value(read_verified(c, s.inputs), c.name + "/" + s.inputs.file);
-    const c10::IValue expected = load_value(read_verified(c, s.expected), c.name + "/" + s.expected.file);
-    if (!inputs.isTuple())
-      throw CorpusError(c.name + "/" + s.inputs.file + ": inputs must be a tuple of positional arguments, got " +
-                        inputs.tagKind());
-    std::vector<c10::IValue> args;
-    for (const auto& x : inputs.toTupleRef().elements()) args.push_back(to_device(x, o.device));
-
+    if (!d.error.empty()) throw CorpusError(d.error);
     c10::InferenceMode guard;
-    const auto call_fn = a.prepare(s, std::move(args));
+    const auto tp = Clock::now();
+    const auto call_fn = a.prepare(s, fresh_args(d, o.device));
+    r.setup_seconds = since(tp);
     std::vector<double> steady;
     for (int call = 1; call <= std::max(1, o.repeat); ++call) {
       if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
@@ -144,13 +188,18 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const Loaded& a, con
       } catch (const c10::Error& e) {
         throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e));
       }
-      (call == 1 ? r.first_call_seconds : steady.emplace_back()) = since(tc);
+      const double took = since(tc);
+      (call == 1 ? r.first_call_seconds : steady.emplace_back()) = took;
+      r.call_seconds += took;
+      ++r.calls;
+      const auto tk = Clock::now();
       r.output = to_device(out, c10::Device(c10::kCPU));
-      r.comparison = compare(expected, r.output, *a.tolerance);
+      r.comparison = compare(d.expected, r.output, *a.tolerance);
       if (reference) {
         r.has_reference = true;
         r.vs_artifact = compare(*reference, r.output, *a.tolerance);
       }
+      r.compare_seconds += since(tk);
       if (!r.comparison.ok || (reference && !r.vs_artifact.ok)) {
         r.failed_call = call;
         break;
@@ -168,7 +217,7 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const Loaded& a, con
     r.verdict = Verdict::kError;
     r.error = printable(who + ": " + e.what());
   }
-  r.seconds = since(t0);
+  r.seconds = since(t0) + r.read_seconds + r.decode_seconds;
   return r;
 }
 
@@ -199,8 +248,10 @@ Loaded load_torchscript(const CaseSpec& c, const FileRef& file, const std::strin
   Loaded a;
   a.label = label;
   a.runtime = "torchscript";
-  const auto t0 = Clock::now();
+  auto t0 = Clock::now();
   auto bytes = std::make_shared<std::string>(read_verified(c, file));
+  a.read_seconds = since(t0);
+  t0 = Clock::now();
   auto shared = std::make_shared<torch::jit::Module>(load_module(c, file.file, *bytes, o));
   a.load_seconds = since(t0);
   a.prepare = [&c, bytes, shared, file, o](const InputSetSpec& s, std::vector<c10::IValue> args) {
@@ -312,10 +363,14 @@ bool runtime_built(const std::string& runtime) {
 #ifdef TORCHCONFORM_HAVE_NATIVERT
   if (runtime == "nativert") return true;
 #endif
-  return runtime == "aoti";
+#ifdef TORCHCONFORM_HAVE_AOTI
+  if (runtime == "aoti") return true;
+#endif
+  return false;
 }
 
 
+#ifdef TORCHCONFORM_HAVE_AOTI
 Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
   Loaded a;
   a.label = runtime_label(v, "aoti");
@@ -324,7 +379,9 @@ Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
   const std::string cache = o.aoti_cache.empty() ? default_aoti_cache() : o.aoti_cache;
   // The program itself is checked even though the package is what runs: a changed .pt2 must not pass on the
   // strength of a stale package (the package's key is the program's hash).
+  const auto tr = Clock::now();
   read_verified(c, *v.file);
+  a.read_seconds = since(tr);
   const std::string package = aoti_package_path(cache, v.file->sha256, o.device.type() == c10::kCUDA ? "cuda" : "cpu");
   if (!std::filesystem::exists(package))
     throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + v.file->file + " (sha256 " +
@@ -364,6 +421,8 @@ Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
   return a;
 }
 
+#endif  // TORCHCONFORM_HAVE_AOTI
+
 #ifdef TORCHCONFORM_HAVE_NATIVERT
 // Untested on the machines this was written on (no LibTorch there exported NativeRT); built only where the
 // configure-time check links a ModelRunnerHandle.
@@ -394,7 +453,9 @@ Loaded load_program(const CaseSpec& c, const VariantSpec& v, const std::string& 
 #ifdef TORCHCONFORM_HAVE_NATIVERT
   if (runtime == "nativert") return load_nativert(c, v, o);
 #endif
+#ifdef TORCHCONFORM_HAVE_AOTI
   if (runtime == "aoti") return load_aoti(c, v, o);
+#endif
   throw CorpusError(c.name + ":" + v.name + ": runtime '" + runtime + "' is not built into this runner");
 }
 
@@ -485,7 +546,12 @@ std::string aoti_package_path(const std::string& cache, const std::string& progr
 std::vector<RuntimeInfo> runtimes() {
   std::vector<RuntimeInfo> out;
   out.push_back({"torchscript", true, "torch::jit::load"});
+#ifdef TORCHCONFORM_HAVE_AOTI
   out.push_back({"aoti", true, "torch::inductor::AOTIModelPackageLoader (packages from `torchconform compile`)"});
+#else
+  out.push_back({"aoti", false, std::string("LibTorch ") + TORCH_VERSION +
+                                    " has no torch/csrc/inductor/aoti_package/model_package_loader.h"});
+#endif
 #ifdef TORCHCONFORM_HAVE_NATIVERT
   out.push_back({"nativert", true, "torch::nativert::ModelRunnerHandle"});
 #else
@@ -536,6 +602,7 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
 
   // Runs `names` (in the case's order) on one artifact; `load` errors become an ERROR per set.
   std::map<std::string, c10::IValue> artifact_outputs;  // the TorchScript artifact's, for the variants' comparison
+  std::map<std::string, SetData> set_data;               // each set read, hashed and decoded once
   auto run_all = [&](const std::function<Loaded()>& load, const std::string& label, const std::string& runtime,
                      const std::optional<std::string>& mark, const std::vector<std::string>& names, bool primary) {
     std::vector<const InputSetSpec*> sets;
@@ -559,7 +626,12 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     a.xfail = mark;
     for (const auto* s : sets) {
       auto ref = artifact_outputs.find(s->name);
-      SetResult r = run_set(c, *s, a, primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
+      auto data = set_data.find(s->name);
+      const bool first_use = data == set_data.end();
+      if (first_use) data = set_data.emplace(s->name, read_set(c, *s)).first;
+      SetResult r = run_set(c, *s, data->second, first_use, a,
+                            primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
+      if (s == sets.front()) r.read_seconds += a.read_seconds;  // the artifact file is read once
       if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
       apply_xfail(c, s, mark, r);
       emit(std::move(r));
@@ -660,7 +732,10 @@ nlohmann::json result_json(const SetResult& r) {
               {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"error", r.error},
               {"failed_call", r.failed_call},    {"xfail_reason", r.xfail_reason},
               {"load_seconds", num(r.load_seconds)}, {"first_call_seconds", num(r.first_call_seconds)},
-              {"steady_seconds", num(r.steady_seconds)}};
+              {"steady_seconds", num(r.steady_seconds)}, {"read_seconds", r.read_seconds},
+              {"decode_seconds", r.decode_seconds}, {"call_seconds", r.call_seconds},
+              {"compare_seconds", r.compare_seconds}, {"setup_seconds", r.setup_seconds},
+              {"calls", r.calls}};
   row.update(comparison_json(r.comparison));
   row["vs_artifact"] = r.has_reference ? comparison_json(r.vs_artifact) : json(nullptr);
   return row;
@@ -688,6 +763,12 @@ SetResult result_from_json(const nlohmann::json& j) {
   r.load_seconds = num(j.at("load_seconds"));
   r.first_call_seconds = num(j.at("first_call_seconds"));
   r.steady_seconds = num(j.at("steady_seconds"));
+  r.read_seconds = j.at("read_seconds").get<double>();
+  r.decode_seconds = j.at("decode_seconds").get<double>();
+  r.call_seconds = j.at("call_seconds").get<double>();
+  r.compare_seconds = j.at("compare_seconds").get<double>();
+  r.setup_seconds = j.at("setup_seconds").get<double>();
+  r.calls = j.at("calls").get<int>();
   r.comparison = comparison_from_json(j);
   if (!j.at("vs_artifact").is_null()) {
     r.has_reference = true;
@@ -989,6 +1070,198 @@ void write_junit_report(const std::string& path, const std::vector<SetResult>& r
     f << "</testcase>\n";
   }
   f << "</testsuite>\n";
+}
+
+// ---- benchmarks ---------------------------------------------------------------------------------------------------
+namespace {
+
+Loaded load_labelled(const CaseSpec& c, const std::string& label, const RunOptions& o) {
+  if (!c.error.empty()) throw CorpusError(c.error);
+  if (label.empty()) {
+    if (!c.has_artifact) throw CorpusError(c.name + ": the case has no TorchScript artifact (mode export)");
+    return load_torchscript(c, c.artifact, "", o);
+  }
+  std::string known = "\"\" (the TorchScript artifact)";
+  for (const auto& v : c.variants) {
+    if (v.kind == "torchscript") {
+      known += ", " + v.name;
+      if (v.name != label) continue;
+      if (!v.file) throw CorpusError(c.name + ":" + v.name + ": the variant failed at export: " + v.error);
+      return load_torchscript(c, *v.file, v.name, o);
+    }
+    if (!v.file) {  // a failed capture has no program for any runtime
+      if (label == v.name || label.rfind(v.name + "@", 0) == 0)
+        throw CorpusError(c.name + ":" + v.name + ": " + v.transform + " failed at export: " + v.error);
+      continue;
+    }
+    for (const auto& rt : v.runtimes) {
+      if (!runtime_built(rt)) continue;
+      known += ", " + runtime_label(v, rt);
+      if (runtime_label(v, rt) == label) return load_program(c, v, rt, o);
+    }
+  }
+  throw CorpusError(c.name + ": no artifact '" + label + "' in this runner (artifacts: " + known + ")");
+}
+
+const InputSetSpec& find_set(const CaseSpec& c, const std::string& name) {
+  for (const auto& s : c.sets)
+    if (s.name == name) return s;
+  throw CorpusError(c.name + ": no input set named '" + name + "'");
+}
+
+}  // namespace
+
+BenchTiming bench_artifact(const CaseSpec& c, const std::string& label, const std::string& method,
+                           const std::vector<c10::IValue>& args, const RunOptions& o, const BenchOptions& b) {
+  Loaded a = load_labelled(c, label, o);
+  InputSetSpec s;
+  s.name = "bench";
+  s.method = method;
+  BenchTiming t;
+  t.load_seconds = a.load_seconds + a.read_seconds;
+  c10::InferenceMode guard;
+  std::vector<c10::IValue> on_device;
+  for (const auto& x : args) on_device.push_back(to_device(x, o.device));
+  const auto fn = a.prepare(s, std::move(on_device));
+  auto timed_call = [&] {
+    const auto tc = Clock::now();
+    fn();
+    if (o.device.is_cuda()) torch::cuda::synchronize();
+    return since(tc);
+  };
+  t.first_call_seconds = timed_call();
+  const auto tw = Clock::now();
+  for (int i = 0; i < b.warmup_calls || since(tw) < b.warmup_seconds; ++i) timed_call();
+  const auto ts = Clock::now();
+  while (static_cast<int>(t.samples.size()) < std::max(1, b.min_calls) || since(ts) < b.min_seconds) {
+    if (static_cast<int>(t.samples.size()) >= b.max_calls) break;
+    t.samples.push_back(timed_call());
+  }
+  return t;
+}
+
+FloorResult measure_floor(const Corpus& corpus, const RunOptions& o) {
+  FloorResult f;
+  c10::InferenceMode guard;
+  [[maybe_unused]] const std::string cache = o.aoti_cache.empty() ? default_aoti_cache() : o.aoti_cache;
+  for (const auto& c : corpus.cases) {
+    if (!c.error.empty()) continue;
+    std::map<std::string, std::vector<c10::IValue>> inputs;  // decoded before the clock runs
+    for (const auto& s : c.sets) {
+      const SetData d = read_set(c, s);
+      if (d.error.empty()) inputs[s.name] = fresh_args(d, o.device);
+    }
+    auto timed = [&](double& bucket, const std::function<void()>& fn) {
+      const auto t0 = Clock::now();
+      try {
+        fn();
+      } catch (const std::exception&) {  // an artifact that cannot load: its failed attempt is part of the floor
+      }
+      const double took = since(t0);
+      bucket += took;
+      f.seconds += took;
+    };
+    auto calls = [&](const std::vector<std::string>& names, const std::function<void(const InputSetSpec&,
+                                                                                         std::vector<c10::IValue>&)>& call) {
+      for (const auto& name : names) {
+        auto it = inputs.find(name);
+        if (it == inputs.end()) continue;
+        const InputSetSpec& s = find_set(c, name);
+        for (int i = 0; i < std::max(1, o.repeat); ++i) {
+          if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
+          timed(f.call_seconds, [&] { call(s, it->second); });
+          ++f.calls;
+        }
+      }
+    };
+    auto torchscript = [&](const FileRef& file, const std::vector<std::string>& names) {
+      const std::string path = (c.dir / file.file).string();
+      std::optional<torch::jit::Module> shared;
+      ++f.artifacts;
+      timed(f.load_seconds, [&] { shared = torch::jit::load(path, o.device); });
+      if (!shared) return;
+      calls(names, [&](const InputSetSpec& s, std::vector<c10::IValue>& args) {
+        torch::jit::Module m = *shared;
+        if (!s.prelude.empty()) {  // what any caller has to do: a module of its own for a state-changing prelude
+          m = torch::jit::load(path, o.device);
+          for (const auto& p : s.prelude) resolve(m, p.method, c.name)(p.args);
+        }
+        resolve(m, s.method, c.name)(args);
+      });
+    };
+    std::vector<std::string> all;
+    for (const auto& s : c.sets) all.push_back(s.name);
+    if (c.has_artifact) torchscript(c.artifact, all);
+    for (const auto& v : c.variants) {
+      if (!v.file) continue;
+      if (v.kind == "torchscript") {
+        torchscript(*v.file, v.input_sets);
+        continue;
+      }
+#ifdef TORCHCONFORM_HAVE_AOTI
+      if (std::find(v.runtimes.begin(), v.runtimes.end(), "aoti") == v.runtimes.end()) continue;
+      const std::string package =
+          aoti_package_path(cache, v.file->sha256, o.device.type() == c10::kCUDA ? "cuda" : "cpu");
+      std::shared_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+      ++f.artifacts;
+      timed(f.load_seconds, [&] {
+        loader = std::make_shared<torch::inductor::AOTIModelPackageLoader>(
+            package, "model", false, 1, o.device.is_cuda() ? o.device.index() : static_cast<c10::DeviceIndex>(-1));
+      });
+      if (!loader) continue;
+      std::map<std::string, std::vector<at::Tensor>> tensors;
+      for (const auto& name : v.input_sets)
+        if (inputs.count(name)) tensors[name] = program_inputs(v, inputs[name], c.name);
+      calls(v.input_sets, [&](const InputSetSpec& s, std::vector<c10::IValue>&) { loader->run(tensors[s.name]); });
+#endif
+    }
+  }
+  return f;
+}
+
+CallOverhead measure_call_overhead(const CaseSpec& c, const std::string& set, const RunOptions& o, int calls,
+                                   int rounds) {
+  if (calls < 1 || rounds < 1) throw UsageError("measure_call_overhead: calls and rounds must be >= 1");
+  const InputSetSpec& s = find_set(c, set);
+  if (!s.prelude.empty()) throw UsageError(c.name + "/" + set + ": pick an input set without a prelude");
+  const SetData d = read_set(c, s);
+  if (!d.error.empty()) throw CorpusError(d.error);
+  Loaded a = load_labelled(c, "", o);
+  a.tolerance = &c.tolerance;
+  torch::jit::Module raw = torch::jit::load((c.dir / c.artifact.file).string(), o.device);
+  raw.eval();
+  torch::jit::Method raw_method = resolve(raw, s.method, c.name);
+  RunOptions ro = o;
+  ro.repeat = calls;
+  std::vector<double> raw_t, runner_t, ratio;
+  {
+    c10::InferenceMode guard;
+    const auto args = fresh_args(d, o.device);
+    for (int i = 0; i < 5; ++i) raw_method(args);  // both warmed up before the first round
+  }
+  run_set(c, s, d, false, a, nullptr, ro);
+  for (int round = 0; round < rounds; ++round) {
+    double raw_per = 0;
+    {
+      c10::InferenceMode guard;
+      const auto args = fresh_args(d, o.device);
+      const auto t0 = Clock::now();
+      for (int i = 0; i < calls; ++i) {
+        if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
+        raw_method(args);
+        if (o.device.is_cuda()) torch::cuda::synchronize();
+      }
+      raw_per = since(t0) / calls;
+    }
+    const SetResult r = run_set(c, s, d, false, a, nullptr, ro);
+    if (r.verdict != Verdict::kPass)
+      throw CorpusError(c.name + "/" + set + ": the runner did not pass this set: " + format_result(r));
+    const double runner_per = r.seconds / calls;
+    raw_t.push_back(raw_per);
+    runner_t.push_back(runner_per);
+    ratio.push_back(runner_per / raw_per);
+  }
+  return {median(raw_t), median(runner_t), median(ratio), calls, rounds};
 }
 
 }  // namespace torchconform

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -93,6 +94,45 @@ def _report(args: argparse.Namespace) -> int:
     return code
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import _core
+    from .bench import QUICK, Policy, run
+
+    try:
+        threads = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
+    except ValueError:
+        print(f"torchconform bench: --threads takes comma-separated integers, got {args.threads!r}", file=sys.stderr)
+        return 2
+    command = "torchconform " + shlex.join(args._argv)
+    try:
+        result = run(args.corpus, args.out, models=args.model or [], threads=[] if args.skip_models else threads,
+                     policy=QUICK if args.quick else Policy(), suite=not args.skip_suite,
+                     compile_=not args.skip_compile, spec=not args.skip_spec, rounds=args.rounds,
+                     overhead_calls=args.overhead_calls, aoti_cache=str(args.aoti_cache or ""), command=command,
+                     log=_stderr(args.quiet) or (lambda m: None))
+    except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
+        print(f"torchconform bench: error: {e}", file=sys.stderr)
+        return 2
+    print((args.out / "bench.md").read_text(), end="")
+    print(f"\nwritten: {args.out / 'bench.md'}, {args.out / 'bench.json'}"
+          + (f", {args.out / result['plot']}" if result.get("plot") else " (no plot: matplotlib is not installed)"))
+    return 0
+
+
+def _compat(args: argparse.Namespace) -> int:
+    from .compat import main_entry
+
+    try:
+        result, code = main_entry(args.corpus or [], args.runtime or [], args.out, args.reexport, args.aoti_cache,
+                                  args.timeout, args._argv, _stderr(args.quiet) or (lambda m: None))
+    except (ValueError, OSError) as e:
+        print(f"torchconform compat: error: {e}", file=sys.stderr)
+        return 2
+    print((args.out / "compat.md").read_text(), end="")
+    print(f"\nwritten: {args.out / 'compat.md'}, {args.out / 'compat.json'}")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +186,46 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
     rep.set_defaults(run=_report)
 
+    ben = sub.add_parser("bench", help="benchmarks: Python eager vs TorchScript (Python, C++) vs AOTInductor per "
+                                       "model, and the suite's own speed (docs/bench.md)")
+    ben.add_argument("corpus", nargs="?", type=Path, default=Path("golden"),
+                     help="a corpus of the built-in cases (default: golden)")
+    ben.add_argument("--out", type=Path, default=Path("build/bench"), help="where bench.md/json/png go "
+                                                                           "(default: build/bench)")
+    ben.add_argument("--model", action="append", metavar="CASE", help="only this model (repeatable)")
+    ben.add_argument("--threads", help="comma-separated thread counts (default: 1 and the core count)")
+    ben.add_argument("--quick", action="store_true", help="few calls per measurement (a smoke run, not numbers "
+                                                         "to quote)")
+    ben.add_argument("--rounds", type=int, default=5, help="rounds of the suite-speed measurements (default: 5)")
+    ben.add_argument("--overhead-calls", type=int, default=200, help="calls per round of the per-call overhead "
+                                                                     "measurement (default: 200)")
+    ben.add_argument("--skip-models", action="store_true", help="no per-model latency measurements")
+    ben.add_argument("--skip-suite", action="store_true", help="no suite-speed measurements")
+    ben.add_argument("--skip-compile", action="store_true", help="no cold/warm AOTInductor compile timing "
+                                                                 "(the cold compile takes minutes)")
+    ben.add_argument("--skip-spec", action="store_true", help="do not re-run the spec's profiling recipe")
+    ben.add_argument("--aoti-cache", type=Path, help=cache_help)
+    ben.add_argument("--quiet", action="store_true", help="no progress lines")
+    ben.set_defaults(run=_bench)
+
+    cpt = sub.add_parser("compat", help="verify corpora made with one PyTorch on other PyTorch versions, from "
+                                        "Python and C++, and compare re-exports (docs/compat.md)")
+    cpt.add_argument("--corpus", action="append", metavar="NAME:DIR",
+                     help="a corpus and a label for it (repeatable; the first is the re-exports' reference)")
+    cpt.add_argument("--runtime", action="append", metavar="NAME:PYTHON[:RUNNER]",
+                     help="a PyTorch version: an interpreter with that torch and, for the C++ column, a "
+                          "torchconform-run built against its LibTorch (repeatable)")
+    cpt.add_argument("--reexport", action="store_true", help="also export the built-in cases with each runtime's "
+                                                             "torch, verify those corpora everywhere and compare "
+                                                             "them with the first corpus")
+    cpt.add_argument("--out", type=Path, default=Path("build/compat"), help="where compat.md/json and the "
+                                                                            "re-exports go (default: build/compat)")
+    cpt.add_argument("--aoti-cache", type=Path, help=cache_help)
+    cpt.add_argument("--timeout", type=float, default=1800, help="seconds per process (default: 1800)")
+    cpt.add_argument("--quiet", action="store_true", help="no progress lines")
+    cpt.set_defaults(run=_compat)
+
     args = parser.parse_args(argv)
     args._in_process = argv is not None  # called from Python: do not re-execute the interpreter
+    args._argv = list(argv) if argv is not None else sys.argv[1:]
     return args.run(args)
