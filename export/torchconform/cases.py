@@ -14,10 +14,11 @@ import torch
 
 from . import models
 from .registry import Built, Call, Case, InputSet, register
-from .variants import capture, torchscript_variants
+from .variants import HAS_EXPORT, capture, torchscript_variants
 from .warn import collect_warnings
 
-Dim = torch.export.Dim
+# Without torch.export (PyTorch < 2.1) the dims only name themselves in the recorded transform; see variants.capture.
+Dim = torch.export.Dim if HAS_EXPORT else (lambda name, **bounds: name)
 
 # optimize_for_inference converts a frozen CPU module to MKLDNN ops whose weights are prim::ConstantMKLDNNTensor
 # nodes; TorchScript serialization does not write those constants, so the saved file cannot be loaded again.

@@ -39,7 +39,9 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()}-{platform.machine()}",
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # (torch.backends.cpu is 2.0+; older torch, e.g. 1.13 under torchconform compat, reports it through config)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu")
+        else torch._C._get_cpu_capability() if hasattr(torch._C, "_get_cpu_capability") else "unknown",
         "threads": EXPORT_THREADS,
         "python_hash_seed": os.environ.get("PYTHONHASHSEED"),
     }

@@ -14,6 +14,10 @@ from typing import Any
 def _root() -> dict[str, Any]:
     from . import _core
 
+    if _core is None:  # another PyTorch's interpreter on the source tree (torchconform compat): the same file
+        from pathlib import Path
+
+        return json.loads((Path(__file__).resolve().parents[2] / "docs" / "corpus-schema.json").read_text())
     return json.loads(_core.corpus_schema())
 
 

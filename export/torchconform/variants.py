@@ -29,6 +29,10 @@ from .registry import CaseError
 
 Kind = Literal["torchscript", "exported_program"]
 
+# torch.export arrived in PyTorch 2.1; exporting with an older torch (torchconform compat) records every capture as
+# an expected failure that says so, instead of failing the export.
+HAS_EXPORT = hasattr(torch, "export") and hasattr(torch.export, "export")
+
 
 @dataclass
 class Variant:
@@ -60,7 +64,7 @@ def script_copy(artifact: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
 def graph_node_counts(artifact: Any) -> dict[str, int]:
     """Node kind -> count: the inlined TorchScript graph (blocks included), or an exported program's graph."""
     counts: Counter[str] = Counter()
-    if isinstance(artifact, torch.export.ExportedProgram):
+    if HAS_EXPORT and isinstance(artifact, torch.export.ExportedProgram):
         for node in artifact.graph.nodes:
             if node.op == "call_function":
                 counts[str(node.target)] += 1
@@ -135,6 +139,10 @@ def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_s
     that succeeds raises: the mark is stale and must be removed. Without it, a failing capture raises."""
     transform = f"torch.export.export({type(module).__name__}, args, dynamic_shapes={dynamic_shapes!r})"
     module.eval()
+    if not HAS_EXPORT:
+        reason = f"torch {torch.__version__} has no torch.export (added in PyTorch 2.1)"
+        return Variant(name, "exported_program", description, transform, None, input_sets, xfail=reason,
+                       error=reason, findings=list(findings or []))
     try:
         with torch.no_grad(), _torch_logs_collected() as logs:
             program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)

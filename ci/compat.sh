@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The PyTorch compatibility matrix (docs/compat.md): the golden corpus (torch 2.13.0) and re-exports of the built-in
+# cases made with Debian's torch 1.13.1 and with torch 2.14.1, each verified by all three from Python and from C++.
+# Not part of ci/test.sh (the default test run stays on the pinned torch); the classification logic is tested there.
+#
+#   ci/compat.sh [extra torchconform compat options]      # writes build/compat/compat.md and compat.json
+#
+# Sets up what it needs, idempotently: the project build (ci/build.sh), Debian's python3-torch and libtorch-dev,
+# a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), and a
+# torchconform-run built against each LibTorch under $TORCHCONFORM_COMPAT_DIR (default .compat/).
+# Run time on the 2-core CPU machine: about 4 min when everything is set up and cached (249 s measured); a first run
+# adds the installs, two runner builds (3-5 min each) and AOTInductor compiles with torch 2.14.1 (docs/compat.md).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${TORCHCONFORM_COMPAT_DIR:-$ROOT/.compat}"
+log() { printf '[compat] %s\n' "$*" >&2; }
+mkdir -p "$DIR"
+start=$(date +%s)
+
+"$ROOT/ci/build.sh"
+
+# --- torch 1.13.1 from Debian (Python: /usr/bin/python3; C++: /usr/include/torch, /usr/lib/*/libtorch*) ---------
+if ! /usr/bin/python3 -c "import torch, numpy" 2>/dev/null || [ ! -f /usr/include/torch/script.h ]; then
+  log "installing Debian's python3-torch and libtorch-dev (PyTorch 1.13.1)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libtorch-dev >/dev/null
+fi
+
+# --- torch 2.14.1 in its own venv ------------------------------------------------------------------------------
+VENV214="$DIR/venv-2.14.1"
+if ! "$VENV214/bin/python" -c "import torch, numpy; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
+  log "creating $VENV214 with torch==2.14.1 (pinned exactly: a CUDA build, ~5.5 GB)"
+  python3.11 -m venv "$VENV214"
+  "$VENV214/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" numpy
+fi
+
+# --- a torchconform-run per LibTorch -----------------------------------------------------------------------------
+build_runner() {  # name python [cmake options]
+  local out="$DIR/build-$1"
+  log "torchconform-run against LibTorch $1 ($out)"
+  cmake -S "$ROOT" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCHCONFORM_PYTHON="$2" \
+    -DTORCHCONFORM_BUILD_TESTS=OFF -DTORCHCONFORM_BUILD_PYTHON=OFF "${@:3}" >"$out.configure.log" 2>&1 \
+    || { tail -n 30 "$out.configure.log" >&2; exit 1; }
+  cmake --build "$out" --target torchconform-run -j "${TORCHCONFORM_JOBS:-2}" >"$out.build.log" 2>&1 \
+    || { tail -n 40 "$out.build.log" >&2; exit 1; }
+}
+build_runner 1.13.1 /usr/bin/python3
+# (a CUDA wheel: its TorchConfig.cmake wants the CUDA toolkit even for CPU use; see CMakeLists.txt)
+build_runner 2.14.1 "$VENV214/bin/python" -DTORCHCONFORM_TORCH_WITHOUT_CMAKE_CONFIG=ON
+
+"$ROOT/.venv/bin/torchconform" compat \
+  --corpus "2.13.0:$ROOT/golden" \
+  --corpus "control, future file format:$ROOT/tests/data/compat/future-format" \
+  --runtime "1.13.1:/usr/bin/python3:$DIR/build-1.13.1/cpp_runner/torchconform-run" \
+  --runtime "2.13.0:$ROOT/.venv/bin/python:$ROOT/build/cpp_runner/torchconform-run" \
+  --runtime "2.14.1:$VENV214/bin/python:$DIR/build-2.14.1/cpp_runner/torchconform-run" \
+  --reexport --out "$ROOT/build/compat" "$@" && status=0 || status=$?
+log "done in $(( $(date +%s) - start )) s (exit $status): build/compat/compat.md"
+exit $status

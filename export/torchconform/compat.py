@@ -1,0 +1,372 @@
+"""``torchconform compat``: does a corpus made with one PyTorch give the same answers on another?
+
+For every corpus (made with version A) and every runtime (version B: a Python interpreter with its torch, and a
+``torchconform-run`` built against its LibTorch) it runs the corpus as-is from Python (``compat_probe verify`` in B's
+interpreter) and from C++ (B's runner, JSON report), and with ``--reexport`` it re-exports the built-in cases with B
+and compares B's inputs and goldens with the first corpus's. Every result is classified (``classify_*``):
+
+- ``pass``; ``xfail`` (failed as a mark in the corpus says, e.g. ``{"reason": ..., "torch": "<2.0"}``);
+- ``numeric drift`` (N of M elements outside the tolerance, max abs diff);
+- ``load failure`` (the artifact, package or corpus cannot be read by B: the message says why);
+- ``call failure`` (loaded, but calling it raised); ``crash`` (the process died or hung);
+- ``xpass`` (passed although marked: a stale mark, which fails the run); ``not run`` (B lacks the runtime, e.g.
+  torch.export before 2.1, AOTInductor in LibTorch 1.13), with the reason.
+
+The matrix (rows: corpus version; columns: runtime version x language x device) is written as Markdown and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+PASS, XFAIL, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH = (
+    "pass", "xfail", "not run", "numeric drift", "xpass", "call failure", "load failure", "crash")
+# A cell's headline is its most severe class (expected failures beside passes leave it "pass").
+SEVERITY = [XFAIL, PASS, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH]
+# Classes that fail the run: a stale mark, and results nobody could classify as an outcome of the versions.
+FAILING = {XPASS, CRASH}
+
+_LOAD_PATTERNS = ("torch::jit::load failed", "AOTIModelPackageLoader", "not a readable torch.save archive",
+                  "SHA-256", "cannot open", "version", "Unknown builtin op", "unpickl", "PytorchStreamReader")
+
+EXPORT_ROOT = Path(__file__).resolve().parents[1]  # export/: what another interpreter puts on PYTHONPATH
+
+
+@dataclass
+class Runtime:
+    name: str  # the version label, e.g. "2.14.1"
+    python: str  # an interpreter with that torch
+    runner: str  # torchconform-run built against its LibTorch ("" : no C++ column)
+
+    @staticmethod
+    def parse(text: str) -> Runtime:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ValueError(f"--runtime {text!r}: expected NAME:PYTHON[:RUNNER]")
+        return Runtime(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One row of a C++ runner's JSON report -> {"class", "detail"}."""
+    verdict, error = row["verdict"], row.get("error", "")
+    if verdict == "PASS":
+        return {"class": PASS, "detail": ""}
+    if verdict == "XFAIL":
+        return {"class": XFAIL, "detail": row.get("xfail_reason", "")}
+    if verdict == "XPASS":
+        return {"class": XPASS, "detail": f"marked xfail ({row.get('xfail_reason', '')}) but passed"}
+    if verdict == "FAIL":
+        return {"class": DRIFT, "detail": f"{row['mismatched']}/{row['total']} elements, max abs "
+                                          f"{row['max_abs'] if row['max_abs'] is not None else 'inf'}"}
+    if verdict in ("CRASH", "TIMEOUT"):
+        return {"class": CRASH, "detail": error}
+    if "no AOTInductor package" in error:
+        return {"class": NOT_RUN, "detail": error}
+    if any(p in error for p in _LOAD_PATTERNS):
+        return {"class": LOAD, "detail": error}
+    return {"class": CALL, "detail": error}
+
+
+def classify_python_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of ``compat_probe verify`` -> {"class", "detail"}; the corpus's xfail marks apply as in C++."""
+    status, mark = row["status"], row.get("xfail")
+    if status == "unsupported":
+        return {"class": NOT_RUN, "detail": row["message"]}
+    if status == "pass":
+        return {"class": XPASS, "detail": f"marked xfail ({mark}) but passed"} if mark else {"class": PASS,
+                                                                                             "detail": ""}
+    if mark:
+        return {"class": XFAIL, "detail": mark}
+    if status == "mismatch":
+        return {"class": DRIFT, "detail": f"{row['mismatched']}/{row['total']} elements, max abs "
+                                          f"{row['max_abs'] if row['max_abs'] is not None else 'inf'}: "
+                                          f"{row['message']}"}
+    return {"class": LOAD if status == "load_error" else CALL, "detail": row["message"]}
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell from its classified results: counts per class, the headline (most severe class), one example each."""
+    counts: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for r in results:
+        counts[r["class"]] = counts.get(r["class"], 0) + 1
+        if r["class"] != PASS and r["class"] not in examples:
+            examples[r["class"]] = f"{r['id']}: {r['detail']}" if r.get("id") else r["detail"]
+    headline = max(counts, key=SEVERITY.index) if counts else NOT_RUN
+    return {"class": headline, "counts": counts, "examples": examples, "results": results}
+
+
+def process_failure(what: str, done: subprocess.CompletedProcess) -> dict[str, Any]:
+    """A cell whose process gave no results: a signal is a crash; an error message before any result is the
+    runtime refusing the corpus as a whole (a load failure), with that message."""
+    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+    message = lines[-1] if lines else f"exit status {done.returncode}, no output"
+    if done.returncode < 0 or done.returncode >= 128:
+        return summarize([{"class": CRASH, "detail": f"{what} died ({done.returncode}): {message}", "id": ""}])
+    return summarize([{"class": LOAD, "detail": f"{what}: {message}", "id": ""}])
+
+
+def _result_id(case: str, artifact: str, set_name: str) -> str:
+    return f"{case}{':' + artifact if artifact else ''}/{set_name}"
+
+
+def _env(python_path: Path = EXPORT_ROOT) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(python_path), "PYTHONHASHSEED": "0"}
+    return env
+
+
+def run_python_cell(runtime: Runtime, corpus: Path, timeout: float) -> dict[str, Any]:
+    cmd = [runtime.python, "-m", "torchconform.compat_probe", "verify", str(corpus)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    except subprocess.TimeoutExpired:
+        return summarize([{"class": CRASH, "detail": f"no result within {timeout:.0f} s", "id": ""}])
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        return process_failure(f"{runtime.python} (torch {runtime.name})", done)
+    return summarize([{**classify_python_row(r), "id": _result_id(r["case"], r["artifact"], r["set"])}
+                      for r in rows])
+
+
+def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [runtime.runner, str(corpus), "--device", "cpu", "--json", str(report), "--quiet",
+               "--aoti-cache", str(aoti_cache)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return summarize([{"class": CRASH, "detail": f"no result within {timeout:.0f} s", "id": ""}])
+        if not report.exists():
+            return process_failure(f"{runtime.runner} (LibTorch {runtime.name})", done)
+        data = json.loads(report.read_text())
+    cell = summarize([{**classify_cpp_row(r), "id": _result_id(r["case"], r["artifact"], r["input_set"])}
+                      for r in data["results"]])
+    cell["runtimes"] = data.get("runtimes", {})
+    missing = [n for n, r in cell["runtimes"].items() if not r["available"]]
+    if missing:  # runtimes this LibTorch lacks make no rows: say so in the cell
+        cell["not_built"] = {n: cell["runtimes"][n]["detail"] for n in missing}
+    return cell
+
+
+def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """AOTInductor packages for ``runtime``'s runner, compiled by its own torch (cached by program hash + version)."""
+    cmd = [runtime.python, "-m", "torchconform.compat_probe", "compile", str(corpus), "--cache", str(cache)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    recs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0:  # the C++ cell then reports the packages as missing; the log says why
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        message = lines[-1] if lines else f"exit status {done.returncode}"
+        log(f"[compat] torch {runtime.name}: compiling AOTInductor packages failed: {message}")
+        recs.append({"status": "error", "message": message, "seconds": 0.0})
+    compiled = [r for r in recs if r["status"] == "compiled"]
+    if compiled or any(r["status"] == "error" for r in recs):
+        log(f"[compat] torch {runtime.name}: {len(compiled)} AOTInductor packages compiled "
+            f"({sum(r['seconds'] for r in compiled):.0f} s), "
+            f"{sum(r['status'] == 'error' for r in recs)} failed")
+    return recs
+
+
+def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
+    """The built-in cases exported with ``runtime``'s torch into ``out``: (ok, message)."""
+    cmd = [runtime.python, "-m", "torchconform", "export", "--out", str(out), "--force", "--quiet"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    except subprocess.TimeoutExpired:
+        return False, f"export took longer than {timeout:.0f} s"
+    if done.returncode != 0 or not (out / "corpus.json").exists():
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        return False, lines[-1] if lines else f"exit status {done.returncode}"
+    return True, ""
+
+
+def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
+    """``other``'s inputs and goldens against ``reference``'s, set by set, under the reference's tolerance: what a
+    re-export with another PyTorch changes. Runs in this interpreter (it reads both versions' torch.save files)."""
+    import torch
+
+    from .compat_probe import compare
+
+    def cases(root: Path) -> dict[str, dict[str, Any]]:
+        index = json.loads((root / "corpus.json").read_text())
+        return {c["name"]: json.loads((root / c["manifest"]).read_text()) for c in index["cases"]}
+
+    ref, oth = cases(reference), cases(other)
+    results = []
+    for name, m in ref.items():
+        if name not in oth:
+            results.append({"class": LOAD, "id": f"{name}/*", "detail": "case missing from the re-export"})
+            continue
+        other_sets = {s["name"]: s for s in oth[name]["input_sets"]}
+        for s in m["input_sets"]:
+            rid = f"{name}/{s['name']}"
+            o = other_sets.get(s["name"])
+            if o is None:
+                results.append({"class": LOAD, "id": rid, "detail": "input set missing from the re-export"})
+                continue
+            def load(root: Path, case: str, ref_: dict[str, Any]) -> Any:
+                return torch.load(str(root / case / ref_["file"]))
+
+            if o["inputs"]["sha256"] == s["inputs"]["sha256"] and o["expected"]["sha256"] == s["expected"]["sha256"]:
+                results.append({"class": PASS, "id": rid, "detail": "", "bitwise": True})
+                continue
+            if o["inputs"]["sha256"] != s["inputs"]["sha256"]:
+                n, total, max_abs, first = compare(load(reference, name, s["inputs"]), load(other, name, o["inputs"]),
+                                                   {"default": {"mode": "exact"}})
+                if n:
+                    results.append({"class": DRIFT, "id": rid, "detail": f"inputs differ ({n}/{total} elements, "
+                                                                         f"max abs {max_abs:.3g}): {first}"})
+                    continue
+            n, total, max_abs, first = compare(load(reference, name, s["expected"]), load(other, name, o["expected"]),
+                                               m["tolerance"])
+            # Other bytes (e.g. another torch.save layout) can still hold bitwise-equal values.
+            same_values = n == 0 and compare(load(reference, name, s["expected"]), load(other, name, o["expected"]),
+                                             {"default": {"mode": "exact"}})[0] == 0
+            results.append({"class": DRIFT if n else PASS, "id": rid, "bitwise": same_values,
+                            "detail": f"goldens differ: {n}/{total} elements, max abs {max_abs:.3g}: {first}"
+                            if n else f"within tolerance, max abs {max_abs:.3g}"})
+    cell = summarize(results)
+    # Bitwise-equal goldens vs equal within the tolerance: both pass, the difference is news.
+    cell["bitwise"] = sum(1 for r in results if r.get("bitwise"))
+    return cell
+
+
+def _cell_text(cell: dict[str, Any], notes: list[str]) -> str:
+    counts = cell["counts"]
+    total = sum(counts.values())
+    parts = [f"**{cell['class']}**" + (f" {counts[cell['class']]}/{total}" if total > 1 else "")
+             + (f" ({cell['bitwise']} bitwise)" if "bitwise" in cell else "")]
+    parts += [f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: SEVERITY.index(kv[0]), reverse=True)
+              if k != cell["class"]]
+    refs = []
+    texts = [f"{cls}: {example}" for cls, example in cell["examples"].items()]
+    texts += [f"not run: {name}: {why}" for name, why in cell.get("not_built", {}).items()]
+    for text in texts:  # the same note once, referenced from every cell it applies to
+        if text not in notes:
+            notes.append(text)
+        refs.append(str(notes.index(text) + 1))
+    return ", ".join(parts) + (f" [{', '.join(refs)}]" if refs else "")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    runtimes = result["runtimes"]
+    cols = [(r["name"], lang) for r in runtimes for lang in ("python", "cpp") if lang == "python" or r["runner"]]
+    notes: list[str] = []
+    out = ["# Compatibility matrix", "", f"Command: `{result['command']}`", "",
+           "Device: cpu. Runtimes: " + "; ".join(
+               f"{r['name']} (`{r['python']}`" + (f", `{r['runner']}`" if r["runner"] else "") + ")"
+               for r in runtimes) + ".", "",
+           "Rows: the corpus and the PyTorch it was exported with. Columns: the runtime verifying it, from Python "
+           "(`torch.jit.load` / `torch.export.load`) and from C++ (`torchconform-run`). Bracketed numbers refer to "
+           "the notes below the table.", "",
+           "| corpus (exported with) | " + " | ".join(f"{n} {'Python' if lang == 'python' else 'C++'}"
+                                                  for n, lang in cols)
+           + (" | re-export vs " + result["reference"] + " |" if result.get("reexports") else " |"),
+           "|---|" + "---|" * len(cols) + ("---|" if result.get("reexports") else "")]
+    for row in result["rows"]:
+        cells = [_cell_text(row["cells"][f"{n}/{lang}"], notes) for n, lang in cols]
+        if result.get("reexports"):
+            re = row.get("reexport")
+            cells.append(_cell_text(re, notes) if re else "-")
+        out.append(f"| {row['corpus']} (torch {row['exported_with']}) | " + " | ".join(cells) + " |")
+    out += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    if result.get("failing"):
+        out += ["", "**The run fails:** " + "; ".join(result["failing"])]
+    out.append("")
+    return "\n".join(out)
+
+
+def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, do_reexport: bool,
+        aoti_cache: Path, timeout: float, command: str, log: Callable[[str], None]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, path in corpora:
+        if not (path / "corpus.json").exists():
+            raise ValueError(f"--corpus {name}:{path}: no corpus.json there")
+    rows_in: list[tuple[str, Path, Runtime | None]] = [(name, path, None) for name, path in corpora]
+    reexport_failures: dict[str, str] = {}
+    if do_reexport:
+        for rt in runtimes:
+            target = out / f"reexport-{rt.name}"
+            log(f"[compat] re-exporting the built-in cases with torch {rt.name}")
+            t0 = time.perf_counter()
+            ok, message = reexport(rt, target, timeout)
+            log(f"[compat]   {'done' if ok else 'FAILED: ' + message} ({time.perf_counter() - t0:.0f} s)")
+            if ok:
+                rows_in.append((f"re-export {rt.name}", target, rt))
+            else:
+                reexport_failures[rt.name] = message
+    rows = []
+    for label, path, made_by in rows_in:
+        meta = json.loads((path / "corpus.json").read_text())
+        exported_with = meta.get("exported_with", {}).get("torch", "?")
+        row: dict[str, Any] = {"corpus": label, "path": str(path), "exported_with": exported_with, "cells": {}}
+        for rt in runtimes:
+            log(f"[compat] {label} on torch {rt.name}: Python")
+            t0 = time.perf_counter()
+            row["cells"][f"{rt.name}/python"] = run_python_cell(rt, path, timeout)
+            if rt.runner:
+                row.setdefault("aoti_compile", {})[rt.name] = compile_for(rt, path, aoti_cache, log)
+                log(f"[compat] {label} on torch {rt.name}: C++")
+                row["cells"][f"{rt.name}/cpp"] = run_cpp_cell(rt, path, aoti_cache, timeout)
+            log(f"[compat]   {time.perf_counter() - t0:.0f} s")
+        if made_by is not None:
+            row["reexport"] = compare_corpora(corpora[0][1], path)
+        rows.append(row)
+    for name, message in reexport_failures.items():
+        rows.append({"corpus": f"re-export {name}", "path": "", "exported_with": name, "cells": {
+            k: summarize([{"class": NOT_RUN, "detail": "no corpus: the re-export failed", "id": ""}])
+            for rt in runtimes for k in (f"{rt.name}/python", f"{rt.name}/cpp")},
+            "reexport": summarize([{"class": LOAD, "detail": f"re-export failed: {message}", "id": ""}])})
+    failing = [f"{row['corpus']} on {key}: {cls} ({cell['examples'].get(cls, '')})"
+               for row in rows for key, cell in row["cells"].items() for cls in FAILING if cls in cell["counts"]]
+    result = {"command": command, "reference": corpora[0][0],
+              "runtimes": [{"name": r.name, "python": r.python, "runner": r.runner} for r in runtimes],
+              "reexports": do_reexport, "rows": rows, "failing": failing}
+    (out / "compat.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "compat.md").write_text(markdown(result))
+    return result
+
+
+def command_line(argv: list[str]) -> str:
+    return "torchconform " + shlex.join(argv)
+
+
+def main_entry(corpora: list[str], runtimes: list[str], out: Path, do_reexport: bool, aoti_cache: Path | None,
+               timeout: float, argv: list[str], log: Callable[[str], None]) -> tuple[dict[str, Any], int]:
+    parsed_corpora = []
+    for text in corpora:
+        name, _, path = text.partition(":")
+        if not name or not path:
+            raise ValueError(f"--corpus {text!r}: expected NAME:DIR")
+        parsed_corpora.append((name, Path(path)))
+    if not parsed_corpora:
+        raise ValueError("give at least one --corpus NAME:DIR")
+    parsed_runtimes = [Runtime.parse(t) for t in runtimes]
+    if not parsed_runtimes:
+        raise ValueError("give at least one --runtime NAME:PYTHON[:RUNNER]")
+    for rt in parsed_runtimes:
+        if not Path(rt.python).exists() and not any(
+                (Path(d) / rt.python).exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+            raise ValueError(f"--runtime {rt.name}: no interpreter {rt.python}")
+        if rt.runner and not Path(rt.runner).exists():
+            raise ValueError(f"--runtime {rt.name}: no runner {rt.runner}")
+    if aoti_cache is None:
+        from .aoti import default_cache
+
+        aoti_cache = default_cache()
+    result = run(parsed_corpora, parsed_runtimes, out, do_reexport=do_reexport, aoti_cache=aoti_cache,
+                 timeout=timeout, command=command_line(argv), log=log)
+    return result, 1 if result["failing"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover - use `torchconform compat`
+    sys.exit("use: torchconform compat")
