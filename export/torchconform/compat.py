@@ -35,8 +35,10 @@ SEVERITY = [XFAIL, PASS, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH]
 # Classes that fail the run: a stale mark, and results nobody could classify as an outcome of the versions.
 FAILING = {XPASS, CRASH}
 
+# How the runner words a failure to read an artifact, a package or a golden (runner.cpp, corpus.cpp); a call that
+# raised is worded "<method> raised: ..." and is a call failure whatever it says.
 _LOAD_PATTERNS = ("torch::jit::load failed", "AOTIModelPackageLoader", "not a readable torch.save archive",
-                  "SHA-256", "cannot open", "version", "Unknown builtin op", "unpickl", "PytorchStreamReader")
+                  "SHA-256 mismatch", "cannot open", "file is empty", "unreadable output spec")
 
 EXPORT_ROOT = Path(__file__).resolve().parents[1]  # export/: what another interpreter puts on PYTHONPATH
 
@@ -71,7 +73,7 @@ def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
         return {"class": CRASH, "detail": error}
     if "no AOTInductor package" in error:
         return {"class": NOT_RUN, "detail": error}
-    if any(p in error for p in _LOAD_PATTERNS):
+    if " raised: " not in error and any(p in error for p in _LOAD_PATTERNS):
         return {"class": LOAD, "detail": error}
     return {"class": CALL, "detail": error}
 

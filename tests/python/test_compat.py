@@ -35,6 +35,9 @@ def _cpp(verdict: str, error: str = "", **kw) -> dict:
     (_cpp("ERROR", "simple_cnn/artifact.pt: torch::jit::load failed: version 99 > 10"), compat.LOAD),
     (_cpp("ERROR", "c:export@aoti: no AOTInductor package for c/variants/export.pt2 ..."), compat.NOT_RUN),
     (_cpp("ERROR", "c/s: forward raised: shape mismatch"), compat.CALL),
+    (_cpp("ERROR", "c/s: forward raised: cannot open the file of version 3"), compat.CALL),
+    (_cpp("ERROR", "c/sets/a.expected.pt: not a readable torch.save archive: Unknown opcode"), compat.LOAD),
+    (_cpp("ERROR", "c/artifact.pt: SHA-256 mismatch (manifest 12, file 34)"), compat.LOAD),
     (_cpp("CRASH", "the case's process was killed by signal 11"), compat.CRASH),
     (_cpp("TIMEOUT", "no result within 600 s"), compat.CRASH),
 ])
