@@ -8,7 +8,7 @@
 # Sets up what it needs, idempotently: the project build (ci/build.sh), Debian's python3-torch and libtorch-dev,
 # a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), and a
 # torchconform-run built against each LibTorch under $TORCHCONFORM_COMPAT_DIR (default .compat/).
-# Run time on the 2-core CPU machine: about 4 min when everything is set up and cached (249 s measured); a first run
+# Run time on the 2-core CPU machine: about 4 min when everything is set up and cached (225-249 s measured); a first run
 # adds the installs, two runner builds (3-5 min each) and AOTInductor compiles with torch 2.14.1 (docs/compat.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -48,6 +48,7 @@ class Runtime:
     name: str  # the version label, e.g. "2.14.1"
     python: str  # an interpreter with that torch
     runner: str  # torchconform-run built against its LibTorch ("" : no C++ column)
+    torch: str = ""  # what the interpreter's torch reports (filled in by probe_runtime)
 
     @staticmethod
     def parse(text: str) -> Runtime:
@@ -55,6 +56,20 @@ class Runtime:
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             raise ValueError(f"--runtime {text!r}: expected NAME:PYTHON[:RUNNER]")
         return Runtime(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def probe_runtime(rt: Runtime) -> None:
+    """Checks that the runtime's interpreter imports torch (a broken runtime is a usage error, not a matrix cell) and
+    records the version it reports next to the label."""
+    try:
+        done = subprocess.run([rt.python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                              text=True, timeout=300)
+    except OSError as e:
+        raise ValueError(f"--runtime {rt.name}: cannot run {rt.python}: {e}") from e
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        raise ValueError(f"--runtime {rt.name}: {rt.python} cannot import torch: {lines[-1] if lines else '?'}")
+    rt.torch = done.stdout.strip().splitlines()[-1]
 
 
 def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +280,8 @@ def markdown(result: dict[str, Any]) -> str:
     notes: list[str] = []
     out = ["# Compatibility matrix", "", f"Command: `{result['command']}`", "",
            "Device: cpu. Runtimes: " + "; ".join(
-               f"{r['name']} (`{r['python']}`" + (f", `{r['runner']}`" if r["runner"] else "") + ")"
+               f"{r['name']} (torch {r.get('torch') or '?'}: `{r['python']}`"
+               + (f", `{r['runner']}`" if r["runner"] else "") + ")"
                for r in runtimes) + ".", "",
            "Rows: the corpus and the PyTorch it was exported with. Columns: the runtime verifying it, from Python "
            "(`torch.jit.load` / `torch.export.load`) and from C++ (`torchconform-run`). Bracketed numbers refer to "
@@ -331,7 +347,8 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
     failing = [f"{row['corpus']} on {key}: {cls} ({cell['examples'].get(cls, '')})"
                for row in rows for key, cell in row["cells"].items() for cls in FAILING if cls in cell["counts"]]
     result = {"command": command, "reference": corpora[0][0],
-              "runtimes": [{"name": r.name, "python": r.python, "runner": r.runner} for r in runtimes],
+              "runtimes": [{"name": r.name, "python": r.python, "runner": r.runner, "torch": r.torch}
+                           for r in runtimes],
               "reexports": do_reexport, "rows": rows, "failing": failing}
     (out / "compat.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "compat.md").write_text(markdown(result))
@@ -361,6 +378,7 @@ def main_entry(corpora: list[str], runtimes: list[str], out: Path, do_reexport: 
             raise ValueError(f"--runtime {rt.name}: no interpreter {rt.python}")
         if rt.runner and not Path(rt.runner).exists():
             raise ValueError(f"--runtime {rt.name}: no runner {rt.runner}")
+        probe_runtime(rt)
     if aoti_cache is None:
         from .aoti import default_cache
 

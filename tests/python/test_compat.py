@@ -183,6 +183,12 @@ def test_compat_refuses_bad_arguments(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{OLD}",
                            "--runtime", "2:/no/python"], capture_output=True, text=True)
     assert done.returncode == 2 and "no interpreter /no/python" in done.stderr
+    # A real interpreter without torch: a bare venv (no system site-packages).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    no_torch = tmp_path / "bare" / "bin" / "python"
+    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{OLD}",
+                           "--runtime", f"2:{no_torch}"], capture_output=True, text=True)
+    assert done.returncode == 2 and "cannot import torch: ModuleNotFoundError" in done.stderr
 
 
 def test_reexport_comparison_tells_bitwise_from_drift(tmp_path):
