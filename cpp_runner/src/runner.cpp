@@ -370,18 +370,24 @@ bool runtime_built(const std::string& runtime) {
 }
 
 
+// An exported program's Loaded, before its runtime loads it: the label, and the program file read and checked
+// against its SHA-256 (also for AOTInductor, where the package is what runs: a changed .pt2 must not pass on the
+// strength of a stale package; the package's key is the program's hash).
+[[maybe_unused]] Loaded program_loaded(const CaseSpec& c, const VariantSpec& v, const std::string& runtime) {
+  Loaded a;
+  a.label = runtime_label(v, runtime);
+  a.runtime = runtime;
+  const auto t0 = Clock::now();
+  read_verified(c, *v.file);
+  a.read_seconds = since(t0);
+  return a;
+}
+
 #ifdef TORCHCONFORM_HAVE_AOTI
 Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
-  Loaded a;
-  a.label = runtime_label(v, "aoti");
-  a.runtime = "aoti";
+  Loaded a = program_loaded(c, v, "aoti");
   const std::string who = c.name + ":" + a.label;
   const std::string cache = o.aoti_cache.empty() ? default_aoti_cache() : o.aoti_cache;
-  // The program itself is checked even though the package is what runs: a changed .pt2 must not pass on the
-  // strength of a stale package (the package's key is the program's hash).
-  const auto tr = Clock::now();
-  read_verified(c, *v.file);
-  a.read_seconds = since(tr);
   const std::string package = aoti_package_path(cache, v.file->sha256, o.device.type() == c10::kCUDA ? "cuda" : "cpu");
   if (!std::filesystem::exists(package))
     throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + v.file->file + " (sha256 " +
@@ -427,11 +433,8 @@ Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
 // Untested on the machines this was written on (no LibTorch there exported NativeRT); built only where the
 // configure-time check links a ModelRunnerHandle.
 Loaded load_nativert(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
-  Loaded a;
-  a.label = runtime_label(v, "nativert");
-  a.runtime = "nativert";
+  Loaded a = program_loaded(c, v, "nativert");
   const std::string who = c.name + ":" + a.label;
-  read_verified(c, *v.file);
   const auto t0 = Clock::now();
   std::shared_ptr<torch::nativert::ModelRunnerHandle> runner;
   try {

@@ -58,6 +58,12 @@ class Runtime:
         return Runtime(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
+def _last_line(text: str | None, default: str) -> str:
+    """The last non-empty line of a process's stderr (where Python and the runner put the error), else ``default``."""
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else default
+
+
 def probe_runtime(rt: Runtime) -> None:
     """Checks that the runtime's interpreter imports torch (a broken runtime is a usage error, not a matrix cell) and
     records the version it reports next to the label."""
@@ -67,8 +73,7 @@ def probe_runtime(rt: Runtime) -> None:
     except OSError as e:
         raise ValueError(f"--runtime {rt.name}: cannot run {rt.python}: {e}") from e
     if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        raise ValueError(f"--runtime {rt.name}: {rt.python} cannot import torch: {lines[-1] if lines else '?'}")
+        raise ValueError(f"--runtime {rt.name}: {rt.python} cannot import torch: {_last_line(done.stderr, '?')}")
     rt.torch = done.stdout.strip().splitlines()[-1]
 
 
@@ -125,8 +130,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 def process_failure(what: str, done: subprocess.CompletedProcess) -> dict[str, Any]:
     """A cell whose process gave no results: a signal is a crash; an error message before any result is the
     runtime refusing the corpus as a whole (a load failure), with that message."""
-    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
-    message = lines[-1] if lines else f"exit status {done.returncode}, no output"
+    message = _last_line(done.stderr, f"exit status {done.returncode}, no output")
     if done.returncode < 0 or done.returncode >= 128:
         return summarize([{"class": CRASH, "detail": f"{what} died ({done.returncode}): {message}", "id": ""}])
     return summarize([{"class": LOAD, "detail": f"{what}: {message}", "id": ""}])
@@ -136,9 +140,9 @@ def _result_id(case: str, artifact: str, set_name: str) -> str:
     return f"{case}{':' + artifact if artifact else ''}/{set_name}"
 
 
-def _env(python_path: Path = EXPORT_ROOT) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(python_path), "PYTHONHASHSEED": "0"}
-    return env
+def _env() -> dict[str, str]:
+    """Another interpreter runs this source tree (export/ on its path); exports keep their fixed hash seed."""
+    return {**os.environ, "PYTHONPATH": str(EXPORT_ROOT), "PYTHONHASHSEED": "0"}
 
 
 def run_python_cell(runtime: Runtime, corpus: Path, timeout: float) -> dict[str, Any]:
@@ -181,8 +185,7 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     recs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0:  # the C++ cell then reports the packages as missing; the log says why
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        message = lines[-1] if lines else f"exit status {done.returncode}"
+        message = _last_line(done.stderr, f"exit status {done.returncode}")
         log(f"[compat] torch {runtime.name}: compiling AOTInductor packages failed: {message}")
         recs.append({"status": "error", "message": message, "seconds": 0.0})
     compiled = [r for r in recs if r["status"] == "compiled"]
@@ -201,8 +204,7 @@ def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, f"export took longer than {timeout:.0f} s"
     if done.returncode != 0 or not (out / "corpus.json").exists():
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        return False, lines[-1] if lines else f"exit status {done.returncode}"
+        return False, _last_line(done.stderr, f"exit status {done.returncode}")
     return True, ""
 
 
@@ -217,6 +219,9 @@ def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
         index = json.loads((root / "corpus.json").read_text())
         return {c["name"]: json.loads((root / c["manifest"]).read_text()) for c in index["cases"]}
 
+    def load(root: Path, case: str, ref_: dict[str, Any]) -> Any:
+        return torch.load(str(root / case / ref_["file"]))
+
     ref, oth = cases(reference), cases(other)
     results = []
     for name, m in ref.items():
@@ -230,9 +235,6 @@ def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
             if o is None:
                 results.append({"class": LOAD, "id": rid, "detail": "input set missing from the re-export"})
                 continue
-            def load(root: Path, case: str, ref_: dict[str, Any]) -> Any:
-                return torch.load(str(root / case / ref_["file"]))
-
             if o["inputs"]["sha256"] == s["inputs"]["sha256"] and o["expected"]["sha256"] == s["expected"]["sha256"]:
                 results.append({"class": PASS, "id": rid, "detail": "", "bitwise": True})
                 continue

@@ -247,6 +247,11 @@ def verify(corpus: Path, repeat: int = 2) -> list[dict[str, Any]]:
     return rows
 
 
+def package_path(cache: Path, program_sha256: str, torch_version: str, device_type: str = "cpu") -> Path:
+    """The C++ runner's aoti_package_path (runner.cpp), for interpreters without the compiled core."""
+    return cache / f"{program_sha256[:32]}-torch{torch_version}-{device_type}" / "model.pt2"
+
+
 def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
     """AOTInductor packages at the key the C++ runner looks up: <cache>/<sha256[:32]>-torch<version>-cpu/model.pt2
     (torchconform/aoti.py without the compiled core). Cached: an existing package is kept."""
@@ -268,7 +273,7 @@ def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
         for v in manifest.get("variants", []):
             if v["kind"] != "exported_program" or not v.get("file") or "aoti" not in v.get("runtimes", []):
                 continue
-            target = cache / f"{v['sha256'][:32]}-torch{version}-cpu" / "model.pt2"
+            target = package_path(cache, v["sha256"], version)
             rec = {"case": entry["name"], "variant": v["name"], "package": str(target)}
             if target.exists():
                 out.append({**rec, "status": "cached", "seconds": 0.0})

@@ -15,23 +15,12 @@ import time
 from pathlib import Path
 
 
-def _call_target(module, s: dict):
-    """The callable an input set checks: the set's method, on a freshly loaded module when a prelude changes state."""
-    if s.get("prelude"):
-        for p in s["prelude"]:
-            target = module
-            *subs, method = p["method"].split(".")
-            for sub in subs:
-                target = getattr(target, sub)
-            getattr(target, method)(*p["args"])
-    return getattr(module, s.get("method", "forward"))
-
-
 def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[int, int, int]:
     """(checks passed, checks failed, artifacts that failed to load) over every artifact and input set."""
     import torch
 
     from .aoti import default_cache, package_path
+    from .compat_probe import _call  # the set's method, on a fresh module when a prelude changes state
 
     cache = aoti_cache or default_cache()
     torch._C._jit_set_texpr_fuser_enabled(False)  # the same numerics policy as the runner
@@ -62,10 +51,7 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
             for name in names:
                 s = sets[name]
                 inputs, expected = data[name]
-                if kind == "aoti":
-                    fn = loaded
-                else:
-                    fn = _call_target(torch.jit.load(str(path)).eval() if s.get("prelude") else loaded, s)
+                fn = loaded if kind == "aoti" else _call(loaded, s, lambda path=path: torch.jit.load(str(path)).eval())
                 with torch.inference_mode():
                     for _ in range(repeat):
                         if s.get("seed") is not None:
