@@ -134,7 +134,12 @@ def test_bench_suite_reports_ratios_of_its_measurements(tmp_path):
     loop = s["python_loop"]
     assert loop["unloadable"] == 1 and loop["failed"] == 2 and loop["passed"] == 100
     assert [o["case"] for o in s["call_overhead"]] == ["simple_cnn", "dynamic_router"]
-    assert sum(s["breakdown_s"].values()) == pytest.approx(s["verify_in_process_s"])
+    # The phases are measured inside the verification (loads once per artifact, not per set): each did work, and
+    # together they fit in its wall time. ("other" is the remainder by construction, so it is not checked.)
+    parts = {k: v for k, v in s["breakdown_s"].items() if k not in ("other", "open_corpus")}
+    assert set(parts) == {"calls", "loads", "read_and_hash", "decode", "setup", "compare"}
+    assert all(v > 0 for v in parts.values()), parts
+    assert sum(parts.values()) <= s["verify_in_process_s"]
 
 
 def test_bench_refuses_unknown_models_and_bad_threads(tmp_path):
