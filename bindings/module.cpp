@@ -34,12 +34,14 @@ c10::IValue to_ivalue(const py::handle& obj, const std::string& where) {
     return list;
   }
   if (py::isinstance<py::dict>(obj)) {
-    c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+    // str, int and bool keys, as the comparator compares them (raw, each kind apart).
+    c10::impl::GenericDict dict(c10::AnyType::get(), c10::AnyType::get());
     for (const auto& kv : obj.cast<py::dict>()) {
-      if (!py::isinstance<py::str>(kv.first))
-        throw py::type_error(where + ": dict keys must be str, got " + std::string(py::str(py::type::handle_of(kv.first))));
-      const std::string key = kv.first.cast<std::string>();
-      dict.insert(key, to_ivalue(kv.second, where + "['" + key + "']"));
+      if (!py::isinstance<py::str>(kv.first) && !py::isinstance<py::int_>(kv.first))
+        throw py::type_error(where + ": dict keys must be str, int or bool, got " +
+                             std::string(py::str(py::type::handle_of(kv.first))));
+      const c10::IValue key = to_ivalue(kv.first, where + " key");
+      dict.insert(key, to_ivalue(kv.second, where + "[" + std::string(py::repr(kv.first)) + "]"));
     }
     return dict;
   }
@@ -120,6 +122,9 @@ PYBIND11_MODULE(_core, m) {
   });
 
   m.def("libtorch_version", &libtorch_version);
+  m.def("printable", &printable, py::arg("text"),
+        "Corpus text made safe to print (control, invisible and bidirectional characters escaped): the one "
+        "definition the CLI, the reports and the Python faces share.");
   m.def("corpus_schema", &corpus_schema_text, "docs/corpus-schema.json as compiled into the runner");
   m.def("validate", &validate_against_schema, py::arg("definition"), py::arg("json_text"),
         "Validate JSON text against a corpus-schema definition ('manifest', 'corpus', 'policy'...): '' when "
@@ -140,6 +145,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("worst_expected", &LeafReport::worst_expected)
       .def_readonly("worst_actual", &LeafReport::worst_actual)
       .def_readonly("tolerance", &LeafReport::tolerance)
+      .def_readonly("custom_tolerance", &LeafReport::custom_tolerance)
+      .def_readonly("loosened", &LeafReport::loosened)
       .def("__repr__", [](const LeafReport& l) {
         return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
       });
@@ -157,6 +164,8 @@ PYBIND11_MODULE(_core, m) {
         return f ? py::cast(*f) : py::none();
       })
       .def("summary", &Comparison::summary)
+      .def_property_readonly("loosened", &Comparison::loosened)
+      .def("tolerance_note", &Comparison::tolerance_note)
       .def("__bool__", [](const Comparison& c) { return c.ok; })
       .def("__repr__", [](const Comparison& c) { return "<Comparison " + c.summary() + ">"; });
 
@@ -209,6 +218,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("error", &CaseSpec::error)
       .def_readonly("xfail", &CaseSpec::xfail)
       .def_readonly("variants", &CaseSpec::variants)
+      .def_readonly("manifest_json", &CaseSpec::manifest_text,
+                    "the manifest text as verified (hash, schema, depth); '' for a broken case")
       .def_property_readonly("dir", [](const CaseSpec& c) { return c.dir.string(); });
 
   py::class_<Corpus>(m, "Corpus")
@@ -218,6 +229,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("format_version", &Corpus::format_version)
       .def_readonly("exported_torch", &Corpus::exported_torch)
       .def_readonly("exported_python", &Corpus::exported_python)
+      .def_readonly("index_sha256", &Corpus::index_sha256)
       .def_readonly("cases", &Corpus::cases)
       .def(
           "select",
@@ -251,6 +263,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("comparison", &SetResult::comparison)
       .def_readonly("failed_call", &SetResult::failed_call)
       .def_readonly("error", &SetResult::error)
+      .def_property_readonly("error_kind", [](const SetResult& r) { return std::string(to_string(r.error_kind)); })
+      .def_property_readonly("loosened", [](const SetResult& r) { return loosened(r); })
       .def_readonly("seconds", &SetResult::seconds)
       .def_property_readonly("output", [](const SetResult& r) { return to_python(r.output); },
                              "what the artifact returned, as torch objects sharing the C++ tensors' storage")
@@ -288,9 +302,20 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "verify",
       [](const std::string& corpus, const std::vector<std::string>& cases, const std::string& device, int threads,
-         int repeat, const std::string& json, const std::string& junit, bool isolate, double timeout,
-         const LineSink& out, const LineSink& progress, const std::string& aoti_cache) {
-        VerifyOptions o{corpus, cases, device, threads, repeat, json, junit, isolate, timeout, aoti_cache};
+         int repeat, const std::string& json, const std::string& junit, bool isolate,
+         std::optional<double> timeout, const LineSink& out, const LineSink& progress,
+         const std::string& aoti_cache) {
+        VerifyOptions o;
+        o.corpus = corpus;
+        o.cases = cases;
+        o.device = device;
+        o.threads = threads;
+        o.repeat = repeat;
+        o.json = json;
+        o.junit = junit;
+        o.isolate = isolate;
+        o.timeout = timeout;
+        o.aoti_cache = aoti_cache;
         // The sinks are Python callables: pybind11's std::function wrapper takes the GIL for each call.
         py::gil_scoped_release release;
         auto outcome = verify(o, out, progress);
@@ -298,7 +323,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("corpus"), py::arg("cases") = std::vector<std::string>{}, py::arg("device") = "cpu",
       py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "",
-      py::arg("isolate") = true, py::arg("timeout") = 600.0, py::arg("out"),
+      py::arg("isolate") = true, py::arg("timeout") = py::none(), py::arg("out"),
       py::arg("progress") = LineSink{}, py::arg("aoti_cache") = "",
       "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
       "results). Raises CorpusError / UsageError before any case runs.");

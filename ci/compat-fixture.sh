@@ -37,6 +37,7 @@ with zipfile.ZipFile(art, "w", zipfile.ZIP_STORED) as z:
 sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
 m = json.loads((case / "manifest.json").read_text())
 m["artifact"]["sha256"] = sha(art)
+m["artifact"]["bytes"] = art.stat().st_size
 (case / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
 index = json.loads((root.parent / "torch-1.13.1" / "corpus.json").read_text())
 index["cases"] = [c for c in index["cases"] if c["name"] == "process_outputs"]

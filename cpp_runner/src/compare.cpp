@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <set>
 #include <sstream>
 
 namespace torchconform {
@@ -72,6 +74,15 @@ int64_t ordered(double v, c10::ScalarType dtype) {
       TORCH_INTERNAL_ASSERT(false, "ordered(): not a real floating dtype: ", dtype_name(dtype));
   }
   return (bits & sign_mask) ? -(bits & (sign_mask - 1)) : bits;
+}
+
+double machine_epsilon(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kHalf: return std::ldexp(1.0, -10);
+    case c10::kBFloat16: return std::ldexp(1.0, -7);
+    case c10::kFloat: return std::ldexp(1.0, -23);
+    default: return std::ldexp(1.0, -52);
+  }
 }
 
 bool is_real_floating(c10::ScalarType t) {
@@ -154,10 +165,17 @@ int64_t floating_loop(const T* ep, const T* ap, int64_t n, c10::ScalarType dtype
 // Element-wise comparison of two same-dtype, same-shape CPU tensors of a real floating dtype.
 void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::ScalarType dtype, const Tolerance& tol,
                       LeafReport& leaf) {
-  auto [rtol, atol] = default_rtol_atol(dtype);
-  if (tol.rtol) rtol = *tol.rtol;
-  if (tol.atol) atol = *tol.atol;
+  const auto [default_rtol, default_atol] = default_rtol_atol(dtype);
+  const double rtol = tol.rtol.value_or(default_rtol), atol = tol.atol.value_or(default_atol);
   leaf.tolerance = tolerance_text(tol, rtol, atol, true);
+  // Anything but the dtype's assert_close default is shown with the result; a tolerance that accepts pairs the
+  // default rejects is "loosened" and counted in every summary (a manifest with rtol 1e9 must not read as a plain
+  // PASS). k ULPs are never looser than allclose while k * eps <= rtol (one ULP of x is at most eps * |x|).
+  leaf.custom_tolerance = tol.mode != ToleranceMode::kAllClose || rtol != default_rtol || atol != default_atol ||
+                          !tol.equal_nan;
+  leaf.loosened = (tol.mode == ToleranceMode::kAllClose && (rtol > default_rtol || atol > default_atol)) ||
+                  (tol.mode == ToleranceMode::kUlp &&
+                   static_cast<double>(tol.max_ulp) > std::floor(default_rtol / machine_epsilon(dtype)));
   leaf.total = e_in.numel();
   int64_t worst = -1;
   // float32 and float64 are read in place (contiguous() is free for the usual contiguous outputs); float16 and
@@ -224,9 +242,15 @@ void compare_tensor(const at::Tensor& expected_any, const at::Tensor& actual_any
     leaf.message = "only strided (dense) tensors are supported";
     return;
   }
-  // Either side may come from a device; the element loops read CPU memory.
-  const at::Tensor expected = expected_any.device().is_cpu() ? expected_any : expected_any.to(at::kCPU);
-  const at::Tensor actual = actual_any.device().is_cpu() ? actual_any : actual_any.to(at::kCPU);
+  // Either side may come from a device; the element loops read CPU memory. They read raw storage, so the conj and
+  // neg bits are resolved first: a golden saved as torch._neg_view(t) is -t to torch.load, and must be compared as
+  // -t (it passed against t when the bit was ignored).
+  auto values = [](const at::Tensor& t) {
+    const at::Tensor cpu = t.device().is_cpu() ? t : t.to(at::kCPU);
+    return cpu.resolve_conj().resolve_neg();
+  };
+  const at::Tensor expected = values(expected_any);
+  const at::Tensor actual = values(actual_any);
   if (expected.scalar_type() != actual.scalar_type()) {
     leaf.ok = false;
     leaf.message = "dtype mismatch: expected " + leaf.dtype + ", actual " + dtype_name(actual.scalar_type());
@@ -244,7 +268,7 @@ void compare_tensor(const at::Tensor& expected_any, const at::Tensor& actual_any
     compare_floating(expected, actual, dtype, tol, leaf);
   } else if (dtype == c10::kComplexFloat || dtype == c10::kComplexDouble) {
     // Real and imaginary parts are compared as a trailing dimension of size 2.
-    compare_floating(at::view_as_real(expected.resolve_conj()), at::view_as_real(actual.resolve_conj()),
+    compare_floating(at::view_as_real(expected), at::view_as_real(actual),
                      dtype == c10::kComplexFloat ? c10::kFloat : c10::kDouble, tol, leaf);
   } else if (c10::isIntegralType(dtype, /*includeBool=*/true)) {
     compare_integral(expected, actual, leaf);
@@ -269,11 +293,27 @@ std::string kind_of(const c10::IValue& v) {
   return v.tagKind();
 }
 
+// A dict key as printed in paths and messages (escaped); keys are compared raw (DictKey), never as printed: two keys
+// that print alike ("\x01" and "\\x01") must stay two entries.
 std::string key_text(const c10::IValue& k) {
-  if (k.isString()) return "'" + printable(k.toStringRef()) + "'";
+  if (k.isString()) {
+    // Backslashes doubled before escaping, so that no two keys print alike ("\x01" is \x01, "\\x01" is \\x01).
+    std::string raw;
+    for (char ch : k.toStringRef()) raw += ch == '\\' ? std::string("\\\\") : std::string(1, ch);
+    return "'" + printable(raw) + "'";
+  }
   std::ostringstream os;
   os << k;
   return os.str();
+}
+
+// (kind, raw bytes): str keys by their bytes, int and bool keys by value, each kind apart from the others.
+using DictKey = std::pair<std::string, std::string>;
+std::optional<DictKey> dict_key(const c10::IValue& k) {
+  if (k.isString()) return DictKey{"str", k.toStringRef()};
+  if (k.isInt()) return DictKey{"int", std::to_string(k.toInt())};
+  if (k.isBool()) return DictKey{"bool", k.toBool() ? "True" : "False"};
+  return std::nullopt;
 }
 
 std::string scalar_text(const c10::IValue& v) {
@@ -284,8 +324,9 @@ std::string scalar_text(const c10::IValue& v) {
   return os.str();
 }
 
+// `used`: the override paths that reached a compared leaf (an override that reaches none is an error, see compare).
 void walk(const c10::IValue& e, const c10::IValue& a, const std::string& path, const TolerancePolicy& policy,
-          std::vector<LeafReport>& out) {
+          std::set<std::string>& used, std::vector<LeafReport>& out) {
   LeafReport leaf;
   leaf.path = path;
   leaf.kind = kind_of(e);
@@ -297,6 +338,7 @@ void walk(const c10::IValue& e, const c10::IValue& a, const std::string& path, c
     return;
   }
   const Tolerance& tol = policy.for_path(path);
+  if (!(e.isTuple() || e.isList() || e.isGenericDict()) && policy.outputs.count(path)) used.insert(path);
   if (e.isTensor()) {
     compare_tensor(e.toTensor(), a.toTensor(), tol, leaf);
   } else if (e.isTuple() || e.isList()) {
@@ -309,25 +351,37 @@ void walk(const c10::IValue& e, const c10::IValue& a, const std::string& path, c
       out.push_back(std::move(leaf));
       return;
     }
-    for (size_t i = 0; i < ev.size(); ++i) walk(ev[i], av[i], path + "[" + std::to_string(i) + "]", policy, out);
+    for (size_t i = 0; i < ev.size(); ++i) walk(ev[i], av[i], path + "[" + std::to_string(i) + "]", policy, used, out);
     return;
   } else if (e.isGenericDict()) {
     const auto ed = e.toGenericDict(), ad = a.toGenericDict();
-    std::map<std::string, c10::IValue> em, am;
-    for (const auto& kv : ed) em.emplace(key_text(kv.key()), kv.value());
-    for (const auto& kv : ad) am.emplace(key_text(kv.key()), kv.value());
+    std::map<DictKey, std::pair<c10::IValue, c10::IValue>> em, am;  // key -> (key, value)
+    for (const auto& [dict, into] : {std::pair{&ed, &em}, std::pair{&ad, &am}}) {
+      for (const auto& kv : *dict) {
+        const auto key = dict_key(kv.key());
+        if (!key) {
+          leaf.ok = false;
+          leaf.message = "dict key " + key_text(kv.key()) + " of kind " + kind_of(kv.key()) +
+                         " (only str, int and bool keys are compared)";
+          out.push_back(std::move(leaf));
+          return;
+        }
+        into->emplace(*key, std::pair{kv.key(), kv.value()});
+      }
+    }
     std::string missing, extra;
-    for (const auto& [k, v] : em)
-      if (!am.count(k)) missing += (missing.empty() ? "" : ", ") + k;
-    for (const auto& [k, v] : am)
-      if (!em.count(k)) extra += (extra.empty() ? "" : ", ") + k;
+    for (const auto& [k, kv] : em)
+      if (!am.count(k)) missing += (missing.empty() ? "" : ", ") + key_text(kv.first);
+    for (const auto& [k, kv] : am)
+      if (!em.count(k)) extra += (extra.empty() ? "" : ", ") + key_text(kv.first);
     if (!missing.empty() || !extra.empty()) {
       leaf.ok = false;
       leaf.message = "dict keys differ: missing {" + missing + "}, unexpected {" + extra + "}";
       out.push_back(std::move(leaf));
       return;
     }
-    for (const auto& [k, v] : em) walk(v, am.at(k), path + "[" + k + "]", policy, out);
+    for (const auto& [k, kv] : em)
+      walk(kv.second, am.at(k).second, path + "[" + key_text(kv.first) + "]", policy, used, out);
     return;
   } else if (e.isDouble()) {
     compare_floating(at::scalar_tensor(e.toDouble(), at::kDouble), at::scalar_tensor(a.toDouble(), at::kDouble),
@@ -439,9 +493,44 @@ std::string Comparison::summary() const {
   return os.str();
 }
 
-Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy) {
+bool Comparison::loosened() const {
+  return std::any_of(leaves.begin(), leaves.end(), [](const LeafReport& l) { return l.loosened; });
+}
+
+std::string Comparison::tolerance_note() const {
+  // Paths grouped by the tolerance they were compared under, in first-seen order.
+  std::vector<std::pair<std::string, std::string>> groups;  // tolerance text -> paths
+  for (const auto& l : leaves) {
+    if (!l.custom_tolerance) continue;
+    const std::string text = l.tolerance + (l.loosened ? " (LOOSENED)" : "");
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == text; });
+    if (it == groups.end()) groups.emplace_back(text, l.path);
+    else it->second += ", " + l.path;
+  }
+  std::string out;
+  for (const auto& [text, paths] : groups) out += (out.empty() ? "tolerance: " : "; ") + paths + " " + text;
+  return out;
+}
+
+Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy,
+                   OverrideCheck overrides) {
   Comparison c;
-  walk(expected, actual, "$", policy, c.leaves);
+  std::set<std::string> used;
+  walk(expected, actual, "$", policy, used, c.leaves);
+  c.overrides_used.assign(used.begin(), used.end());
+  // A per-output tolerance that applies to nothing is a manifest error, never silently ignored (a typo would
+  // otherwise leave the output it meant under the default, or hide that an override was meant to loosen something).
+  if (overrides == OverrideCheck::kEach && c.first_failure() == nullptr) {
+    for (const auto& [path, tol] : policy.outputs) {
+      if (used.count(path)) continue;
+      LeafReport leaf;
+      leaf.path = path;
+      leaf.kind = "tolerance";
+      leaf.ok = false;
+      leaf.message = "tolerance override for '" + printable(path) + "' matches no compared output";
+      c.leaves.push_back(std::move(leaf));
+    }
+  }
   c.ok = c.first_failure() == nullptr;
   return c;
 }

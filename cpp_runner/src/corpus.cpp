@@ -1,8 +1,9 @@
 #include <torchconform/corpus.h>
 
-#include <caffe2/serialize/inline_container.h>
+#include "files.h"
+#include "schema.h"
+
 #include <torch/version.h>
-#include <torch/csrc/jit/serialization/pickle.h>
 
 #include <fnmatch.h>
 
@@ -15,7 +16,6 @@
 #include <fstream>
 #include <iomanip>
 #include <iterator>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -99,124 +99,6 @@ class Sha256 {
   uint64_t total_ = 0;
 };
 
-// --- JSON Schema, the subset docs/corpus-schema.json uses -------------------------------------------------------
-std::string type_name(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "integer";
-    case json::value_t::number_float: return "number";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "array";
-    case json::value_t::object: return "object";
-    default: return "unknown";
-  }
-}
-
-bool has_type(const json& v, const std::string& t) {
-  if (t == "number") return v.is_number();
-  if (t == "integer") return v.is_number_integer();
-  return type_name(v) == t;
-}
-
-class Schema {
- public:
-  explicit Schema(const json& root) : root_(root) {}
-
-  // The first violation as "path: what", or "".
-  std::string check(const json& schema, const json& v, const std::string& path) const {
-    if (schema.contains("$ref")) {
-      const std::string ref = schema["$ref"].get<std::string>();
-      const std::string prefix = "#/definitions/";
-      TORCH_INTERNAL_ASSERT(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
-      return check(root_.at("definitions").at(ref.substr(prefix.size())), v, path);
-    }
-    if (schema.contains("type")) {
-      std::vector<std::string> types;
-      if (schema["type"].is_string()) types.push_back(schema["type"].get<std::string>());
-      else for (const auto& t : schema["type"]) types.push_back(t.get<std::string>());
-      if (std::none_of(types.begin(), types.end(), [&](const std::string& t) { return has_type(v, t); })) {
-        std::string want;
-        for (size_t i = 0; i < types.size(); ++i) want += (i ? " or " : "") + types[i];
-        return path + ": expected " + want + ", got " + type_name(v);
-      }
-    }
-    if (schema.contains("const") && v != schema["const"])
-      return path + ": must be " + schema["const"].dump() + ", got " + v.dump();
-    if (schema.contains("enum")) {
-      const auto& options = schema["enum"];
-      if (std::find(options.begin(), options.end(), v) == options.end()) {
-        std::string list;
-        for (const auto& o : options) list += (list.empty() ? "" : ", ") + o.dump();
-        return path + ": " + v.dump() + " is not one of " + list;
-      }
-    }
-    if (schema.contains("minimum") && v.is_number() && v.get<double>() < schema["minimum"].get<double>())
-      return path + ": must be >= " + schema["minimum"].dump() + ", got " + v.dump();
-    if (schema.contains("pattern") && v.is_string() &&
-        !std::regex_search(v.get<std::string>(), std::regex(schema["pattern"].get<std::string>())))
-      return path + ": " + v.dump() + " does not match " + schema["pattern"].get<std::string>();
-    if (v.is_object()) {
-      if (schema.contains("required"))
-        for (const auto& k : schema["required"])
-          if (!v.contains(k.get<std::string>())) return path + ": missing required key '" + k.get<std::string>() + "'";
-      const json no_props = json::object();
-      const json& props = schema.contains("properties") ? schema["properties"] : no_props;
-      for (const auto& [k, x] : v.items()) {
-        const std::string sub = path + "." + k;
-        if (props.contains(k)) {
-          if (auto e = check(props[k], x, sub); !e.empty()) return e;
-        } else if (schema.contains("additionalProperties")) {
-          const json& extra = schema["additionalProperties"];
-          if (extra.is_boolean()) {
-            if (!extra.get<bool>()) return path + ": unexpected key '" + k + "'";
-          } else if (auto e = check(extra, x, sub); !e.empty()) {
-            return e;
-          }
-        }
-      }
-    }
-    if (v.is_array() && schema.contains("items"))
-      for (size_t i = 0; i < v.size(); ++i)
-        if (auto e = check(schema["items"], v[i], path + "[" + std::to_string(i) + "]"); !e.empty()) return e;
-    return "";
-  }
-
- private:
-  const json& root_;
-};
-
-const json& schema_root() {
-  static const json root = json::parse(corpus_schema_text());
-  return root;
-}
-
-void require_valid(const std::string& definition, const json& v, const std::string& who) {
-  const Schema schema(schema_root());
-  const std::string e = schema.check(schema_root().at("definitions").at(definition), v, "$");
-  if (!e.empty()) throw CorpusError(who + ": schema: " + e);
-}
-
-std::string read_file(const fs::path& p, const std::string& who) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw CorpusError(who + ": cannot open " + p.string() + (fs::exists(p) ? " (unreadable)" : " (missing)"));
-  // Read in 64 KiB chunks (a byte-wise istreambuf_iterator copy was a measurable part of verify's time).
-  std::string bytes;
-  char chunk[1 << 16];
-  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) bytes.append(chunk, static_cast<size_t>(in.gcount()));
-  if (in.bad()) throw CorpusError(who + ": read error on " + p.string());
-  return bytes;
-}
-
-json parse_json(const std::string& text, const std::string& who) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw CorpusError(who + ": invalid JSON: " + e.what());
-  }
-}
-
 // Typed access to manifest fields with errors that name the file and the key.
 struct Fields {
   const json& j;
@@ -239,20 +121,17 @@ struct Fields {
   bool has(const char* key) const { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
 };
 
-// A path inside the case directory: relative, no "..", no absolute paths.
-fs::path inside(const fs::path& dir, const std::string& rel, const std::string& who) {
-  const fs::path p(rel);
-  if (rel.empty() || p.is_absolute()) throw CorpusError(who + ": file path '" + rel + "' must be relative");
-  for (const auto& part : p)
-    if (part == "..") throw CorpusError(who + ": file path '" + rel + "' leaves the case directory");
-  return dir / p;
-}
-
 FileRef file_ref(const json& j, const std::string& who) {
   Fields f{j, who};
-  FileRef r{f.str("file"), f.str("sha256")};
+  FileRef r{f.str("file"), f.str("sha256"), std::nullopt};
   if (r.sha256.size() != 64 || r.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
     throw CorpusError(who + ": sha256 of '" + r.file + "' is not 64 lowercase hex digits");
+  check_relative_path(r.file, who);
+  if (f.has("bytes")) {
+    const int64_t n = f.integer("bytes");
+    if (n < 1) throw CorpusError(who + ": 'bytes' of '" + r.file + "' must be >= 1");
+    r.bytes = static_cast<uint64_t>(n);
+  }
   return r;
 }
 
@@ -415,44 +294,6 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
 
 }  // namespace
 
-std::string printable(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  auto escape = [&](unsigned char b) {
-    static const char* hex = "0123456789abcdef";
-    out += "\\x";
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  };
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  for (size_t i = 0; i < n;) {
-    const unsigned char b = p[i];
-    if (b >= 0x20 && b < 0x7f) {
-      out += static_cast<char>(b);
-      ++i;
-      continue;
-    }
-    // Length of a well-formed UTF-8 sequence starting here (no overlongs, no surrogates), else 0.
-    size_t len = 0;
-    if (b >= 0xc2 && b <= 0xdf) len = 2;
-    else if (b >= 0xe0 && b <= 0xef) len = 3;
-    else if (b >= 0xf0 && b <= 0xf4) len = 4;
-    bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
-    if (ok && len == 3) ok = !(b == 0xe0 && p[i + 1] < 0xa0) && !(b == 0xed && p[i + 1] >= 0xa0);
-    if (ok && len == 4) ok = !(b == 0xf0 && p[i + 1] < 0x90) && !(b == 0xf4 && p[i + 1] >= 0x90);
-    if (ok) {
-      out.append(text, i, len);
-      i += len;
-    } else {
-      escape(b);
-      ++i;
-    }
-  }
-  return out;
-}
-
 bool version_matches(const std::string& version, const std::string& spec) {
   // "2.13.0+cpu" -> {2, 13, 0}; missing components count as 0 ("2.14" == "2.14.0").
   auto numbers = [](const std::string& text) {
@@ -488,6 +329,27 @@ bool version_matches(const std::string& version, const std::string& spec) {
   return true;
 }
 
+const char* to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kNone: return "none";
+    case ErrorKind::kCorpus: return "corpus";
+    case ErrorKind::kLoad: return "load";
+    case ErrorKind::kMissingPackage: return "missing_package";
+    case ErrorKind::kNotRun: return "not_run";
+    case ErrorKind::kCall: return "call";
+    case ErrorKind::kCrash: return "crash";
+    case ErrorKind::kTimeout: return "timeout";
+  }
+  return "?";
+}
+
+ErrorKind error_kind_from(const std::string& name) {
+  for (ErrorKind k : {ErrorKind::kNone, ErrorKind::kCorpus, ErrorKind::kLoad, ErrorKind::kMissingPackage,
+                      ErrorKind::kNotRun, ErrorKind::kCall, ErrorKind::kCrash, ErrorKind::kTimeout})
+    if (name == to_string(k)) return k;
+  throw std::invalid_argument("unknown error kind '" + name + "'");
+}
+
 std::string sha256_hex(const void* data, size_t size) {
   Sha256 h;
   h.update(static_cast<const uint8_t*>(data), size);
@@ -500,16 +362,10 @@ TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::
   return parse_policy(j, who);
 }
 
-std::string validate_against_schema(const std::string& definition, const std::string& json_text) {
-  const json v = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (v.is_discarded()) return "$: invalid JSON";
-  if (!schema_root().at("definitions").contains(definition)) return "no schema definition '" + definition + "'";
-  return Schema(schema_root()).check(schema_root().at("definitions").at(definition), v, "$");
-}
-
 std::string read_verified(const CaseSpec& c, const FileRef& ref) {
   const std::string who = c.name + "/" + ref.file;
-  const std::string bytes = read_file(inside(c.dir, ref.file, c.name), c.name);
+  check_relative_path(ref.file, c.name);
+  const std::string bytes = read_inside(c.root, c.name + "/" + ref.file, ref.bytes, kMaxUndeclaredBytes, c.name);
   if (bytes.empty()) throw CorpusError(who + ": file is empty");
   const std::string got = sha256_hex(bytes.data(), bytes.size());
   if (got != ref.sha256)
@@ -517,66 +373,38 @@ std::string read_verified(const CaseSpec& c, const FileRef& ref) {
   return bytes;
 }
 
-c10::IValue load_value(const std::string& bytes, const std::string& what) {
-  try {
-    {
-      // pickle_load reads only the records it needs. torch.load lists the whole archive (which checks every
-      // entry name) and reads records such as `byteorder` too. Read every record here, so that an archive
-      // Python's loader rejects never passes in C++ (found by tests/python/mutation.py).
-      std::istringstream in(bytes);
-      caffe2::serialize::PyTorchStreamReader archive(&in);
-      for (const auto& record : archive.getAllRecords()) {
-        // Python decodes record names, and the small metadata records (byteorder, version, serialization_id...),
-        // as UTF-8 and refuses the file otherwise; data.pkl and data/<n> are binary.
-        if (printable(record) != record) throw CorpusError(what + ": archive record name is not printable UTF-8");
-        auto [data, size] = archive.getRecord(record);
-        if (record == "data.pkl" || record.rfind("data/", 0) == 0) continue;
-        std::string text(static_cast<const char*>(data.get()), size);
-        text.erase(std::remove_if(text.begin(), text.end(), [](char ch) { return ch == '\n' || ch == '\r'; }),
-                   text.end());  // `version` is "3\n"
-        if (printable(text) != text)
-          throw CorpusError(what + ": archive record '" + record + "' is not printable UTF-8");
-        // pickle_load ignores `byteorder`; torch.load byte-swaps "big" archives. Refuse what would differ.
-        if (record == "byteorder" && text != "little")
-          throw CorpusError(what + ": archive byteorder is '" + text + "'; only little-endian archives are read");
-      }
-    }
-    return torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const CorpusError&) {
-    throw;
-  } catch (const c10::Error& e) {
-    throw CorpusError(what + ": not a readable torch.save archive: " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw CorpusError(what + ": not a readable torch.save archive: " + e.what());
-  }
-}
-
 Corpus Corpus::open(const fs::path& root) {
-  const fs::path index_path = root / "corpus.json";
   std::error_code ec;
   if (!fs::is_directory(root, ec)) throw CorpusError(root.string() + ": not a corpus directory");
-  if (!fs::exists(index_path, ec))
+  // Every file of the corpus is resolved against this path and must stay inside it (files.h).
+  const fs::path real_root = fs::canonical(root, ec);
+  if (ec) throw CorpusError(root.string() + ": cannot resolve the corpus directory: " + ec.message());
+  const std::string index_who = (root / "corpus.json").string();
+  if (!fs::exists(root / "corpus.json", ec) && !fs::is_symlink(root / "corpus.json", ec))
     throw CorpusError(root.string() + ": no corpus.json (not a torchconform corpus, or an empty directory)");
-  const json index = parse_json(read_file(index_path, "corpus.json"), index_path.string());
-  require_valid("corpus", index, index_path.string());
-  const Fields f{index, index_path.string()};
-  if (f.str("format") != kFormat) throw CorpusError(index_path.string() + ": 'format' is not " + kFormat);
+  const std::string index_text = read_inside(real_root, "corpus.json", std::nullopt, kMaxJsonBytes, index_who);
+  const json index = parse_json(index_text, index_who);
+  require_valid("corpus", index, index_who);
+  const Fields f{index, index_who};
+  if (f.str("format") != kFormat) throw CorpusError(index_who + ": 'format' is not " + kFormat);
   Corpus corpus;
   corpus.root = root;
+  corpus.index_sha256 = sha256_hex(index_text.data(), index_text.size());
   corpus.format_version = static_cast<int>(f.integer("format_version"));
   if (corpus.format_version != kFormatVersion)
-    throw CorpusError(index_path.string() + ": unsupported format_version " + std::to_string(corpus.format_version));
-  const Fields env{f.object("exported_with"), index_path.string() + ": exported_with"};
+    throw CorpusError(index_who + ": unsupported format_version " + std::to_string(corpus.format_version));
+  const Fields env{f.object("exported_with"), index_who + ": exported_with"};
   corpus.exported_torch = env.str("torch");
   corpus.exported_python = env.str("python");
   std::set<std::string> seen;
   for (const json& entry : f.array("cases")) {
-    const Fields ef{entry, index_path.string() + ": cases[]"};
+    const Fields ef{entry, index_who + ": cases[]"};
     const std::string name = ef.str("name");
-    if (!seen.insert(name).second) throw CorpusError(index_path.string() + ": case '" + name + "' listed twice");
-    if (!std::regex_match(name, std::regex("[a-z][a-z0-9_]*")))
-      throw CorpusError(index_path.string() + ": case name '" + name + "' is not [a-z][a-z0-9_]*");
-    const FileRef ref{ef.str("manifest"), ef.str("sha256")};
+    if (!seen.insert(name).second) throw CorpusError(index_who + ": case '" + name + "' listed twice");
+    if (name.empty() || name.size() > 128 || name[0] < 'a' || name[0] > 'z' ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
+      throw CorpusError(index_who + ": case name '" + name + "' is not [a-z][a-z0-9_]*");
+    const FileRef ref{ef.str("manifest"), ef.str("sha256"), std::nullopt};
     const fs::path dir = root / name;
     try {
       // A case directory must be a real directory inside the corpus, not a link to somewhere else.
@@ -585,19 +413,22 @@ Corpus Corpus::open(const fs::path& root) {
       if (ref.file != name + "/manifest.json")
         throw CorpusError(name + ": corpus.json points at manifest '" + ref.file + "', expected " + name +
                           "/manifest.json");
-      const std::string text = read_file(root / ref.file, name);
+      const std::string text = read_inside(real_root, ref.file, std::nullopt, kMaxJsonBytes, name);
       if (sha256_hex(text.data(), text.size()) != ref.sha256)
         throw CorpusError(name + "/manifest.json: SHA-256 mismatch against corpus.json");
       corpus.cases.push_back(parse_case(dir, parse_json(text, name + "/manifest.json"), name));
+      corpus.cases.back().root = real_root;
+      corpus.cases.back().manifest_text = text;
     } catch (const std::exception& e) {
       CaseSpec broken;
       broken.name = name;
       broken.dir = dir;
+      broken.root = real_root;
       broken.error = dynamic_cast<const CorpusError*>(&e) ? e.what() : name + "/manifest.json: " + e.what();
       corpus.cases.push_back(std::move(broken));
     }
   }
-  if (corpus.cases.empty()) throw CorpusError(index_path.string() + ": the corpus lists no cases");
+  if (corpus.cases.empty()) throw CorpusError(index_who + ": the corpus lists no cases");
   return corpus;
 }
 

@@ -12,7 +12,8 @@ constexpr const char* kUsage =
     "                        [--json FILE] [--junit FILE] [--timeout SECONDS] [--no-isolate] [--quiet]\n"
     "                        [--aoti-cache DIR]\n"
     "Each case runs in its own child process (a crash or a hang is reported as CRASH / TIMEOUT for that case);\n"
-    "--no-isolate runs everything in this process. --timeout is per case (default 600 s).\n"
+    "--no-isolate runs everything in this process (and refuses --timeout, which it could not enforce).\n"
+    "--timeout is per case, in seconds (default 600).\n"
     "--aoti-cache: where `torchconform compile` put the AOTInductor packages of the corpus's exported programs\n"
     "(default: $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti).\n"
     "exit status: 0 all input sets pass (or fail as marked xfail), 1 a mismatch or an unexpected pass,\n"
@@ -26,6 +27,13 @@ int to_int(const std::string& flag, const std::string& v, int min) {
   if (v.empty() || *end || n < min || n > 1 << 16)
     throw UsageError(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
   return static_cast<int>(n);
+}
+
+double to_seconds(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const double s = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || !(s > 0) || s > 1e7) throw UsageError(flag + " expects seconds > 0, got '" + v + "'");
+  return s;
 }
 
 torchconform::VerifyOptions parse(int argc, char** argv, bool& quiet) {
@@ -45,7 +53,7 @@ torchconform::VerifyOptions parse(int argc, char** argv, bool& quiet) {
     else if (arg == "--repeat") o.repeat = to_int(arg, value(), 1);
     else if (arg == "--json") o.json = value();
     else if (arg == "--junit") o.junit = value();
-    else if (arg == "--timeout") o.timeout = to_int(arg, value(), 1);
+    else if (arg == "--timeout") o.timeout = to_seconds(arg, value());
     else if (arg == "--no-isolate") o.isolate = false;
     else if (arg == "--aoti-cache") o.aoti_cache = value();
     else if (arg == "--quiet") quiet = true;

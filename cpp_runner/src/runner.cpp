@@ -1,5 +1,7 @@
 #include <torchconform/runner.h>
 
+#include "archive.h"
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -35,6 +37,7 @@
 #include <map>
 #include <optional>
 #include <numeric>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -51,7 +54,9 @@ std::string torch_message(const c10::Error& e) { return e.what_without_backtrace
 c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false) {
   if (v.isTensor()) {
     const at::Tensor& t = v.toTensor();
-    return !copy && t.device() == device ? v : t.to(device, /*non_blocking=*/false, copy);
+    // A copy holds plain values: conj/neg bits resolved, as torch.load would give them.
+    return !copy && t.device() == device ? v
+                                         : t.to(device, /*non_blocking=*/false, copy).resolve_conj().resolve_neg();
   }
   if (v.isTuple()) {
     std::vector<c10::IValue> items;
@@ -82,9 +87,9 @@ torch::jit::Module load_module(const CaseSpec& c, const std::string& file, const
     m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
     return m;
   } catch (const c10::Error& e) {
-    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + torch_message(e));
+    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
   } catch (const std::exception& e) {  // some load failures are not c10::Errors (e.g. a missing node attribute)
-    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + e.what());
+    throw CorpusError(c.name + "/" + file + ": torch::jit::load failed: " + e.what(), ErrorKind::kLoad);
   }
 }
 
@@ -186,7 +191,7 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
         out = call_fn();
         if (o.device.is_cuda()) torch::cuda::synchronize();
       } catch (const c10::Error& e) {
-        throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e));
+        throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e), ErrorKind::kCall);
       }
       const double took = since(tc);
       (call == 1 ? r.first_call_seconds : steady.emplace_back()) = took;
@@ -194,10 +199,12 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
       ++r.calls;
       const auto tk = Clock::now();
       r.output = to_device(out, c10::Device(c10::kCPU));
-      r.comparison = compare(d.expected, r.output, *a.tolerance);
+      // Overrides are checked per artifact over all its sets (run_case), not per call: a set calling another
+      // method may return another structure.
+      r.comparison = compare(d.expected, r.output, *a.tolerance, OverrideCheck::kCollect);
       if (reference) {
         r.has_reference = true;
-        r.vs_artifact = compare(*reference, r.output, *a.tolerance);
+        r.vs_artifact = compare(*reference, r.output, *a.tolerance, OverrideCheck::kCollect);
       }
       r.compare_seconds += since(tk);
       if (!r.comparison.ok || (reference && !r.vs_artifact.ok)) {
@@ -210,12 +217,15 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
   } catch (const CorpusError& e) {
     r.verdict = Verdict::kError;
     r.error = e.what();
+    r.error_kind = e.kind();
   } catch (const c10::Error& e) {
     r.verdict = Verdict::kError;
     r.error = printable(who + ": " + torch_message(e));
+    r.error_kind = ErrorKind::kCall;
   } catch (const std::exception& e) {
     r.verdict = Verdict::kError;
     r.error = printable(who + ": " + e.what());
+    r.error_kind = ErrorKind::kCall;
   }
   r.seconds = since(t0) + r.read_seconds + r.decode_seconds;
   return r;
@@ -226,20 +236,22 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
 void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const std::optional<std::string>& variant_mark,
                  SetResult& r) {
   const std::optional<std::string>& mark = variant_mark ? variant_mark : s && s->xfail ? s->xfail : c.xfail;
-  if (!mark) return;
+  // An artifact no runtime here can run was not checked at all: no mark turns that into an expected failure.
+  if (!mark || r.error_kind == ErrorKind::kNotRun) return;
   r.xfail_reason = *mark;
   if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;
   else if (r.verdict == Verdict::kFail || r.verdict == Verdict::kError) r.verdict = Verdict::kXFail;
 }
 
 SetResult error_result(const CaseSpec& c, const std::string& set_name, const RunOptions& o, Verdict v,
-                       const std::string& message) {
+                       const std::string& message, ErrorKind kind) {
   SetResult r;
   r.case_name = c.name;
   r.set_name = set_name;
   r.device = o.device.str();
   r.verdict = v;
   r.error = printable(message);
+  r.error_kind = kind;
   return r;
 }
 
@@ -250,6 +262,7 @@ Loaded load_torchscript(const CaseSpec& c, const FileRef& file, const std::strin
   a.runtime = "torchscript";
   auto t0 = Clock::now();
   auto bytes = std::make_shared<std::string>(read_verified(c, file));
+  check_zip(*bytes, c.name + "/" + file.file);  // sizes and compression bounded before LibTorch's reader sees it
   a.read_seconds = since(t0);
   t0 = Clock::now();
   auto shared = std::make_shared<torch::jit::Module>(load_module(c, file.file, *bytes, o));
@@ -263,7 +276,7 @@ Loaded load_torchscript(const CaseSpec& c, const FileRef& file, const std::strin
       try {
         resolve(*module, call.method, who)(call.args);
       } catch (const c10::Error& e) {
-        throw CorpusError(who + ": prelude " + call.text + " failed: " + torch_message(e));
+        throw CorpusError(who + ": prelude " + call.text + " failed: " + torch_message(e), ErrorKind::kCall);
       }
     }
     torch::jit::Method method = resolve(*module, s.method, who);
@@ -359,6 +372,23 @@ c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>&
 
 std::string runtime_label(const VariantSpec& v, const std::string& runtime) { return v.name + "@" + runtime; }
 
+bool runtime_built(const std::string& runtime);
+
+// Why an exported program cannot run here at all ("" when some runtime of this runner can run it). Such a program
+// gets one ERROR result (kind not_run): a run that verified nothing of it must not look green.
+std::string not_runnable(const VariantSpec& v) {
+  if (std::any_of(v.runtimes.begin(), v.runtimes.end(), runtime_built)) return "";
+  if (v.runtimes.empty()) return "not run: the manifest lists no runtime for this program";
+  std::string why;
+  for (const auto& rt : v.runtimes) {
+    std::string detail = "unknown runtime";
+    for (const auto& info : runtimes())
+      if (info.name == rt) detail = info.detail;
+    why += (why.empty() ? "" : "; ") + rt + ": " + detail;
+  }
+  return "not run: no runtime of this runner can run it (" + why + ")";
+}
+
 bool runtime_built(const std::string& runtime) {
 #ifdef TORCHCONFORM_HAVE_NATIVERT
   if (runtime == "nativert") return true;
@@ -393,7 +423,8 @@ Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
     throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + v.file->file + " (sha256 " +
                       v.file->sha256.substr(0, 12) + "..., LibTorch " + libtorch_version() + ", " +
                       o.device.str() + ") at " + package + "; build it with `torchconform compile " +
-                      c.dir.parent_path().string() + "`");
+                      c.dir.parent_path().string() + "`",
+                      ErrorKind::kMissingPackage);
   const auto t0 = Clock::now();
   std::shared_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   nlohmann::json out_spec;
@@ -405,7 +436,8 @@ Loaded load_aoti(const CaseSpec& c, const VariantSpec& v, const RunOptions& o) {
     if (specs.size() != 2) throw CorpusError(who + ": the package has no call spec");
     out_spec = nlohmann::json::parse(specs[1]).at(1);
   } catch (const c10::Error& e) {
-    throw CorpusError(who + ": AOTIModelPackageLoader(" + package + ") failed: " + torch_message(e));
+    throw CorpusError(who + ": AOTIModelPackageLoader(" + package + ") failed: " + torch_message(e),
+                      ErrorKind::kLoad);
   } catch (const nlohmann::json::exception& e) {
     throw CorpusError(who + ": unreadable output spec in " + package + ": " + e.what());
   }
@@ -440,7 +472,7 @@ Loaded load_nativert(const CaseSpec& c, const VariantSpec& v, const RunOptions& 
   try {
     runner = std::make_shared<torch::nativert::ModelRunnerHandle>((c.dir / v.file->file).string(), "model");
   } catch (const c10::Error& e) {
-    throw CorpusError(who + ": NativeRT ModelRunnerHandle failed: " + torch_message(e));
+    throw CorpusError(who + ": NativeRT ModelRunnerHandle failed: " + torch_message(e), ErrorKind::kLoad);
   }
   a.load_seconds = since(t0);
   a.prepare = [who, runner](const InputSetSpec& s, std::vector<c10::IValue> args) {
@@ -459,7 +491,8 @@ Loaded load_program(const CaseSpec& c, const VariantSpec& v, const std::string& 
 #ifdef TORCHCONFORM_HAVE_AOTI
   if (runtime == "aoti") return load_aoti(c, v, o);
 #endif
-  throw CorpusError(c.name + ":" + v.name + ": runtime '" + runtime + "' is not built into this runner");
+  throw CorpusError(c.name + ":" + v.name + ": runtime '" + runtime + "' is not built into this runner",
+                    ErrorKind::kNotRun);
 }
 
 std::string fmt(double v) {
@@ -515,6 +548,8 @@ std::vector<PlannedResult> plan(const CaseSpec& c) {
     } else if (v.kind == "torchscript") {
       for (const auto& n : v.input_sets)
         if (spec(n)) out.push_back({v.name, "torchscript", n, spec(n), v.xfail});
+    } else if (!not_runnable(v).empty()) {
+      if (std::any_of(v.input_sets.begin(), v.input_sets.end(), spec)) out.push_back({v.name, "none", "*", nullptr, v.xfail});
     } else {
       for (const auto& rt : v.runtimes)
         if (runtime_built(rt))
@@ -592,7 +627,7 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     results.push_back(std::move(r));
   };
   if (!c.error.empty()) {  // the manifest itself is broken: there are no input sets to speak of
-    emit(error_result(c, "*", o, Verdict::kError, c.error));
+    emit(error_result(c, "*", o, Verdict::kError, c.error, ErrorKind::kCorpus));
     return results;
   }
   for (const auto& name : only_sets)
@@ -617,8 +652,9 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
       a = load();
     } catch (const std::exception& e) {
       // Without its artifact no input set can run: each one reports the same error.
+      const auto* ce = dynamic_cast<const CorpusError*>(&e);
       for (const auto* s : sets) {
-        SetResult r = error_result(c, s->name, o, Verdict::kError, e.what());
+        SetResult r = error_result(c, s->name, o, Verdict::kError, e.what(), ce ? ce->kind() : ErrorKind::kLoad);
         r.artifact = label;
         r.runtime = runtime;
         apply_xfail(c, s, mark, r);
@@ -627,6 +663,8 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
       return;
     }
     a.xfail = mark;
+    std::set<std::string> overrides_used;
+    bool all_compared = true;
     for (const auto* s : sets) {
       auto ref = artifact_outputs.find(s->name);
       auto data = set_data.find(s->name);
@@ -636,7 +674,24 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
                             primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
       if (s == sets.front()) r.read_seconds += a.read_seconds;  // the artifact file is read once
       if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
+      all_compared = all_compared && r.verdict != Verdict::kError;
+      overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());
       apply_xfail(c, s, mark, r);
+      emit(std::move(r));
+    }
+    // A per-output tolerance that reached no output of any set the artifact ran is a manifest error (checked when
+    // every set compared something: otherwise the output structure is not known).
+    std::string unused;
+    for (const auto& [path, tol] : a.tolerance->outputs)
+      if (!overrides_used.count(path)) unused += (unused.empty() ? "'" : ", '") + path + "'";
+    if (all_compared && !unused.empty() && only_sets.empty()) {
+      SetResult r = error_result(c, "*", o, Verdict::kError,
+                                 c.name + (label.empty() ? "" : ":" + label) + ": tolerance override " + unused +
+                                     " matches no output of any input set (a typo would leave the output it "
+                                     "meant under another tolerance)",
+                                 ErrorKind::kCorpus);
+      r.artifact = label;
+      r.runtime = runtime;
       emit(std::move(r));
     }
   };
@@ -654,7 +709,8 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     if (!v.file) {  // the capture failed at export: one result says so (an expected failure, or the run fails)
       if (std::none_of(v.input_sets.begin(), v.input_sets.end(), wanted)) continue;
       SetResult r = error_result(c, "*", o, Verdict::kError,
-                                 c.name + ":" + v.name + ": " + v.transform + " failed at export: " + v.error);
+                                 c.name + ":" + v.name + ": " + v.transform + " failed at export: " + v.error,
+                                 ErrorKind::kLoad);
       r.artifact = v.name;
       r.runtime = "export";
       apply_xfail(c, nullptr, v.xfail, r);
@@ -669,8 +725,17 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
       }, v.name, "torchscript", v.xfail, v.input_sets, false);
       continue;
     }
+    if (const std::string why = not_runnable(v); !why.empty()) {
+      if (std::none_of(v.input_sets.begin(), v.input_sets.end(), wanted)) continue;
+      SetResult r = error_result(c, "*", o, Verdict::kError, c.name + ":" + v.name + ": " + why, ErrorKind::kNotRun);
+      r.artifact = v.name;
+      r.runtime = "none";
+      emit(std::move(r));
+      continue;
+    }
     for (const auto& runtime : v.runtimes) {
-      // Runtimes this build lacks produce no rows; runtimes() says which and why, in every report's header.
+      // A runtime this build lacks, beside one it has, produces no rows: runtimes() says which and why, in every
+      // report's header.
       if (!runtime_built(runtime)) continue;
       run_all([&] {
         Loaded a = load_program(c, v, runtime, o);
@@ -692,14 +757,16 @@ nlohmann::json comparison_json(const Comparison& c) {
   using nlohmann::json;
   // JSON has no inf: unbounded differences are written as null.
   json row = {{"max_abs", num(c.max_abs())}, {"max_rel", num(c.max_rel())}, {"max_ulp", num(c.max_ulp())},
-              {"mismatched", c.mismatched()},  {"total", c.total()},          {"ok", c.ok}};
+              {"mismatched", c.mismatched()},  {"total", c.total()},          {"ok", c.ok},
+              {"tolerance_note", c.tolerance_note()}};
   json leaves = json::array();
   for (const auto& l : c.leaves)
     leaves.push_back({{"path", l.path}, {"kind", l.kind}, {"dtype", l.dtype}, {"ok", l.ok}, {"message", l.message},
                       {"mismatched", l.mismatched}, {"total", l.total}, {"max_abs", num(l.max_abs)},
                       {"max_rel", num(l.max_rel)}, {"max_ulp", num(l.max_ulp)}, {"worst_index", l.worst_index},
                       {"worst_expected", l.worst_expected}, {"worst_actual", l.worst_actual},
-                      {"tolerance", l.tolerance}});
+                      {"tolerance", l.tolerance}, {"custom_tolerance", l.custom_tolerance},
+                      {"loosened", l.loosened}});
   row["leaves"] = leaves;
   return row;
 }
@@ -723,6 +790,8 @@ Comparison comparison_from_json(const nlohmann::json& j) {
     leaf.worst_expected = l.at("worst_expected").get<std::string>();
     leaf.worst_actual = l.at("worst_actual").get<std::string>();
     leaf.tolerance = l.at("tolerance").get<std::string>();
+    leaf.custom_tolerance = l.at("custom_tolerance").get<bool>();
+    leaf.loosened = l.at("loosened").get<bool>();
     c.leaves.push_back(std::move(leaf));
   }
   return c;
@@ -733,6 +802,7 @@ nlohmann::json result_json(const SetResult& r) {
   json row = {{"case", r.case_name},      {"input_set", r.set_name},   {"device", r.device},
               {"artifact", r.artifact},   {"runtime", r.runtime},
               {"verdict", to_string(r.verdict)}, {"seconds", r.seconds}, {"error", r.error},
+              {"error_kind", to_string(r.error_kind)}, {"loosened", loosened(r)},
               {"failed_call", r.failed_call},    {"xfail_reason", r.xfail_reason},
               {"load_seconds", num(r.load_seconds)}, {"first_call_seconds", num(r.first_call_seconds)},
               {"steady_seconds", num(r.steady_seconds)}, {"read_seconds", r.read_seconds},
@@ -759,6 +829,7 @@ SetResult result_from_json(const nlohmann::json& j) {
   r.verdict = verdict_from(j.at("verdict").get<std::string>());
   r.seconds = j.at("seconds").get<double>();
   r.error = j.at("error").get<std::string>();
+  r.error_kind = error_kind_from(j.at("error_kind").get<std::string>());
   r.failed_call = j.at("failed_call").get<int>();
   r.xfail_reason = j.at("xfail_reason").get<std::string>();
   r.artifact = j.at("artifact").get<std::string>();
@@ -900,7 +971,10 @@ std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o,
     } else {
       message += "; not run (the process ended in " + in_flight + ")";
     }
-    SetResult r = error_result(c, p.set, o, v, message);
+    SetResult r = error_result(c, p.set, o, v, message,
+                               v == Verdict::kTimeout ? ErrorKind::kTimeout
+                               : v == Verdict::kCrash ? ErrorKind::kCrash
+                                                      : ErrorKind::kCorpus);
     r.artifact = p.label;
     r.runtime = p.runtime;
     if (in_flight == id) r.seconds = since(t0) - std::accumulate(results.begin(), results.end(), 0.0,
@@ -922,10 +996,21 @@ std::string format_result(const SetResult& r) {
     os << r.comparison.summary();
     if (r.has_reference) os << "; vs artifact: " << r.vs_artifact.summary();
     if (r.failed_call) os << " (call " << r.failed_call << ")";
+    // A tolerance other than the dtype's default is part of what the verdict means: it is on the line.
+    const std::string note = r.comparison.tolerance_note();
+    if (!note.empty()) os << " [" << note << "]";
+    const std::string ref_note = r.has_reference ? r.vs_artifact.tolerance_note() : "";
+    if (!ref_note.empty() && ref_note != note) os << " [vs artifact " << ref_note << "]";
   }
   if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
   os << " (" << fmt(r.seconds * 1000) << " ms)";
-  return os.str();
+  // Everything on the line that came from a corpus (names, reasons, messages) is escaped once more as a whole: no
+  // byte of it can end the line, move the cursor or reorder what a terminal shows.
+  return printable(os.str());
+}
+
+bool loosened(const SetResult& r) {
+  return r.comparison.loosened() || (r.has_reference && r.vs_artifact.loosened());
 }
 
 Summary summarize(const std::vector<SetResult>& results) {
@@ -940,6 +1025,7 @@ Summary summarize(const std::vector<SetResult>& results) {
       case Verdict::kXFail: ++s.xfailed; break;
       case Verdict::kXPass: ++s.xpassed; break;
     }
+    if ((r.verdict == Verdict::kPass || r.verdict == Verdict::kXPass) && loosened(r)) ++s.loosened;
     s.seconds += r.seconds;
   }
   return s;
@@ -950,6 +1036,7 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
   using nlohmann::json;
   json out;
   out["corpus"] = corpus.root.string();
+  out["corpus_sha256"] = corpus.index_sha256;
   out["exported_with"] = {{"torch", corpus.exported_torch}, {"python", corpus.exported_python}};
   out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policy}, {"skipped", skipped}};
   json rts = json::object();
@@ -958,7 +1045,8 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
   const Summary s = summarize(results);
   out["summary"] = {{"passed", s.passed},   {"failed", s.failed},       {"errors", s.errors},
                     {"crashed", s.crashed}, {"timed_out", s.timed_out}, {"xfailed", s.xfailed},
-                    {"xpassed", s.xpassed}, {"exit_code", s.exit_code()}};
+                    {"xpassed", s.xpassed}, {"loosened", s.loosened},   {"verified", s.verified()},
+                    {"exit_code", s.exit_code()}};
   json rows = json::array();
   for (const auto& r : results) {
     json row = result_json(r);
@@ -968,15 +1056,18 @@ void write_json_report(const std::string& path, const Corpus& corpus, const std:
   out["results"] = rows;
   std::ofstream f(path);
   if (!f) throw std::runtime_error("cannot write JSON report " + path);
-  f << out.dump(2) << "\n";
+  f << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
 }
 
 std::string format_summary(const std::vector<SetResult>& results) {
   const Summary s = summarize(results);
   std::ostringstream os;
-  os << "summary: " << s.passed << " passed, " << s.failed << " failed, " << s.errors << " errors, " << s.crashed
-     << " crashed, " << s.timed_out << " timed out, " << s.xfailed << " xfailed, " << s.xpassed << " xpassed ("
-     << results.size() << " input-set runs, " << fmt(s.seconds) << " s)";
+  os << "summary: " << s.passed << " passed";
+  if (s.loosened) os << " (" << s.loosened << " under a LOOSENED tolerance)";
+  os << ", " << s.failed << " failed, " << s.errors << " errors, " << s.crashed << " crashed, " << s.timed_out
+     << " timed out, " << s.xfailed << " xfailed, " << s.xpassed << " xpassed (" << results.size()
+     << " input-set runs, " << fmt(s.seconds) << " s)";
+  if (s.verified() == 0) os << "; NOTHING WAS VERIFIED: no result compared an output with its golden";
   return os.str();
 }
 
@@ -997,7 +1088,11 @@ std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* s
 VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
   if (options.threads < 0) throw UsageError("--threads must be >= 1");
   if (options.repeat < 1) throw UsageError("--repeat must be >= 1");
-  if (!(options.timeout > 0)) throw UsageError("--timeout must be > 0 seconds");
+  if (options.timeout && !(*options.timeout > 0)) throw UsageError("--timeout must be > 0 seconds");
+  if (options.timeout && !options.isolate)
+    throw UsageError("--timeout is enforced by killing a case's process; --no-isolate runs every case in this "
+                     "process, where nothing can stop it: use one or the other");
+  const double timeout = options.timeout.value_or(600);
   std::string skipped;
   const auto devices = resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);
@@ -1008,8 +1103,8 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   std::ostringstream banner;
   banner << "corpus " << options.corpus << ": " << cases.size() << " cases, " << n_sets
          << " input sets, " << n_variants << " variants, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
-         << "; runtime LibTorch " << libtorch_version();
-  out(banner.str());
+         << "; runtime LibTorch " << libtorch_version() << "; corpus.json sha256 " << corpus.index_sha256;
+  out(printable(banner.str()));
   std::string rt = "runtimes:";
   for (const auto& r : runtimes()) rt += " " + r.name + (r.available ? " yes;" : " NO (" + r.detail + ");");
   out(rt.substr(0, rt.size() - 1));
@@ -1036,7 +1131,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
         progress(p.str());
       }
       auto sink = [&](const SetResult& r) { out(format_result(r)); };
-      auto results = options.isolate ? run_case_isolated(*cases[i], ro, options.timeout, sink)
+      auto results = options.isolate ? run_case_isolated(*cases[i], ro, timeout, sink)
                                      : run_case(*cases[i], ro, {}, sink);
       for (auto& r : results) outcome.results.push_back(std::move(r));
     }
@@ -1057,8 +1152,9 @@ void write_junit_report(const std::string& path, const std::vector<SetResult>& r
     << "\" errors=\"" << s.errors + s.crashed + s.timed_out << "\" skipped=\"" << s.xfailed << "\" time=\""
     << s.seconds << "\">\n";
   for (const auto& r : results) {
-    f << "  <testcase classname=\"" << xml_escape(r.case_name) << "\" name=\""
-      << xml_escape((r.artifact.empty() ? "" : r.artifact + "/") + r.set_name + "[" + r.device + "]")
+    // printable() first: XML 1.0 cannot hold most control characters, even as character references.
+    f << "  <testcase classname=\"" << xml_escape(printable(r.case_name)) << "\" name=\""
+      << xml_escape(printable((r.artifact.empty() ? "" : r.artifact + "/") + r.set_name + "[" + r.device + "]"))
       << "\" time=\"" << r.seconds << "\">";
     const std::string line = xml_escape(format_result(r));
     switch (r.verdict) {

@@ -73,14 +73,15 @@ class RoundTrip : public ::testing::TestWithParam<Param> {};
 TEST_P(RoundTrip, Verify) {
   const Param& p = GetParam();
   if (p.device == "cuda" && !torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available to this LibTorch";
-  CaseSpec one = find_case(p.case_name);
+  const CaseSpec& full = find_case(p.case_name);
+  CaseSpec one = full;  // the case as if it had this set only: what the plan for one set is
   one.sets.erase(std::remove_if(one.sets.begin(), one.sets.end(),
                                 [&](const InputSetSpec& s) { return s.name != p.set_name; }),
                  one.sets.end());
   RunOptions options;
   options.device = c10::Device(p.device);
   apply_policy(options);
-  const auto results = run_case(one, options);
+  const auto results = run_case(full, options, {p.set_name});
   // Exactly the planned results: the TorchScript artifact, each variant that applies to the set (per runtime this
   // build has), each capture that failed at export. None may go missing silently.
   const auto planned = plan(one);
@@ -169,6 +170,7 @@ TEST(NegativeControl, ExportedProgramPath) {
   fs::copy(golden.dir, tmp / "simple_cnn", fs::copy_options::recursive);
   CaseSpec c = golden;
   c.dir = tmp / "simple_cnn";
+  c.root = fs::canonical(tmp);  // files are resolved (and must stay) inside the corpus root
   c.sets.erase(std::remove_if(c.sets.begin(), c.sets.end(), [](const auto& s) { return s.name != "b4_32x32"; }),
                c.sets.end());
   ASSERT_EQ(c.sets.size(), 1u);
@@ -188,6 +190,7 @@ TEST(NegativeControl, ExportedProgramPath) {
   const std::vector<char> bytes = torch::pickle_save(expected);
   std::ofstream(c.dir / c.sets[0].expected.file, std::ios::binary).write(bytes.data(), bytes.size());
   c.sets[0].expected.sha256 = sha256_hex(bytes.data(), bytes.size());
+  c.sets[0].expected.bytes = bytes.size();
   const auto moved = run_case(c, options);
   for (const std::string& artifact : {std::string(), std::string("frozen"), std::string("passes"), label}) {
     const SetResult r = row(moved, artifact);

@@ -60,11 +60,14 @@ struct LeafReport {
   std::string worst_expected;
   std::string worst_actual;
   std::string tolerance;  // "allclose rtol=1.3e-06 atol=1e-05", "exact"...
+  bool custom_tolerance = false;  // floating leaf compared under something other than its dtype's default
+  bool loosened = false;          // ... under a tolerance that accepts pairs the default rejects
 };
 
 struct Comparison {
   bool ok = true;
   std::vector<LeafReport> leaves;
+  std::vector<std::string> overrides_used;  // the policy's per-output paths that reached a compared leaf
   const LeafReport* first_failure() const;
   // Totals and maxima over all leaves.
   int64_t mismatched() const;
@@ -74,10 +77,22 @@ struct Comparison {
   double max_ulp() const;
   // One-line description: statistics when ok, the first failure (path, index, values) otherwise.
   std::string summary() const;
+  bool loosened() const;  // some leaf was compared under a loosened tolerance
+  // "" when every floating leaf used its dtype's default tolerance, else the tolerances used, by path:
+  // "tolerance: $[0] allclose rtol=1e+09 atol=1e-05 (LOOSENED); $[1] exact".
+  std::string tolerance_note() const;
 };
 
+// What to do with a per-output tolerance whose path reaches no compared leaf. kEach: the comparison fails (one
+// comparison, one policy: a typo must not pass silently). kCollect: only record which were used
+// (Comparison::overrides_used); the runner checks a case's overrides against all its input sets, since sets that
+// call other methods may return other structures.
+enum class OverrideCheck { kEach, kCollect };
+
 // Compare kinds first (Tensor / Tuple / List / Dict / None / bool / int / float / str), then per tensor dtype,
-// shape and values. `actual` may live on any device; it is compared on the CPU.
-Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy);
+// shape and values. `actual` may live on any device; it is compared on the CPU, with conj/neg bits resolved (what
+// torch.load would give). Dict keys are compared raw (str, int, bool).
+Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy,
+                   OverrideCheck overrides = OverrideCheck::kEach);
 
 }  // namespace torchconform

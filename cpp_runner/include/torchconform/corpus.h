@@ -14,18 +14,41 @@
 namespace torchconform {
 
 // Text from a corpus made safe to print: valid UTF-8 is kept, control characters (terminal escapes, newlines),
-// DEL and invalid bytes become \xNN, so a hostile file cannot forge output lines or break the JSON report.
+// DEL and invalid bytes become \xNN, and code points that hide or reorder text (C1 controls, bidirectional
+// overrides, zero-width characters, line separators) become \uNNNN, so a hostile file cannot forge output lines,
+// report rows or JUnit XML.
 std::string printable(const std::string& text);
+
+// What an ERROR result is about, carried from where it is known to every report: faces classify results by this
+// kind, never by matching words in the message.
+enum class ErrorKind {
+  kNone,            // not an error
+  kCorpus,          // the corpus is unreadable, inconsistent or unsafe (hash, schema, archive, pickle, paths)
+  kLoad,            // the runtime refused the artifact (torch::jit::load, the AOTInductor package loader)
+  kMissingPackage,  // no AOTInductor package compiled for this program, LibTorch and device
+  kNotRun,          // no runtime of this runner can run the artifact: nothing was verified for it
+  kCall,            // the artifact loaded but calling it (or its prelude) raised
+  kCrash,           // the case's process died
+  kTimeout,         // the case's process was killed after the time limit
+};
+const char* to_string(ErrorKind kind);
+ErrorKind error_kind_from(const std::string& name);  // inverse of to_string; throws std::invalid_argument
 
 // A corpus that cannot be trusted or read: the message names the case, the file and the reason.
 class CorpusError : public std::runtime_error {
  public:
-  explicit CorpusError(const std::string& message) : std::runtime_error(printable(message)) {}
+  explicit CorpusError(const std::string& message, ErrorKind kind = ErrorKind::kCorpus)
+      : std::runtime_error(printable(message)), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
 };
 
 struct FileRef {
   std::string file;    // relative to the case directory
   std::string sha256;  // lowercase hex
+  std::optional<uint64_t> bytes;  // the size the manifest declares (older corpora: absent, then a cap applies)
 };
 
 struct PreludeCall {
@@ -74,6 +97,7 @@ struct CaseSpec {
   std::string mode;  // how the TorchScript artifact was made: trace | script | hybrid | script_function
   std::string description;
   std::filesystem::path dir;
+  std::filesystem::path root;  // the corpus directory, canonical: no file of the case may resolve outside it
   FileRef artifact;          // the TorchScript artifact (when has_artifact)
   bool has_artifact = true;  // false for mode "export": the exported program variant is the artifact
   TolerancePolicy tolerance;
@@ -84,10 +108,14 @@ struct CaseSpec {
   // Non-empty when the case's manifest could not be read or validated: the case reports this error and the
   // corpus's other cases still run.
   std::string error;
+  // The manifest as read, hash-checked against corpus.json, schema-valid and at most 64 levels deep (empty when
+  // `error` is set): what the Python faces read the export's records from, never the file again.
+  std::string manifest_text;
 };
 
 struct Corpus {
   std::filesystem::path root;
+  std::string index_sha256;  // of corpus.json, which nothing else vouches for: pin it out of band
   int format_version = 0;
   std::string exported_torch;
   std::string exported_python;
@@ -113,6 +141,7 @@ const std::string& corpus_schema_text();
 // Validates JSON text against a definition of the corpus schema ("manifest", "corpus", "policy"...). Returns ""
 // when valid, else the first problem as "<json path>: <what>", e.g. "$.input_sets[0].seed: expected integer or null,
 // got string". The Python exporter implements the same keywords with the same messages (torchconform/schema.py).
+// JSON nested deeper than 64 levels is refused.
 std::string validate_against_schema(const std::string& definition, const std::string& json_text);
 
 // Parses a tolerance object as it appears in a manifest ({"default": {...}, "outputs": {path: {...}}}) from JSON
@@ -122,7 +151,9 @@ TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::
 // Reads a file of a case, checks its SHA-256 against the manifest and returns its bytes. Throws CorpusError.
 std::string read_verified(const CaseSpec& c, const FileRef& ref);
 
-// Unpickles a torch.save zip archive from memory. Throws CorpusError naming `what` on a malformed file.
+// Unpickles a torch.save zip archive from memory, after checking the archive and its pickle (archive.h): nothing in
+// it can run code, allocate more than its bytes describe, or be read past its end. Throws CorpusError naming `what`
+// on a malformed or unsafe file.
 c10::IValue load_value(const std::string& bytes, const std::string& what);
 
 }  // namespace torchconform

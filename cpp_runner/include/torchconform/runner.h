@@ -62,6 +62,8 @@ struct SetResult {
   Comparison comparison;  // of the first failing call, else of the last call
   int failed_call = 0;    // 1-based call that failed, 0 when none did
   std::string error;      // kError: what went wrong, naming the file
+  ErrorKind error_kind = ErrorKind::kNone;  // what kind of problem `error` is (kError, kCrash, kTimeout, and the
+                                            // kXFail that was one)
   double seconds = 0;
   c10::IValue output;     // what the artifact returned (last call made), moved to the CPU; None on kError
                           // and in isolated runs (the value stays in the child process)
@@ -127,10 +129,19 @@ std::string format_result(const SetResult& r);
 
 struct Summary {
   int passed = 0, failed = 0, errors = 0, crashed = 0, timed_out = 0, xfailed = 0, xpassed = 0;
+  int loosened = 0;  // passes (and xpasses) checked under a loosened tolerance (counted among them, not beside)
   double seconds = 0;
-  // 2: something could not be verified (error, crash, timeout); 1: a mismatch or a stale xfail mark; 0: all good.
-  int exit_code() const { return errors || crashed || timed_out ? 2 : failed || xpassed ? 1 : 0; }
+  // Results that compared an output with its golden. None: nothing was verified, and that is not a pass (a case
+  // whose only runtime this runner lacks, a selection of expected failures only, an empty plan).
+  int verified() const { return passed + failed + xpassed; }
+  // 2: something could not be verified (error, crash, timeout, nothing verified at all); 1: a mismatch or a stale
+  // xfail mark; 0: all good.
+  int exit_code() const {
+    return errors || crashed || timed_out || verified() == 0 ? 2 : failed || xpassed ? 1 : 0;
+  }
 };
+// Whether the result was compared under a loosened tolerance (with the golden or with the TorchScript artifact).
+bool loosened(const SetResult& r);
 Summary summarize(const std::vector<SetResult>& results);
 std::string format_summary(const std::vector<SetResult>& results);
 
@@ -154,7 +165,9 @@ struct VerifyOptions {
   int repeat = 2;
   std::string json, junit;  // report paths, empty: none
   bool isolate = true;      // each case in its own child process (run_case_isolated)
-  double timeout = 600;     // seconds per case (isolated runs only)
+  // Seconds per case, enforced by killing the case's process (isolated runs; 600 when unset). Set with
+  // isolate = false it is a usage error: an in-process run cannot be stopped, and the limit must not look enforced.
+  std::optional<double> timeout;
   std::string aoti_cache;   // empty: default_aoti_cache()
 };
 struct VerifyOutcome {

@@ -1,0 +1,178 @@
+#include "schema.h"
+
+#include "pattern.h"
+
+#include <torchconform/corpus.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace torchconform {
+namespace {
+using nlohmann::json;
+
+constexpr int kMaxJsonDepth = 64;
+
+// The keywords this validator implements. Annotations ($schema, $id, title, description, definitions) are ignored
+// by design; anything else in the schema is refused, so a keyword nobody implemented can never pass silently.
+const std::set<std::string>& keywords() {
+  static const std::set<std::string> k = {
+      "$schema", "$id", "title", "description", "definitions", "$ref", "type", "required", "properties",
+      "additionalProperties", "items", "enum", "const", "minimum", "maximum", "pattern", "minLength", "maxLength",
+      "minItems", "maxItems"};
+  return k;
+}
+
+std::string type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    case json::value_t::string: return "string";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    default: return "unknown";
+  }
+}
+
+bool has_type(const json& v, const std::string& t) {
+  if (t == "number") return v.is_number();
+  if (t == "integer") return v.is_number_integer();
+  return type_name(v) == t;
+}
+
+size_t code_points(const std::string& s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xc0) != 0x80; }));
+}
+
+const Pattern& compiled(const std::string& pattern) {
+  static std::mutex mu;
+  static std::map<std::string, Pattern> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(pattern);
+  if (it == cache.end()) it = cache.emplace(pattern, Pattern(pattern)).first;
+  return it->second;
+}
+
+const json& schema_root() {
+  static const json root = json::parse(corpus_schema_text());
+  return root;
+}
+
+// The first violation as "path: what", or "".
+std::string check(const json& schema, const json& v, const std::string& path) {
+  for (const auto& [k, _] : schema.items())
+    TORCH_INTERNAL_ASSERT(keywords().count(k), "corpus schema uses keyword '", k, "', which is not implemented");
+  if (schema.contains("$ref")) {
+    const std::string ref = schema["$ref"].get<std::string>();
+    const std::string prefix = "#/definitions/";
+    TORCH_INTERNAL_ASSERT(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
+    return check(schema_root().at("definitions").at(ref.substr(prefix.size())), v, path);
+  }
+  if (schema.contains("type")) {
+    std::vector<std::string> types;
+    if (schema["type"].is_string()) types.push_back(schema["type"].get<std::string>());
+    else for (const auto& t : schema["type"]) types.push_back(t.get<std::string>());
+    if (std::none_of(types.begin(), types.end(), [&](const std::string& t) { return has_type(v, t); })) {
+      std::string want;
+      for (size_t i = 0; i < types.size(); ++i) want += (i ? " or " : "") + types[i];
+      return path + ": expected " + want + ", got " + type_name(v);
+    }
+  }
+  if (schema.contains("const") && v != schema["const"])
+    return path + ": must be " + schema["const"].dump() + ", got " + v.dump();
+  if (schema.contains("enum")) {
+    const auto& options = schema["enum"];
+    if (std::find(options.begin(), options.end(), v) == options.end()) {
+      std::string list;
+      for (const auto& o : options) list += (list.empty() ? "" : ", ") + o.dump();
+      return path + ": " + v.dump() + " is not one of " + list;
+    }
+  }
+  if (v.is_number()) {
+    if (schema.contains("minimum") && v.get<double>() < schema["minimum"].get<double>())
+      return path + ": must be >= " + schema["minimum"].dump() + ", got " + v.dump();
+    if (schema.contains("maximum") && v.get<double>() > schema["maximum"].get<double>())
+      return path + ": must be <= " + schema["maximum"].dump() + ", got " + v.dump();
+  }
+  if (v.is_string()) {
+    const std::string& s = v.get_ref<const std::string&>();
+    // Lengths before patterns: the cheap bound first.
+    if (schema.contains("maxLength") && code_points(s) > schema["maxLength"].get<size_t>())
+      return path + ": longer than " + schema["maxLength"].dump() + " characters";
+    if (schema.contains("minLength") && code_points(s) < schema["minLength"].get<size_t>())
+      return path + ": shorter than " + schema["minLength"].dump() + " characters";
+    if (schema.contains("pattern") && !compiled(schema["pattern"].get<std::string>()).search(s))
+      return path + ": " + v.dump() + " does not match " + schema["pattern"].get<std::string>();
+  }
+  if (v.is_object()) {
+    if (schema.contains("required"))
+      for (const auto& k : schema["required"])
+        if (!v.contains(k.get<std::string>())) return path + ": missing required key '" + k.get<std::string>() + "'";
+    const json no_props = json::object();
+    const json& props = schema.contains("properties") ? schema["properties"] : no_props;
+    for (const auto& [k, x] : v.items()) {
+      const std::string sub = path + "." + k;
+      if (props.contains(k)) {
+        if (auto e = check(props[k], x, sub); !e.empty()) return e;
+      } else if (schema.contains("additionalProperties")) {
+        const json& extra = schema["additionalProperties"];
+        if (extra.is_boolean()) {
+          if (!extra.get<bool>()) return path + ": unexpected key '" + k + "'";
+        } else if (auto e = check(extra, x, sub); !e.empty()) {
+          return e;
+        }
+      }
+    }
+  }
+  if (v.is_array()) {
+    if (schema.contains("maxItems") && v.size() > schema["maxItems"].get<size_t>())
+      return path + ": more than " + schema["maxItems"].dump() + " items";
+    if (schema.contains("minItems") && v.size() < schema["minItems"].get<size_t>())
+      return path + ": fewer than " + schema["minItems"].dump() + " items";
+    if (schema.contains("items"))
+      for (size_t i = 0; i < v.size(); ++i)
+        if (auto e = check(schema["items"], v[i], path + "[" + std::to_string(i) + "]"); !e.empty()) return e;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string schema_violation(const std::string& definition, const json& value) {
+  if (!schema_root().at("definitions").contains(definition)) return "no schema definition '" + definition + "'";
+  return check(schema_root().at("definitions").at(definition), value, "$");
+}
+
+void require_valid(const std::string& definition, const json& value, const std::string& who) {
+  const std::string e = schema_violation(definition, value);
+  if (!e.empty()) throw CorpusError(who + ": schema: " + e);
+}
+
+json parse_json(const std::string& text, const std::string& who) {
+  try {
+    return json::parse(text, [&](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth)
+        throw CorpusError(who + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      return true;
+    });
+  } catch (const json::exception& e) {
+    throw CorpusError(who + ": invalid JSON: " + e.what());
+  }
+}
+
+std::string validate_against_schema(const std::string& definition, const std::string& json_text) {
+  json v;
+  try {
+    v = parse_json(json_text, "$");
+  } catch (const CorpusError& e) {
+    return e.what();  // "$: invalid JSON: ..." or "$: JSON nested deeper than 64 levels"
+  }
+  return schema_violation(definition, v);
+}
+
+}  // namespace torchconform
