@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ver.add_argument("--repeat", type=int, default=2, help="calls per input set, each compared (default: 2)")
     ver.add_argument("--json", type=Path, help="write a JSON report")
     ver.add_argument("--junit", type=Path, help="write a JUnit XML report")
-    ver.add_argument("--timeout", type=float, default=600, help="seconds per case before TIMEOUT (default: 600)")
+    ver.add_argument("--timeout", type=float, help="seconds per case before TIMEOUT (default: 600; needs isolation)")
     ver.add_argument("--no-isolate", action="store_true",
                      help="run cases in this process instead of one child process each (a crash ends the run)")
     ver.add_argument("--aoti-cache", type=Path, help=cache_help)

@@ -17,6 +17,7 @@ The matrix (rows: corpus version; columns: runtime version x language x device) 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -211,16 +212,14 @@ def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
 def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
     """``other``'s inputs and goldens against ``reference``'s, set by set, under the reference's tolerance: what a
     re-export with another PyTorch changes. Runs in this interpreter (it reads both versions' torch.save files)."""
-    import torch
-
-    from .compat_probe import compare
+    from .compat_probe import compare, read_manifests, read_verified
+    from .safeload import load_data
 
     def cases(root: Path) -> dict[str, dict[str, Any]]:
-        index = json.loads((root / "corpus.json").read_text())
-        return {c["name"]: json.loads((root / c["manifest"]).read_text()) for c in index["cases"]}
+        return dict(read_manifests(root))  # hash-checked against corpus.json
 
     def load(root: Path, case: str, ref_: dict[str, Any]) -> Any:
-        return torch.load(str(root / case / ref_["file"]))
+        return load_data(io.BytesIO(read_verified(root, f"{case}/{ref_['file']}", ref_["sha256"], ref_.get("bytes"))))
 
     ref, oth = cases(reference), cases(other)
     results = []

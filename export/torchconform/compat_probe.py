@@ -15,16 +15,67 @@ unsupported, "message", "mismatched", "total", "max_abs", "xfail"}``; the classi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
+import io
 import json
 import math
+import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .safeload import load_data, load_exported_program
+from .schema import validate
+
+
+class CorpusFileError(ValueError):
+    """A file the corpus does not vouch for (hash, size, path): reported as a load failure, never loaded."""
+
+
+def read_verified(root: Path, rel: str, sha256: str, size: int | None = None) -> bytes:
+    """The bytes of ``rel`` inside the corpus ``root``, checked as the C++ reader checks them: a regular file that
+    resolves inside the corpus, of the declared size, with the declared SHA-256. Nothing unchecked is loaded: an
+    unsigned edit reads as a hash mismatch here exactly as in the runner."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, rel))
+    if os.path.commonpath([real_root, real]) != real_root or "\x00" in rel:
+        raise CorpusFileError(f"{rel}: resolves outside the corpus directory; refused")
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CorpusFileError(f"{rel}: not a regular file; refused")
+        if size is not None and st.st_size != size:
+            raise CorpusFileError(f"{rel}: {st.st_size} bytes, the manifest declares {size}")
+        data = f.read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise CorpusFileError(f"{rel}: SHA-256 mismatch (manifest {sha256}, file {got})")
+    return data
+
+
+def read_manifests(corpus: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(case, manifest) of every case, each manifest hash-checked against corpus.json."""
+    index = json.loads(read_verified(corpus, "corpus.json", hashlib.sha256(
+        (corpus / "corpus.json").read_bytes()).hexdigest()))
+    problem = validate("corpus", index)
+    if problem:
+        raise CorpusFileError(f"corpus.json: schema: {problem}")
+    out = []
+    for entry in index["cases"]:
+        text = read_verified(corpus, f"{entry['name']}/manifest.json", entry["sha256"])
+        manifest = json.loads(text)
+        # The runner refuses a manifest that violates the schema (a 26,000-character method name, a NUL in a file
+        # name): so does the probe, for the whole case, instead of reading what it can.
+        problem = validate("manifest", manifest)
+        out.append((entry["name"], manifest if not problem else {"schema_error": problem}))
+    return out
 
 DEFAULT_RTOL_ATOL = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
                      torch.float64: (1e-7, 1e-7)}
@@ -149,9 +200,10 @@ def _artifacts(case_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]
     out = []
     if manifest.get("artifact"):
         out.append({"label": "", "kind": "torchscript", "file": manifest["artifact"]["file"], "sets": sets,
-                    "xfail": None, "tolerance": manifest["tolerance"]})
+                    "xfail": None, "tolerance": manifest["tolerance"], "ref": manifest["artifact"]})
     for v in manifest.get("variants", []):
         out.append({"label": v["name"], "kind": v["kind"], "file": v.get("file"), "error": v.get("error"),
+                    "ref": {k: v[k] for k in ("file", "sha256", "bytes") if k in v},
                     "sets": v.get("input_sets", sets), "xfail": v.get("xfail"),
                     "tolerance": v.get("tolerance") or manifest["tolerance"],
                     "int_outputs_as_tensors": v.get("int_outputs_as_tensors", False)})
@@ -183,10 +235,14 @@ def verify(corpus: Path, repeat: int = 2) -> list[dict[str, Any]]:
     version = torch.__version__
     has_export = hasattr(torch, "export") and hasattr(torch.export, "load")
     rows = []
-    index = json.loads((corpus / "corpus.json").read_text())
-    for entry in index["cases"]:
-        case_dir = corpus / entry["name"]
-        manifest = json.loads((case_dir / "manifest.json").read_text())
+    for case_name, manifest in read_manifests(corpus):
+        entry = {"name": case_name}
+        case_dir = corpus / case_name
+        if "schema_error" in manifest:
+            rows.append({"case": case_name, "artifact": "", "set": "*", "status": "load_error",
+                         "message": f"{case_name}/manifest.json: schema: {manifest['schema_error']}", "mismatched": 0,
+                         "total": 0, "max_abs": 0.0, "xfail": None})
+            continue
         sets = {s["name"]: s for s in manifest["input_sets"]}
         case_mark = manifest.get("xfail")
         for art in _artifacts(case_dir, manifest):
@@ -203,14 +259,17 @@ def verify(corpus: Path, repeat: int = 2) -> list[dict[str, Any]]:
                 rows.append(row("*", "load_error", f"{art['label']}: capture failed at export: {art.get('error')}"))
                 continue
             path = case_dir / art["file"]
+            ref = art["ref"]
             if art["kind"] == "exported_program" and not has_export:
                 rows.append(row("*", "unsupported", f"torch {version} has no torch.export: cannot load {art['file']}"))
                 continue
 
-            def load(path=path, art=art):
+            def load(path=path, art=art, ref=ref, case_name=case_name):
+                # The hash-checked bytes are what is loaded, never the path again.
+                data = read_verified(corpus, f"{case_name}/{ref['file']}", ref["sha256"], ref.get("bytes"))
                 if art["kind"] == "torchscript":
-                    return torch.jit.load(str(path)).eval()
-                return torch.export.load(str(path)).module()
+                    return torch.jit.load(io.BytesIO(data)).eval()
+                return load_exported_program(io.BytesIO(data), str(path)).module()
 
             try:
                 loaded = load()
@@ -221,8 +280,9 @@ def verify(corpus: Path, repeat: int = 2) -> list[dict[str, Any]]:
             for name in art["sets"]:
                 s = sets[name]
                 try:
-                    inputs = torch.load(str(case_dir / s["inputs"]["file"]))
-                    expected = torch.load(str(case_dir / s["expected"]["file"]))
+                    inputs, expected = (load_data(io.BytesIO(read_verified(
+                        corpus, f"{case_name}/{s[role]['file']}", s[role]["sha256"], s[role].get("bytes"))))
+                        for role in ("inputs", "expected"))
                 except Exception as e:  # noqa: BLE001
                     rows.append(row(name, "load_error", f"{s['inputs']['file']}: {_first_line(e)}"))
                     continue
@@ -255,7 +315,6 @@ def package_path(cache: Path, program_sha256: str, torch_version: str, device_ty
 def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
     """AOTInductor packages at the key the C++ runner looks up: <cache>/<sha256[:32]>-torch<version>-cpu/model.pt2
     (torchconform/aoti.py without the compiled core). Cached: an existing package is kept."""
-    import hashlib
     import shutil
 
     version = torch.__version__.split("+")[0]
@@ -266,10 +325,10 @@ def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
     if not hasattr(inductor, "aoti_compile_and_package"):  # no AOTInductor packages before torch 2.6
         return []
     out = []
-    index = json.loads((corpus / "corpus.json").read_text())
-    for entry in index["cases"]:
-        case_dir = corpus / entry["name"]
-        manifest = json.loads((case_dir / "manifest.json").read_text())
+    for name, manifest in read_manifests(corpus):
+        entry = {"name": name}
+        if "schema_error" in manifest:
+            continue  # the verify step reports it
         for v in manifest.get("variants", []):
             if v["kind"] != "exported_program" or not v.get("file") or "aoti" not in v.get("runtimes", []):
                 continue
@@ -278,9 +337,10 @@ def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
             if target.exists():
                 out.append({**rec, "status": "cached", "seconds": 0.0})
                 continue
-            data = (case_dir / v["file"]).read_bytes()
-            if hashlib.sha256(data).hexdigest() != v["sha256"]:
-                out.append({**rec, "status": "error", "message": "SHA-256 mismatch", "seconds": 0.0})
+            try:
+                data = read_verified(corpus, f"{name}/{v['file']}", v["sha256"], v.get("bytes"))
+            except (OSError, CorpusFileError) as e:
+                out.append({**rec, "status": "error", "message": str(e), "seconds": 0.0})
                 continue
             t0 = time.perf_counter()
             tmp = target.parent.with_name(target.parent.name + ".partial")
@@ -288,7 +348,7 @@ def compile_packages(corpus: Path, cache: Path) -> list[dict[str, Any]]:
             tmp.mkdir(parents=True)
             try:
                 with torch.no_grad():
-                    program = torch.export.load(str(case_dir / v["file"]))
+                    program = load_exported_program(io.BytesIO(data), f"{name}/{v['file']}")
                     inductor.aoti_compile_and_package(program, package_path=str(tmp / "model.pt2"))
                 shutil.rmtree(target.parent, ignore_errors=True)
                 tmp.rename(target.parent)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import functools
 import hashlib
 import json
@@ -11,6 +13,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -171,7 +174,8 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
 
 def _save(value: Any, path: Path) -> dict[str, Any]:
     torch.save(value, path)
-    return {"file": path.name if path.parent.name != "sets" else f"sets/{path.name}", "sha256": sha256_file(path)}
+    return {"file": path.name if path.parent.name != "sets" else f"sets/{path.name}", "sha256": sha256_file(path),
+            "bytes": path.stat().st_size}
 
 
 def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
@@ -260,29 +264,47 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _pid_alive(pid: int) -> bool:
+JOURNAL = ".{name}.export-{pid}.json"  # beside the corpus: what an export in progress may leave behind
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Exports into one directory take turns (flock on the directory itself: nothing is left behind). Two exports
+    into the same new corpus used to race, the second silently replacing the first."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another torchconform export into {directory} to finish...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _recover(out: Path, log: Callable[[str], None]) -> None:
-    """Clean up after an export that was killed: drop its partial directory, and if it died between its two renames
-    (the old corpus moved aside, the new one not yet in place), put the old corpus back."""
-    for leftover in sorted(out.parent.glob(f".{out.name}.*-*")):
-        kind, _, pid = leftover.name.rpartition("-")
-        if not pid.isdigit() or _pid_alive(int(pid)) or not leftover.is_dir():
+    """Clean up after an export that was killed (called with the lock held, so no export is running): drop its
+    partial directory, and if it died between its two renames (the old corpus moved aside, the new one not yet in
+    place), put the old corpus back. Only directories named in an export's journal are touched: a directory that
+    merely looks like a leftover is never deleted."""
+    for journal in sorted(out.parent.glob(JOURNAL.format(name=out.name, pid="*"))):
+        try:
+            entry = json.loads(journal.read_text())
+            partial, old = out.parent / entry["partial"], out.parent / entry["old"]
+            if entry["out"] != out.name or "/" in entry["partial"] + entry["old"]:
+                raise ValueError("not a journal of this corpus")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log(f"left {journal.name} alone: unreadable export journal ({e})")
             continue
-        if kind.endswith(".old") and not out.exists():
-            leftover.rename(out)
-            log(f"restored {out} from {leftover.name} (an earlier export was killed while replacing it)")
-        else:
-            shutil.rmtree(leftover)
-            log(f"removed {leftover.name} (left by an earlier export that was killed)")
+        if old.is_dir() and not out.exists():
+            old.rename(out)
+            log(f"restored {out} from {old.name} (an earlier export was killed while replacing it)")
+        for leftover in (partial, old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+                log(f"removed {leftover.name} (left by an earlier export that was killed)")
+        journal.unlink()
 
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
@@ -290,13 +312,23 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
     """Export ``cases`` into the corpus directory ``out``.
 
     The corpus is written into a temporary sibling directory and renamed into place at the end, so an export that
-    fails part way leaves the previous corpus as it was. An existing corpus is replaced only with ``force``."""
+    fails part way leaves the previous corpus as it was. An existing corpus is replaced only with ``force``. Exports
+    into the same directory take turns."""
     out = Path(out)
-    _recover(out, log)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    with _locked(out.parent, log):
+        _recover(out, log)
+        if out.exists() and not force:
+            raise FileExistsError(f"{out} already exists; pass --force to replace it")
+        _write_locked(out, cases, log)
+
+
+def _write_locked(out: Path, cases: list[Case], log: Callable[[str], None]) -> None:
+    pid = os.getpid()
+    tmp = out.parent / f".{out.name}.partial-{pid}"
+    old = out.parent / f".{out.name}.old-{pid}"
+    journal = out.parent / JOURNAL.format(name=out.name, pid=pid)
+    journal.write_text(json.dumps({"out": out.name, "partial": tmp.name, "old": old.name}) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     threads = torch.get_num_threads()
@@ -316,7 +348,6 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
         assert not validate("corpus", corpus), validate("corpus", corpus)
         (tmp / CORPUS_INDEX).write_text(json.dumps(corpus, indent=2) + "\n")
         if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old)
@@ -326,3 +357,5 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)
+        if not old.exists():  # else the process died between the renames... or this is a bug: keep the journal
+            journal.unlink()

@@ -21,6 +21,7 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
 
     from .aoti import default_cache, package_path
     from .compat_probe import _call  # the set's method, on a fresh module when a prelude changes state
+    from .safeload import load_data
 
     cache = aoti_cache or default_cache()
     torch._C._jit_set_texpr_fuser_enabled(False)  # the same numerics policy as the runner
@@ -30,7 +31,7 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
         case_dir = corpus / entry["name"]
         manifest = json.loads((case_dir / "manifest.json").read_text())
         sets = {s["name"]: s for s in manifest["input_sets"]}
-        data = {name: (torch.load(case_dir / s["inputs"]["file"]), torch.load(case_dir / s["expected"]["file"]))
+        data = {name: (load_data(case_dir / s["inputs"]["file"]), load_data(case_dir / s["expected"]["file"]))
                 for name, s in sets.items()}
         # (how to load it, which sets): the TorchScript artifact, TorchScript variants, AOTInductor packages
         artifacts = []

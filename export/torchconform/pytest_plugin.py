@@ -4,10 +4,20 @@ runner and reports one test per result of the run: case x artifact x input set x
 ``simple_cnn:export@aoti[...]`` for an exported program run with AOTInductor). Expected failures are reported as
 xfailed, and an unexpected pass fails.
 
+Isolation is the CLI's: the corpus is verified by ``torchconform verify`` in a child process (which runs each case in
+a process of its own), so a segfault inside LibTorch is a CRASH item, an endless loop a TIMEOUT item after
+``--torchconform-timeout`` seconds, and the pytest session goes on. (The pytest process itself never runs an
+artifact: LibTorch's OpenMP pools do not survive a fork once they have run, so it could not fork safely either.)
+A corpus whose run verified nothing (no result compared an output with its golden) fails the session.
+
 Inert unless the option is given."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +32,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device(s) for --torchconform-corpus (default: cpu; cuda tests skip without CUDA)")
     group.addoption("--torchconform-aoti-cache", default="", metavar="DIR",
                     help="AOTInductor packages from `torchconform compile` (default: the runner's default cache)")
+    group.addoption("--torchconform-timeout", type=float, default=600.0, metavar="SECONDS",
+                    help="per-case time limit before a case's results are TIMEOUT (default: 600)")
 
 
 class CorpusFailure(Exception):
     pass
 
 
-_RUNS: dict[tuple[str, str, str], list[Any]] = {}  # (corpus, case, device) -> results: each case runs once
+# (corpus root, device) -> result rows of the run's JSON report, by (case, artifact, input set); each corpus is
+# verified once per device, in a child process.
+_RUNS: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, Any]]] = {}
+_TALLY: dict[str, dict[str, int]] = {}  # corpus root -> {"ran": items run, "verified": items that compared}
+
+
+def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, n_cases: int) -> dict[tuple[str, str, str],
+                                                                                          dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="torchconform-pytest-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "torchconform", "verify", corpus, "--device", device, "--json", str(report),
+               "--timeout", repr(timeout), "--quiet"] + (["--aoti-cache", aoti_cache] if aoti_cache else [])
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=n_cases * timeout + 300)
+        except subprocess.TimeoutExpired as e:
+            raise CorpusFailure(f"verifying {corpus} on {device} took longer than {e.timeout:.0f} s") from None
+        if not report.exists():
+            lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+            raise CorpusFailure(f"verifying {corpus} on {device} produced no report (exit {done.returncode}): "
+                                f"{lines[-1] if lines else 'no message'}")
+        rows = json.loads(report.read_text())["results"]
+    return {(r["case"], r["artifact"], r["input_set"]): r for r in rows}
 
 
 class CorpusItem(pytest.Item):
     def __init__(self, *, corpus: Any, case: str, artifact: str, input_set: str, device: str, aoti_cache: str,
-                 **kwargs: Any) -> None:
+                 timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.corpus, self.case, self.artifact, self.input_set = corpus, case, artifact, input_set
-        self.device, self.aoti_cache = device, aoti_cache
+        self.device, self.aoti_cache, self.timeout = device, aoti_cache, timeout
 
     def runtest(self) -> None:
         import torch
 
-        from . import _core
-
         if self.device == "cuda" and not torch.cuda.is_available():
             pytest.skip("CUDA is not available to this LibTorch")
-        key = (self.corpus.root, self.case, self.device)
+        key = (self.corpus.root, self.device)
+        tally = _TALLY.setdefault(self.corpus.root, {"ran": 0, "verified": 0})
+        tally["ran"] += 1  # (after the skip: a device that is absent is not a run that verified nothing)
         if key not in _RUNS:
-            _RUNS[key] = _core.run_case(self.corpus, self.case, device=self.device, aoti_cache=self.aoti_cache)
-        result = next((r for r in _RUNS[key] if r.artifact == self.artifact and r.input_set == self.input_set), None)
+            _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout,
+                                 len(self.corpus.cases))
+        result = _RUNS[key].get((self.case, self.artifact, self.input_set))
         if result is None:
             raise CorpusFailure(f"{self.name}: the runner produced no result for it")
-        if result.verdict == "XFAIL":
-            pytest.xfail(result.line)
-        if result.verdict != "PASS":
-            raise CorpusFailure(result.line)
+        if result["verdict"] in ("PASS", "FAIL", "XPASS"):
+            tally["verified"] += 1
+        if result["verdict"] == "XFAIL":
+            pytest.xfail(result["line"])
+        if result["verdict"] != "PASS":
+            raise CorpusFailure(result["line"])
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CorpusFailure):
@@ -80,6 +116,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         except _core.CorpusError as e:
             raise pytest.UsageError(f"--torchconform-corpus {d}: {e}") from e
         prefix = "" if len(dirs) == 1 else f"{Path(d).name}::"
+        before = len(items)
         for case in corpus.cases:
             for artifact, _runtime, set_name in _core.plan(corpus, case.name):
                 for dev in devices:
@@ -87,4 +124,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                     items.append(CorpusItem.from_parent(session, name=name, corpus=corpus, case=case.name,
                                                         artifact=artifact, input_set=set_name, device=dev,
                                                         aoti_cache=config.getoption("torchconform_aoti_cache"),
+                                                        timeout=config.getoption("torchconform_timeout"),
                                                         nodeid=name))
+        if len(items) == before:
+            raise pytest.UsageError(f"--torchconform-corpus {d}: the corpus plans no result at all: nothing to verify")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A corpus whose items ran but none compared an output (every one an expected failure, an error or not run)
+    verified nothing: the session must not be green."""
+    empty = [root for root, t in _TALLY.items() if t["ran"] and not t["verified"]]
+    if empty and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    for root in empty:
+        sys.stderr.write(f"torchconform: {root}: nothing was verified (no result compared an output with its "
+                         "golden)\n")

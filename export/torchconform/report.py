@@ -6,6 +6,7 @@ what the export recorded (versions, tracer warnings, hazards, deviations from th
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -16,8 +17,26 @@ def _num(v: float | None) -> str:
     return "inf" if v is None else f"{v:.3g}"
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!~"})
+
+
+def _cell(text: Any) -> str:
+    """Corpus text as inert Markdown: escaped for the terminal first (``_core.printable``, the runner's own
+    definition), then every character Markdown would act on backslash-escaped, on one line. A manifest cannot forge
+    a headline, a heading, a link or a table row."""
+    from . import _core
+
+    return _core.printable(str(text)).translate(_MARKDOWN)
+
+
+def _code(text: Any) -> str:
+    """Corpus text as an inline code span that nothing inside can close: a backtick fence longer than any run of
+    backticks in it (CommonMark), pipes escaped (GitHub tables split cells on them even in code)."""
+    from . import _core
+
+    body = _core.printable(str(text)).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    return f"{fence} {body} {fence}"
 
 
 def _ms(v: float | None) -> str:
@@ -56,13 +75,13 @@ def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[st
             continue
         for v in programs:
             entry: dict[str, Any] = {"case": name, "variant": v["name"], "exportable": "file" in v,
-                                     "transform": v["transform"], "findings": v["findings"]}
+                                     "transform": v["transform"], "findings": v.get("findings", [])}
             if "file" not in v:
                 entry["reason"] = v.get("error", "")
                 entry["expected_failure"] = v.get("xfail", {}).get("reason")
                 out.append(entry)
                 continue
-            entry["details"] = v["details"]
+            entry["details"] = v.get("details", {})
             devices = sorted({r["device"] for r in rows.get(name, [])})
             entry["devices"] = {}
             for device in devices:
@@ -99,7 +118,8 @@ def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> 
            "TorchScript artifact shipped today (same inputs, same process), and what it costs. Times are medians "
            "over the input sets both ran (load: once per artifact). The TorchScript artifact is the first thing "
            "each case's process loads, so its load time includes LibTorch's one-time JIT start-up.", ""]
-    avail = ", ".join(f"{k}: {'yes' if v['available'] else 'no (' + v['detail'] + ')'}" for k, v in runtimes.items())
+    avail = ", ".join(f"{_cell(k)}: {'yes' if v['available'] else 'no (' + _cell(v['detail']) + ')'}"
+                      for k, v in runtimes.items())
     out += [f"Runtimes of this runner: {avail}.", "",
             "| case | program | exportable | runtime | device | verdicts | max abs / ULP vs TorchScript | "
             "load ms (TS / export) | first call ms (TS / export) | steady ms (TS / export) |",
@@ -133,11 +153,27 @@ def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> 
     return out
 
 
+def _load_run(path: Path) -> dict[str, Any]:
+    try:
+        run = json.loads(Path(path).read_text())
+        if not isinstance(run, dict) or not isinstance(run.get("results"), list) or "summary" not in run:
+            raise ValueError("not a torchconform JSON report (no summary/results)")
+        return run
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: unreadable results file: {e}") from None
+
+
+def _manifest(case: Any) -> dict[str, Any]:
+    """The case's manifest as the C++ reader verified it (hash, schema, depth), never read from disk again; {} for a
+    case whose manifest was refused (its error is in the results)."""
+    return json.loads(case.manifest_json) if case.manifest_json else {}
+
+
 def markdown_report(corpus: Path, *, results: Path | None = None, device: str = "all", cases: list[str] | None = None,
                     progress: Callable[[str], None] | None = None, aoti_cache: str = "",
                     json_out: Path | None = None) -> tuple[str, int]:
     """The report and the verification's exit code (0 pass, 1 mismatch, 2 error). ``json_out``: also write the
-    migration and optimization tables as JSON."""
+    migration and optimization tables as JSON. Every piece of corpus text is escaped (``_cell``, ``_code``)."""
     from . import _core
 
     corpus = Path(corpus)
@@ -147,25 +183,31 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             path = Path(tmp) / "results.json"
             _core.verify(str(corpus), cases or [], device, 0, 2, str(path), "", out=lambda line: None,
                          progress=progress, aoti_cache=aoti_cache)
-            run = json.loads(path.read_text())
+            run = _load_run(path)
     else:
-        run = json.loads(Path(results).read_text())
-    code = int(run["summary"]["exit_code"])
+        run = _load_run(results)
+    s = run["summary"]
+    code = int(s["exit_code"])
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in run["results"]:
         rows[row["case"]].append(row)
 
-    out = [f"# torchconform report: `{corpus}`", ""]
-    s = run["summary"]
+    out = [f"# torchconform report: {_code(corpus)}", ""]
     status = "PASS" if code == 0 else "FAIL" if code == 1 else "ERROR"
     counts = ", ".join(f"{s.get(k, 0)} {label}" for k, label in (
         ("passed", "passed"), ("failed", "failed"), ("errors", "errors"), ("crashed", "crashed"),
         ("timed_out", "timed out"), ("xfailed", "xfailed"), ("xpassed", "xpassed")))
-    out += [f"**{status}**: {counts}.", "",
-            f"- exported with torch {index.exported_torch}, python {index.exported_python}",
-            f"- verified with LibTorch {run['runtime']['libtorch']}; policy: {run['runtime']['policy']}"]
+    loosened = s.get("loosened", 0)
+    out += [f"**{status}**: {counts}." + (f" **{loosened} of the passes were checked under a LOOSENED tolerance** "
+                                          "(see the tolerance notes below)." if loosened else "")
+            + (" **Nothing was verified**: no result compared an output with its golden." if s.get("verified") == 0
+               else ""), "",
+            f"- exported with torch {_cell(index.exported_torch)}, python {_cell(index.exported_python)}",
+            f"- corpus.json SHA-256 {_code(index.index_sha256)} (pin it out of band: nothing in the corpus vouches "
+            "for it)",
+            f"- verified with LibTorch {_cell(run['runtime']['libtorch'])}; policy: {_cell(run['runtime']['policy'])}"]
     if run["runtime"].get("skipped"):
-        out.append(f"- {run['runtime']['skipped']}")
+        out.append(f"- {_cell(run['runtime']['skipped'])}")
     out.append("")
     out += ["| case | mode | input sets | artifacts | verdicts | max abs | max rel | max ULP | mismatched | "
             "tracer warnings |",
@@ -174,8 +216,9 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     for case in index.cases:
         if case.name not in rows:
             continue
-        m = json.loads((Path(case.dir) / "manifest.json").read_text())
-        manifests[case.name] = m
+        m = _manifest(case)
+        if m:
+            manifests[case.name] = m
         r = rows[case.name]
         verdicts = ", ".join(f"{v} {sum(x['verdict'] == v for x in r)}"
                              for v in ("PASS", "FAIL", "ERROR", "CRASH", "TIMEOUT", "XFAIL", "XPASS")
@@ -187,27 +230,37 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             return "-" if not vals else "inf" if None in vals else _num(max(vals))
 
         mism = f"{sum(x['mismatched'] for x in stats)}/{sum(x['total'] for x in stats)}" if stats else "-"
-        n_warn = sum(w["count"] for w in m["tracer_warnings"])
+        n_warn = sum(w.get("count", 0) for w in m.get("tracer_warnings", []))
         n_artifacts = len({x["artifact"] for x in r})
-        out.append(f"| {case.name} | {case.mode} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
-                   f"{worst('max_abs')} | "
-                   f"{worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
+        out.append(f"| {case.name} | {case.mode or '-'} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
+                   f"{worst('max_abs')} | {worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
     out.append("")
 
+    for case in index.cases:
+        if case.error and case.name in rows:
+            out += [f"## {case.name} (manifest refused)", "", f"{_cell(case.error)}", ""]
     for name, m in manifests.items():
-        env = m["exported_with"]
-        out += [f"## {name} ({m['mode']})", "", m["description"] + ".", "",
-                f"- model: `{m['model']}`",
-                f"- exported with torch {env['torch']}, python {env['python']}, {env['cpu_capability']}, "
-                f"{env['threads']} thread(s); {m['export_conditions']['module_mode']} mode, "
-                f"grad {m['export_conditions']['grad']}"]
-        if m["export_conditions"]["trace_example"]:
-            out.append(f"- trace example: `{m['export_conditions']['trace_example']}`")
+        env = m.get("exported_with", {})
+        cond = m.get("export_conditions") or {}
+        exported = f"- exported with torch {_cell(env.get('torch', '?'))}, python {_cell(env.get('python', '?'))}"
+        if "cpu_capability" in env:
+            exported += f", {_cell(env['cpu_capability'])}"
+        if "threads" in env:
+            exported += f", {_cell(env['threads'])} thread(s)"
+        if cond:
+            exported += (f"; {_cell(cond.get('module_mode', '?'))} mode, grad {_cell(cond.get('grad', '?'))}")
+        # (names and modes are schema-checked: no escaping)
+        out += [f"## {name} ({m.get('mode', '?')})", "", _cell(m.get("description", "")) + ".", ""]
+        if m.get("model"):
+            out.append(f"- model: {_code(m['model'])}")
+        out.append(exported)
+        if cond.get("trace_example"):
+            out.append(f"- trace example: {_code(cond['trace_example'])}")
         out += ["", "| artifact | input set | device | verdict | max abs | max rel | max ULP | mismatched | "
                 "vs artifact (max abs / ULP) | detail |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for x in rows[name]:
-            art = x["artifact"] or "TorchScript"
+            art = x["artifact"] or "TorchScript"  # artifact and set names are schema-checked: no escaping
             if x["error"]:
                 out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | "
                            f"{_cell(x['error'])} |")
@@ -217,6 +270,9 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             if failing is None and vs:
                 failing = next((leaf for leaf in vs["leaves"] if not leaf["ok"]), None)
             detail = f"{failing['path']}: {failing['message']}" if failing else ""
+            # A tolerance other than the dtype's default is part of what the verdict means (runner.cpp prints it too).
+            notes = [n for n in (x.get("tolerance_note", ""), (vs or {}).get("tolerance_note", "")) if n]
+            detail = "; ".join([d for d in (detail, *dict.fromkeys(notes)) if d])
             agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
             out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
                        f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {agree} | "
@@ -225,28 +281,31 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         if m.get("variants"):
             out += ["**Variants** (graph node counts against the TorchScript artifact's):", ""]
             for v in m["variants"]:
-                mark = f" — expected to fail: {v['xfail']['reason']}" if v.get("xfail") else ""
+                mark = f" — expected to fail: {_cell(v['xfail']['reason'])}" if v.get("xfail") else ""
                 if "file" not in v:
-                    out.append(f"- `{v['name']}` ({v['kind']}): `{_cell(v['transform'])}` failed at export: "
+                    out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])} failed at export: "
                                f"{_cell(v.get('error', ''))}{mark}")
                 else:
-                    nodes = (_node_changes(m["graph_node_counts"], v["graph_node_counts"])
-                             if v["kind"] == "torchscript" else f"{sum(v['graph_node_counts'].values())} ATen calls")
-                    out.append(f"- `{v['name']}` ({v['kind']}): `{_cell(v['transform'])}`; nodes: {nodes}{mark}")
-                for f in v["findings"]:
+                    counts_v = v.get("graph_node_counts", {})
+                    nodes = (_node_changes(m.get("graph_node_counts", {}), counts_v)
+                             if v["kind"] == "torchscript" else f"{sum(counts_v.values())} ATen calls")
+                    out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])}; nodes: "
+                               f"{_cell(nodes)}{mark}")
+                for f in v.get("findings", []):
                     out.append(f"  - {_cell(f)}")
             out.append("")
-        warnings = m["tracer_warnings"]
+        warnings = m.get("tracer_warnings", [])
         out.append(f"**Tracer warnings**: {'none' if not warnings else ''}")
         for w in warnings:
-            out.append(f"- {w['count']}× `{w['where']}`: {_cell(w['message'])}")
-        for h in m["hazards"]:
+            out.append(f"- {_cell(w.get('count', '?'))}× {_code(w.get('where', '?'))}: {_cell(w.get('message', ''))}")
+        for h in m.get("hazards", []):
             finding = h.get("finding") or h.get("error", "")
-            n = sum(w["count"] for w in h["warnings"] if w["category"] == "TracerWarning")
-            out.append(f"- hazard **{h['name']}** (`{h['recipe']}`): {h['outcome']}; {finding} "
-                       f"({n} tracer warnings)")
-        for d in m["spec_deviations"]:
-            out.append(f"- deviation from the spec: {d}")
+            n = sum(w.get("count", 0) for w in h.get("warnings", []) if w.get("category") == "TracerWarning")
+            recipe = f" ({_code(h['recipe'])})" if h.get("recipe") else ""
+            out.append(f"- hazard **{_cell(h.get('name', '?'))}**{recipe}: {_cell(h.get('outcome', '?'))}; "
+                       f"{_cell(finding)} ({n} tracer warnings)")
+        for d in m.get("spec_deviations", []):
+            out.append(f"- deviation from the spec: {_cell(d)}")
         out.append("")
 
     mig = migration(manifests, rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 
@@ -19,6 +19,11 @@ def _root() -> dict[str, Any]:
 
         return json.loads((Path(__file__).resolve().parents[2] / "docs" / "corpus-schema.json").read_text())
     return json.loads(_core.corpus_schema())
+
+
+@cache
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern.replace("$", r"\Z") if pattern.endswith("$") else pattern)
 
 
 def _type_name(v: Any) -> str:
@@ -49,7 +54,16 @@ def _dump(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 
 
+# The keywords implemented here and in the C++ validator; a schema using another one is refused, not half-checked.
+KEYWORDS = {"$schema", "$id", "title", "description", "definitions", "$ref", "type", "required", "properties",
+            "additionalProperties", "items", "enum", "const", "minimum", "maximum", "pattern", "minLength",
+            "maxLength", "minItems", "maxItems"}
+
+
 def _check(schema: dict[str, Any], v: Any, path: str) -> str:
+    unknown = set(schema) - KEYWORDS
+    if unknown:
+        raise ValueError(f"corpus schema uses keyword(s) {sorted(unknown)}, which are not implemented")
     if "$ref" in schema:
         return _check(_root()["definitions"][schema["$ref"].removeprefix("#/definitions/")], v, path)
     if "type" in schema:
@@ -62,8 +76,16 @@ def _check(schema: dict[str, Any], v: Any, path: str) -> str:
         return f"{path}: {_dump(v)} is not one of {', '.join(_dump(o) for o in schema['enum'])}"
     if "minimum" in schema and _type_name(v) in ("integer", "number") and v < schema["minimum"]:
         return f"{path}: must be >= {_dump(schema['minimum'])}, got {_dump(v)}"
-    if "pattern" in schema and isinstance(v, str) and not re.search(schema["pattern"], v):
-        return f"{path}: {_dump(v)} does not match {schema['pattern']}"
+    if "maximum" in schema and _type_name(v) in ("integer", "number") and v > schema["maximum"]:
+        return f"{path}: must be <= {_dump(schema['maximum'])}, got {_dump(v)}"
+    if isinstance(v, str):
+        if "maxLength" in schema and len(v) > schema["maxLength"]:
+            return f"{path}: longer than {schema['maxLength']} characters"
+        if "minLength" in schema and len(v) < schema["minLength"]:
+            return f"{path}: shorter than {schema['minLength']} characters"
+        # \Z, not $: Python's $ also matches before a final newline, ECMAScript's (and the C++ matcher's) does not.
+        if "pattern" in schema and not re.search(_pattern(schema["pattern"]), v):
+            return f"{path}: {_dump(v)} does not match {schema['pattern']}"
     if isinstance(v, dict):
         for k in schema.get("required", []):
             if k not in v:
@@ -79,6 +101,10 @@ def _check(schema: dict[str, Any], v: Any, path: str) -> str:
                     return f"{path}: unexpected key '{k}'"
                 if isinstance(extra, dict) and (e := _check(extra, x, f"{path}.{k}")):
                     return e
+    if isinstance(v, list) and "maxItems" in schema and len(v) > schema["maxItems"]:
+        return f"{path}: more than {schema['maxItems']} items"
+    if isinstance(v, list) and "minItems" in schema and len(v) < schema["minItems"]:
+        return f"{path}: fewer than {schema['minItems']} items"
     if isinstance(v, list) and "items" in schema:
         for i, x in enumerate(v):
             if e := _check(schema["items"], x, f"{path}[{i}]"):
