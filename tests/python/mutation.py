@@ -12,9 +12,16 @@ Each mutated case is a copy of a golden case (hard links for untouched files) wi
   An independent oracle (a separate Python process: torch.load(weights_only=True), torch.jit.load,
   torch.testing.assert_close) says whether the mutated set still matches; a PASS where the oracle says otherwise is a
   false PASS.
+- semantic (re-signed, hostile.py): neg/conj views, storage records longer or shorter than declared, dict keys that
+  print alike, loosened tolerances and overrides that match nothing, hand-written pickles (memo bombs, deep and
+  self-containing containers, expanded and out-of-bounds views), malicious pickles in data files, artifacts and
+  exported programs; path tricks (links out of and within the corpus, FIFOs, /dev/zero, wrong declared sizes,
+  26,000-character names, NUL in file names, control and bidirectional characters). Each has a rule: judged by the
+  oracle, refused (never PASS), or loosened (a PASS only with its LOOSENED mark).
 - corpus.json: damaged in place, each verified on its own.
-Results: counts by outcome; the run fails on any false PASS, on any case without a result (the parent must always
-report), and on a runner process that dies.
+The Python faces (report, compile, the compat probe, the pytest plugin) then run on a sample of the semantic cases.
+Results: counts by outcome; the run fails on any false PASS, any code executed (a marker file some payloads create
+if they ever run), any case without a result, any process that dies and any that hangs past its timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import GOLDEN, sha256  # noqa: E402
+import hostile  # noqa: E402
+
+from conftest import GOLDEN, rehash, sha256  # noqa: E402
 
 KINDS = ("bitflip", "truncate", "insert", "delete")
 
@@ -67,12 +77,12 @@ def replace(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def build(out: Path, count: int, seed: int) -> list[dict[str, Any]]:
+def build(out: Path, count: int, seed: int, index: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Byte damage, unsigned and re-signed (appends the cases to ``index``)."""
     rng = random.Random(seed)
     golden = json.loads((GOLDEN / "corpus.json").read_text())
     sources = [c["name"] for c in golden["cases"]]
     plan: list[dict[str, Any]] = []
-    index = []
     for i in range(count):
         src = rng.choice(sources)
         name = f"m{i:04d}_{src}"
@@ -121,7 +131,115 @@ def build(out: Path, count: int, seed: int) -> list[dict[str, Any]]:
             manifest_hash = _hash_text(json.dumps(pristine, indent=1))
         index.append({"name": name, "manifest": f"{name}/manifest.json", "sha256": manifest_hash})
         plan.append(entry)
-    (out / "corpus.json").write_text(json.dumps({**golden, "cases": index}, indent=1))
+    return plan
+
+
+# How each semantic mutation is judged: "oracle" (a PASS only where the independent oracle matches), "refuse" (no
+# PASS for the set, or the whole case when no set is named), "loosened" (a PASS only with its LOOSENED mark, and an
+# override that matches nothing must FAIL).
+RULES = {"neg_view": "oracle", "dict_keys": "oracle", "record_size": "refuse", "malicious_data": "refuse",
+         "handmade_pickle": "refuse", "tolerance": "loosened", "link_out": "refuse", "link_in": "oracle",
+         "dev_zero": "refuse", "fifo_data": "refuse", "declared_size": "refuse", "long_name": "refuse",
+         "nul_name": "refuse", "control_text": "oracle", "malicious_pt2": "refuse", "malicious_artifact": "refuse",
+         "fifo_manifest": "refuse"}
+EVIL_TEXT = "\x1b[2K\rPASS  forged/line [cpu]\x07\n## heading\n| a |\u009b31m\u202eSSAP\u2028\u200b"
+
+
+def _path_trick(kind: str, corpus: Path, case: str, m: dict[str, Any], s: dict[str, Any], role: str,
+                outside: Path, marker: Path) -> dict[str, Any]:
+    """One path or manifest trick on ``case`` (a copy); returns what the plan records. The manifest is re-signed by
+    the caller (except where the trick is to make it unreadable)."""
+    path = corpus / case / s[role]["file"]
+    if kind == "link_out":  # a perfectly good copy of the file, outside the corpus: following it would PASS
+        target = outside / f"{case}-{path.name}"
+        target.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(target)
+    elif kind == "link_in":
+        shared = corpus / "_shared"
+        shared.mkdir(exist_ok=True)
+        target = shared / f"{case}-{path.name}"
+        target.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(target)
+    elif kind == "dev_zero":
+        path.unlink()
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo_data":
+        path.unlink()
+        os.mkfifo(path)
+    elif kind == "declared_size":
+        rehash(corpus, case, index=False)
+        m = json.loads((corpus / case / "manifest.json").read_text())
+        s = next(x for x in m["input_sets"] if x["name"] == s["name"])
+        s[role]["bytes"] = s[role].get("bytes", path.stat().st_size) + 1
+        (corpus / case / "manifest.json").write_text(json.dumps(m, indent=1))
+        return {"set": s["name"], "resigned": "manifest only"}
+    elif kind == "long_name":
+        m["input_sets"][0]["method"] = "a" * 26000
+        (corpus / case / "manifest.json").write_text(json.dumps(m, indent=1))
+        return {"set": None, "resigned": "manifest only"}
+    elif kind == "nul_name":
+        s[role]["file"] += "\x00.ignored"
+        (corpus / case / "manifest.json").write_text(json.dumps(m, indent=1))
+        return {"set": None, "resigned": "manifest only"}
+    elif kind == "control_text":
+        m["description"] = EVIL_TEXT
+        for v in m.get("variants", []):
+            if v.get("xfail"):
+                v["xfail"]["reason"] = EVIL_TEXT
+        (corpus / case / "manifest.json").write_text(json.dumps(m, indent=1))
+        return {"set": s["name"], "resigned": "manifest only"}
+    elif kind == "malicious_pt2":
+        program = next(v for v in m["variants"] if v.get("file", "").endswith(".pt2"))
+        hostile.replace_record(corpus / case / program["file"], "/data/sample_inputs/model.pt",
+                               lambda d: hostile.malicious_torch_save(marker))
+        return {"set": None, "artifact_prefix": program["name"]}
+    elif kind == "malicious_artifact":
+        artifact = corpus / case / m["artifact"]["file"]
+        hostile.replace_record(artifact, "/data.pkl", lambda d: hostile.malicious_raw_pickle(marker))
+        return {"set": None, "artifact": ""}
+    elif kind == "fifo_manifest":
+        mpath = corpus / case / "manifest.json"
+        mpath.unlink()
+        os.mkfifo(mpath)
+        return {"set": None, "resigned": "no"}
+    return {"set": s["name"]}
+
+
+def build_semantic(out: Path, count: int, seed: int, index: list[dict[str, Any]], outside: Path,
+                   marker: Path) -> list[dict[str, Any]]:
+    """Re-signed semantic attacks and path tricks (appends the cases to ``index``)."""
+    rng = random.Random(seed)
+    golden = json.loads((GOLDEN / "corpus.json").read_text())
+    sources = [c["name"] for c in golden["cases"]]
+    plan: list[dict[str, Any]] = []
+    kinds = sorted(RULES)
+    for i in range(count):
+        kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds)  # every kind at least once
+        candidates = [c for c in sources if kind != "malicious_pt2" or any(
+            v.get("file", "").endswith(".pt2") for v in json.loads((GOLDEN / c / "manifest.json").read_text())
+            .get("variants", []))]
+        src = rng.choice(candidates)
+        name = f"s{i:04d}_{src}"
+        m = clone_case(GOLDEN / src, out / name, name)
+        s = rng.choice(m["input_sets"])
+        role = rng.choice(("inputs", "expected"))
+        entry: dict[str, Any] = {"case": name, "source": src, "kind": kind, "rule": RULES[kind], "set": s["name"],
+                                 "role": role, "signed": True, "semantic": True}
+        if kind in hostile.ATTACKS:
+            entry["what"] = hostile.ATTACKS[kind](out, name, s["name"], role, marker, rng)
+            if kind == "tolerance":
+                entry["role"] = "expected"  # the golden that was moved
+            rehash(out, name, index=False)
+        else:
+            entry.update(_path_trick(kind, out, name, m, s, role, outside, marker))
+            if entry.get("resigned", "yes") == "yes":
+                rehash(out, name, index=False)
+        mpath = out / name / "manifest.json"
+        digest = sha256(mpath) if mpath.is_file() else "0" * 64
+        index.append({"name": name, "manifest": f"{name}/manifest.json", "sha256": digest})
+        plan.append(entry)
     return plan
 
 
@@ -201,24 +319,139 @@ def corpus_json_mutations(runner: Path, work: Path, count: int, rng: random.Rand
     return outcomes
 
 
-def run(runner: Path, count: int, seed: int, corpus_json: int = 20, keep: Path | None = None) -> dict[str, Any]:
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\u0080-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def covers(e: dict[str, Any], artifact: str, set_name: str) -> bool:
+    """Whether a result (artifact, input set) of the mutated case reads what the mutation touched."""
+    if e.get("set") and set_name not in (e["set"], "*"):
+        return False
+    if "artifact" in e and artifact != e["artifact"]:
+        return False
+    return "artifact_prefix" not in e or artifact.split("@")[0] == e["artifact_prefix"]
+
+
+def judge_semantic(e: dict[str, Any], results: list[dict[str, Any]], truth: dict[str, str]) -> tuple[str, bool]:
+    """(outcome label, whether it is a false PASS) for one semantic mutation, by its rule."""
+    rows = [x for x in results if covers(e, x["artifact"], x["input_set"])]
+    if not rows and e.get("set") and "artifact" not in e and "artifact_prefix" not in e:
+        rows = results  # the case failed as a whole ("*")
+    verdicts = "/".join(sorted({x["verdict"] for x in rows})) or "no row"
+    passed = [x for x in rows if x["verdict"] == "PASS"]
+    if e["rule"] == "refuse":
+        return f"semantic {e['kind']}: {verdicts}", bool(passed) or not rows
+    if e["rule"] == "loosened":
+        # A PASS is what the manifest asked for, but it must say so; an override that matches nothing fails.
+        plain = [x for x in passed if not x["loosened"] and "LOOSENED" not in x["line"]]
+        unmatched = "unmatched" in e.get("what", "") and bool(passed)
+        return f"semantic {e['kind']}: {verdicts}", bool(plain) or unmatched
+    oracle_says = truth.get(f"{e['case']}/{e['set']}", "error: not run")
+    label = f"semantic {e['kind']}: {verdicts} (oracle {oracle_says.split(':')[0]})"
+    return label, oracle_says != "match" and bool(passed)
+
+
+def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: list[dict[str, Any]], report: Path,
+                 marker: Path, timeout: float) -> dict[str, Any]:
+    """The Python faces on the mutated corpus (report) and on a sample of its semantic cases (compile, the compat
+    probe, the pytest plugin): none may die, hang, run the payloads or pass what the rules refuse."""
+    faces: dict[str, Any] = {"problems": [], "runs": 0}
+    py = [sys.executable, "-m", "torchconform"]
+
+    def call(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str] | None:
+        faces["runs"] += 1
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        except subprocess.TimeoutExpired:
+            faces["problems"].append(f"hang: {' '.join(cmd[2:5])}")
+            return None
+        if done.returncode < 0 or "Traceback" in done.stderr:
+            faces["problems"].append(f"died: {' '.join(cmd[2:5])} ({done.returncode}): {done.stderr[-500:]}")
+        return done
+
+    done = call([*py, "report", str(corpus), "--results", str(report), "--out", str(work / "report.md")])
+    if done is not None and done.returncode not in (1, 2):
+        faces["problems"].append(f"report exited {done.returncode} on a corpus with mutations")
+    if (work / "report.md").exists() and CONTROL.search((work / "report.md").read_text()):
+        faces["problems"].append("report.md holds a raw control or bidirectional character")
+
+    refused = {e["case"]: e for e in plan if e.get("rule") == "refuse"}
+    for e in [e for e in plan if e.get("kind") == "malicious_pt2"][:3]:
+        done = call([*py, "compile", str(corpus), "--case", e["case"], "--aoti-cache", str(work / "aoti")])
+        if done is not None and done.returncode != 2:
+            faces["problems"].append(f"compile accepted {e['case']} (exit {done.returncode})")
+
+    # A sample corpus for the probe and the plugin (FIFOs left out: copying one would wait for a writer).
+    sample = work / "sample"
+    sample.mkdir()
+    chosen = [e for e in plan if e.get("semantic") and "fifo" not in e["kind"]][:14]
+    for e in chosen:
+        shutil.copytree(corpus / e["case"], sample / e["case"], symlinks=True)
+    if (corpus / "_shared").exists():
+        shutil.copytree(corpus / "_shared", sample / "_shared")
+        for e in chosen:  # links within the corpus point at the copy's shared files
+            for link in (sample / e["case"]).rglob("*"):
+                if link.is_symlink() and "_shared" in os.readlink(link):
+                    target = sample / "_shared" / Path(os.readlink(link)).name
+                    link.unlink()
+                    link.symlink_to(target)
+    index = json.loads((corpus / "corpus.json").read_text())
+    index["cases"] = [c for c in index["cases"] if c["name"] in {e["case"] for e in chosen}]
+    (sample / "corpus.json").write_text(json.dumps(index, indent=1))
+    done = call([sys.executable, "-m", "torchconform.compat_probe", "verify", str(sample)])
+    if done is not None:
+        for line in done.stdout.splitlines():
+            row = json.loads(line)
+            e = refused.get(row["case"])
+            if row["status"] == "pass" and e and covers(e, row["artifact"], row["set"]):
+                faces["problems"].append(f"compat probe passed {row['case']}/{row['set']} ({e['kind']})")
+    done = call([sys.executable, "-m", "pytest", f"--torchconform-corpus={sample}", "-q", "-rA",
+                 "-p", "no:cacheprovider", "-o", "addopts=", "--torchconform-timeout", "120"], cwd=work)
+    if done is not None:
+        if done.returncode not in (0, 1):
+            faces["problems"].append(f"pytest plugin exited {done.returncode}: {done.stdout[-500:]}")
+        for line in done.stdout.splitlines():
+            m = re.match(r"PASSED (s\d+_\w+)(?::([\w@]+))?\[(\w+)-cpu\]", line)
+            e = refused.get(m.group(1)) if m else None
+            if e and covers(e, m.group(2) or "", m.group(3)):
+                faces["problems"].append(f"pytest plugin passed {line.strip()} ({e['kind']})")
+    if marker.exists():
+        faces["problems"].append("a payload ran: the marker file exists")
+    return faces
+
+
+def run(runner: Path, count: int, seed: int, corpus_json: int = 20, semantic: int = 0, faces: bool = True,
+        keep: Path | None = None, timeout: float = 120) -> dict[str, Any]:
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="torchconform-mutation-"))
+    marker = work / "PAYLOAD-RAN"
+    outside = work / "outside"
+    outside.mkdir()
     try:
         corpus = work / "corpus"
         corpus.mkdir()
-        plan = build(corpus, count, seed)
+        index: list[dict[str, Any]] = []
+        plan = build(corpus, count, seed, index)
+        plan += build_semantic(corpus, semantic, seed + 2, index, outside, marker)
+        golden = json.loads((GOLDEN / "corpus.json").read_text())
+        (corpus / "corpus.json").write_text(json.dumps({**golden, "cases": index}, indent=1))
         report = work / "report.json"
-        r = subprocess.run([str(runner), str(corpus), "--json", str(report), "--quiet", "--timeout", "120"],
-                           capture_output=True, text=True, timeout=3000)
+        t_run = time.monotonic()
+        # The whole run's limit: the runner's own per-case timeouts must end any case long before it.
+        limit = 900 + (count + semantic) // 2
+        try:
+            r = subprocess.run([str(runner), str(corpus), "--json", str(report), "--quiet", "--timeout",
+                                str(timeout)], capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as e:
+            raise SystemExit(f"the runner hung on the mutated corpus (no end within {limit} s)") from e
         if r.returncode < 0 or not report.exists():
             raise SystemExit(f"the runner itself died (status {r.returncode}):\n{r.stderr[-3000:]}")
+        run_seconds = time.monotonic() - t_run
         rows = json.loads(report.read_text())["results"]
         by_case: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_case.setdefault(row["case"], []).append(row)
 
-        jobs = [(e["case"], e["set"]) for e in plan if e["signed"]]
+        jobs = [(e["case"], e["set"]) for e in plan if e["signed"] and e.get("rule", "oracle") == "oracle"]
         oracle = subprocess.run([sys.executable, "-c", ORACLE, str(corpus)], input=json.dumps(jobs),
                                 capture_output=True, text=True, timeout=3000)
         if oracle.returncode != 0:
@@ -231,6 +464,12 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, keep: Path |
             results = by_case.get(e["case"])
             if not results:
                 missing.append(e)
+                continue
+            if e.get("semantic"):
+                label, bad = judge_semantic(e, results, truth)
+                outcomes[label] += 1
+                if bad:
+                    false_pass.append(e)
                 continue
             label = ("re-signed " if e["signed"] else "") + e["kind"]
             if e["signed"]:
@@ -258,14 +497,22 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, keep: Path |
                     touched = [x for x in results if x["input_set"] in (Path(e["target"]).name.split(".")[0], "*")]
                 if not touched or any(x["verdict"] == "PASS" for x in touched):
                     false_pass.append(e)
+        raw_output = bool(CONTROL.search(r.stdout + r.stderr))
+        face_report = python_faces(corpus, work, plan, rows, report, marker, timeout * 3) if faces and semantic \
+            else {"problems": [], "runs": 0}
         outcomes.update(corpus_json_mutations(runner, work, corpus_json, random.Random(seed + 1)))
-        total = count + corpus_json
+        total = count + semantic + corpus_json
         summary = {
-            "seed": seed, "mutations": total, "seconds": round(time.monotonic() - t0, 1),
-            "runner_exit": r.returncode, "false_pass": len(false_pass), "missing_results": len(missing),
+            "seed": seed, "mutations": total, "semantic": semantic, "seconds": round(time.monotonic() - t0, 1),
+            "runner_seconds": round(run_seconds, 1), "runner_exit": r.returncode,
+            "false_pass": len(false_pass), "missing_results": len(missing),
             "crashed": sum(1 for row in rows if row["verdict"] == "CRASH"),
+            "timed_out": sum(1 for row in rows if row["verdict"] == "TIMEOUT"),
             "runner_died": sum(v for k, v in outcomes.items() if "runner died" in k) + (r.returncode < 0),
             "corpus_json_false_pass": outcomes.get("corpus.json: FALSE PASS", 0),
+            "code_executed": int(marker.exists()),
+            "raw_control_characters_in_output": int(raw_output),
+            "python_face_runs": face_report["runs"], "python_face_problems": face_report["problems"],
             "outcomes": dict(sorted(outcomes.items())), "false_pass_details": false_pass[:10],
             "missing_details": missing[:10],
         }
@@ -276,19 +523,27 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, keep: Path |
         shutil.rmtree(work, ignore_errors=True)
 
 
+def failures(summary: dict[str, Any]) -> int:
+    """What makes a mutation run fail: every count that must be zero."""
+    return (summary["false_pass"] + summary["missing_results"] + summary["runner_died"] + summary["crashed"]
+            + summary["timed_out"] + summary["corpus_json_false_pass"] + summary["code_executed"]
+            + summary["raw_control_characters_in_output"] + len(summary["python_face_problems"]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runner", type=Path, default=Path(__file__).resolve().parents[2] / "build" / "cpp_runner"
                     / "torchconform-run")
-    ap.add_argument("--count", type=int, default=600)
+    ap.add_argument("--count", type=int, default=600, help="byte-damage mutations")
+    ap.add_argument("--semantic", type=int, default=150, help="semantic mutations and path tricks")
+    ap.add_argument("--no-faces", action="store_true", help="skip the Python faces (report, compile, probe, plugin)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the mutated corpus and report here")
     args = ap.parse_args()
-    summary = run(args.runner, args.count, args.seed, keep=args.keep)
+    summary = run(args.runner, args.count, args.seed, semantic=args.semantic, faces=not args.no_faces,
+                  keep=args.keep)
     print(json.dumps(summary, indent=2))
-    bad = (summary["false_pass"] + summary["missing_results"] + summary["runner_died"]
-           + summary["corpus_json_false_pass"] + summary["crashed"])
-    return 1 if bad else 0
+    return 1 if failures(summary) else 0
 
 
 if __name__ == "__main__":

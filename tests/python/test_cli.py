@@ -68,7 +68,7 @@ def test_report(tmp_path: Path) -> None:
         assert re.search(rf"^\| {name} \| {m['mode']} \| {len(m['input_sets'])} \| {n_artifacts} \| PASS", text,
                          re.M), name
         assert f"## {name} ({m['mode']})" in text
-    assert "hazard **spec_trace_in_training_mode**" in text
+    assert "hazard **spec\\_trace\\_in\\_training\\_mode**" in text  # corpus text is Markdown-escaped
     # The migration section: every model has a torch.export outcome.
     assert "## TorchScript → torch.export migration" in text
     assert re.search(r"^\| dynamic_router \| export \| no: GuardOnDataDependentSymNode", text, re.M)
@@ -77,7 +77,7 @@ def test_report(tmp_path: Path) -> None:
     bad = tc("report", perturbed_corpus(tmp_path), "--quiet")
     assert bad.returncode == 1
     assert "**FAIL**" in bad.stdout and "| TorchScript | b4_32x32 | cpu | FAIL |" in bad.stdout
-    assert "| export@aoti | b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at [2, 7]" in bad.stdout
+    assert "| export@aoti | b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at \\[2, 7\\]" in bad.stdout
 
 
 def test_report_from_results_file(tmp_path: Path) -> None:

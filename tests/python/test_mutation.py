@@ -1,6 +1,7 @@
-"""Proof by mutation: 500 corrupted copies of the golden corpus plus 20 damaged corpus.json files, verified by the
-C++ runner. Never a crash, never a false PASS. The seed is fixed so a failure replays:
-    python tests/python/mutation.py --count 500 --seed <seed> --keep /tmp/mutants
+"""Proof by mutation: 500 corrupted copies of the golden corpus, 150 re-signed semantic attacks and path tricks
+(hostile.py, mutation.py) and 20 damaged corpus.json files, verified by the C++ runner, then the Python faces on a
+sample. Never a false PASS, never a payload run, never a crash or a hang. The seed is fixed so a failure replays:
+    python tests/python/mutation.py --count 500 --semantic 150 --seed <seed> --keep /tmp/mutants
 TORCHCONFORM_MUTATION_SEED picks another seed (to explore); the counts are printed and written to
 build/test-results/mutation.json."""
 
@@ -13,25 +14,36 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from mutation import run
+from mutation import RULES, failures, run
 
 SEED = int(os.environ.get("TORCHCONFORM_MUTATION_SEED", "20261126"))
 
 
 def test_mutated_corpora_never_pass_and_never_crash(runner: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    summary = run(runner, count=500, seed=SEED, corpus_json=20)
+    summary = run(runner, count=500, seed=SEED, corpus_json=20, semantic=150)
     out = ROOT / "build" / "test-results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "mutation.json").write_text(json.dumps(summary, indent=2))
     with capsys.disabled():
-        print(f"\nmutation test (seed {SEED}): {summary['mutations']} mutations in {summary['seconds']} s; "
-              f"false PASS {summary['false_pass']}, crashes {summary['crashed']}, "
-              f"runner deaths {summary['runner_died']}, cases without a result {summary['missing_results']}")
+        print(f"\nmutation test (seed {SEED}): {summary['mutations']} mutations ({summary['semantic']} semantic) in "
+              f"{summary['seconds']} s; false PASS {summary['false_pass']}, code executed "
+              f"{summary['code_executed']}, runner deaths {summary['runner_died']}, crashes {summary['crashed']}, "
+              f"hangs {summary['timed_out']}, cases without a result {summary['missing_results']}, raw control "
+              f"characters in the output {summary['raw_control_characters_in_output']}; Python faces: "
+              f"{summary['python_face_runs']} runs, {len(summary['python_face_problems'])} problems")
         for outcome, n in summary["outcomes"].items():
             print(f"  {n:4d}  {outcome}")
-    assert summary["mutations"] >= 500
+    assert summary["mutations"] >= 670
     assert summary["false_pass"] == 0, summary["false_pass_details"]
+    assert summary["code_executed"] == 0
     assert summary["corpus_json_false_pass"] == 0
     assert summary["missing_results"] == 0, summary["missing_details"]
     assert summary["runner_died"] == 0
     assert summary["crashed"] == 0, "LibTorch crashed on a mutated file (isolated, but worth a look)"
+    assert summary["timed_out"] == 0
+    assert summary["raw_control_characters_in_output"] == 0
+    assert summary["python_face_problems"] == []
+    assert failures(summary) == 0
+    # Every semantic kind was drawn (the proof covers each class, not a lucky subset).
+    assert {k.split(":")[0].removeprefix("semantic ") for k in summary["outcomes"] if k.startswith("semantic")} \
+        == set(RULES)

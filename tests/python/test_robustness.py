@@ -141,8 +141,9 @@ def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert {p.relative_to(out): sha256(p) for p in out.rglob("*") if p.is_file()} == before
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "corpus"]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".corpus.partial-"), leftovers
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name != "corpus")
+    assert len(leftovers) == 2 and leftovers[0].startswith(".corpus.export-"), leftovers  # its journal...
+    assert leftovers[1].startswith(".corpus.partial-"), leftovers  # ...and the partial corpus it names
     r = tc("export", "--out", out, "--case", "process_outputs", "--force")
     assert r.returncode == 0 and "removed .corpus.partial-" in r.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
@@ -154,6 +155,9 @@ def test_killed_between_renames_is_recovered(tmp_path: Path) -> None:
     finished = subprocess.Popen(["true"])
     finished.wait()
     dead = finished.pid  # a pid that is no longer running
+    # What an export killed between its two renames leaves: its journal, the old corpus moved aside.
+    (tmp_path / f".corpus.export-{dead}.json").write_text(json.dumps(
+        {"out": "corpus", "partial": f".corpus.partial-{dead}", "old": f".corpus.old-{dead}"}))
     out.rename(tmp_path / f".corpus.old-{dead}")
     r = tc("export", "--out", out, "--case", "process_outputs")
     assert r.returncode == 2 and "already exists" in r.stderr  # the old corpus came back and is protected

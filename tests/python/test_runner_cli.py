@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -26,7 +27,8 @@ def test_golden_passes(run_cli, tmp_path: Path) -> None:
     assert f"summary: {N_PASS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, {N_XFAIL} xfailed" in r.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"] == {"passed": N_PASS, "failed": 0, "errors": 0, "crashed": 0, "timed_out": 0,
-                                 "xfailed": N_XFAIL, "xpassed": 0, "exit_code": 0}
+                                 "xfailed": N_XFAIL, "xpassed": 0, "loosened": 0, "verified": N_PASS,
+                                 "exit_code": 0}
     assert {row["verdict"] for row in report["results"]} == {"PASS", "XFAIL"}
     assert [(x["case"], x["artifact"], x["input_set"]) for x in report["results"]] == \
         [(p["case"], p["artifact"], p["set"]) for p in planned()]
@@ -86,13 +88,15 @@ def test_truncated_artifact_is_a_load_error(run_cli, tmp_path: Path) -> None:
     art.write_bytes(art.read_bytes()[: art.stat().st_size // 2])
     r = run_cli(corpus)
     assert r.returncode == 2
-    assert "simple_cnn/artifact.pt: SHA-256 mismatch" in r.stdout
+    # The declared size catches a cut file before it is even hashed.
+    assert re.search(r"simple_cnn: simple_cnn/artifact.pt has \d+ bytes, the manifest declares \d+", r.stdout), r.stdout
     rehash(corpus, "simple_cnn")  # now the hash agrees and LibTorch itself must refuse the file
     r = run_cli(corpus)
     assert r.returncode == 2, r.stdout + r.stderr
     errors = [line for line in r.stdout.splitlines() if line.startswith("ERROR")]
     assert len(errors) == len(manifests()["simple_cnn"]["input_sets"])
-    assert all("simple_cnn/artifact.pt: torch::jit::load failed" in e for e in errors), errors
+    # The archive check refuses it before LibTorch's reader sees it.
+    assert all("simple_cnn/artifact.pt: not a well-formed zip archive" in e for e in errors), errors
     assert "PASS  dynamic_router/all_experts" in r.stdout, "one broken case must not stop the others"
 
 
@@ -209,7 +213,7 @@ def test_corrupted_program_is_a_clear_error(run_cli, tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a cut zip: no central directory
     r = run_cli(corpus, "--case", "simple_cnn")
     assert r.returncode == 2
-    assert "ERROR simple_cnn:export@aoti/b4_32x32" in r.stdout and "variants/export.pt2: SHA-256 mismatch" in r.stdout
+    assert "ERROR simple_cnn:export@aoti/b4_32x32" in r.stdout and "variants/export.pt2 has" in r.stdout
     assert "PASS  simple_cnn/b4_32x32" in r.stdout
     rehash(corpus, "simple_cnn")  # vouched for: now no package matches the program, and compiling it fails clearly
     r = run_cli(corpus, "--case", "simple_cnn")

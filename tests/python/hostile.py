@@ -1,0 +1,235 @@
+"""Hostile corpora: re-signed semantic attacks on copies of a corpus, as anyone who can commit to a corpus (and so
+re-sign its whole hash chain) could make them. Shared by test_hostile.py (one regression test per finding) and
+mutation.py (the randomized proof, which draws from ATTACKS)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from conftest import GOLDEN, rehash, sha256
+from torchconform.values import leaves
+
+
+def single(tmp: Path, case: str, src: Path = GOLDEN, name: str | None = None) -> Path:
+    """A corpus holding one case of ``src`` (copied, under ``name``), signed."""
+    root = tmp / "corpus"
+    root.mkdir(parents=True)
+    name = name or case
+    shutil.copytree(src / case, root / name)
+    m = json.loads((root / name / "manifest.json").read_text())
+    m["case"] = name
+    (root / name / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    index = json.loads((src / "corpus.json").read_text())
+    index["cases"] = [{"name": name, "manifest": f"{name}/manifest.json",
+                       "sha256": sha256(root / name / "manifest.json")}]
+    (root / "corpus.json").write_text(json.dumps(index, indent=2) + "\n")
+    return root
+
+
+def manifest(corpus: Path, case: str) -> dict[str, Any]:
+    return json.loads((corpus / case / "manifest.json").read_text())
+
+
+def write_manifest(corpus: Path, case: str, m: dict[str, Any]) -> None:
+    """Writes the manifest and re-signs everything (files, manifest, corpus.json)."""
+    (corpus / case / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    rehash(corpus, case)
+
+
+def set_file(corpus: Path, case: str, set_name: str, role: str) -> Path:
+    s = next(x for x in manifest(corpus, case)["input_sets"] if x["name"] == set_name)
+    return corpus / case / s[role]["file"]
+
+
+def save(value: Any, path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    torch.save(value, path)
+
+
+# ---- zip and pickle surgery -----------------------------------------------------------------------------------
+def records(path: Path) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def write_zip(path: Path, recs: list[tuple[str, bytes]], deflate: set[str] = frozenset()) -> None:
+    if path.exists():
+        path.unlink()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in recs:
+            z.writestr(zipfile.ZipInfo(name), data,
+                       compress_type=zipfile.ZIP_DEFLATED if name in deflate else zipfile.ZIP_STORED)
+
+
+def replace_record(path: Path, suffix: str, fn: Callable[[bytes], bytes]) -> None:
+    """Rewrites the archive with the record whose name ends with ``suffix`` passed through ``fn``."""
+    recs = records(path)
+    hit = [n for n, _ in recs if n.endswith(suffix)]
+    assert len(hit) == 1, (suffix, [n for n, _ in recs])
+    write_zip(path, [(n, fn(d) if n == hit[0] else d) for n, d in recs])
+
+
+def pickle_record(path: Path) -> bytes:
+    return next(d for n, d in records(path) if n.endswith("/data.pkl"))
+
+
+class Marker:
+    """Unpickling this runs ``touch <marker>``: the file must never appear."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_torch_save(marker: Path, wrap: Callable[[Any], Any] = lambda x: x) -> bytes:
+    buf = io.BytesIO()
+    torch.save(wrap(Marker(marker)), buf)
+    return buf.getvalue()
+
+
+def plant_payload(corpus: Path, case: str, set_name: str, role: str, marker: Path) -> None:
+    """The set's file replaced by a torch.save whose unpickling would run ``touch marker``, re-signed."""
+    path = set_file(corpus, case, set_name, role)
+    path.unlink()
+    path.write_bytes(malicious_torch_save(marker))
+    rehash(corpus, case)
+
+
+def malicious_raw_pickle(marker: Path) -> bytes:
+    return pickle.dumps(Marker(marker), protocol=2)
+
+
+def handmade_pickle_archive(pickle_bytes: bytes, extra: list[tuple[str, bytes]] = ()) -> bytes:
+    """A torch.save-shaped archive around a hand-written data.pkl."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle_bytes)
+        z.writestr("archive/byteorder", b"little")
+        for name, data in extra:
+            z.writestr(f"archive/{name}", data)
+        z.writestr("archive/version", b"3\n")
+    return buf.getvalue()
+
+
+def nested_list_pickle(depth: int) -> bytes:
+    """((([[...]]),)) — a list nested ``depth`` deep as the only input, in protocol 2 opcodes."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"\x85."
+
+
+def memo_bomb_pickle() -> bytes:
+    """20 bytes that ask LibTorch's unpickler for a memo of 2^31 entries (32 GiB)."""
+    return b"\x80\x02N" + b"r" + struct.pack("<I", 2**31 - 1) + b"\x85."
+
+
+def self_containing_list_pickle() -> bytes:
+    """A list that contains itself (through the memo): every recursive walk over it would never end."""
+    return b"\x80\x02]q\x00h\x00a\x85."
+
+
+# ---- the attacks the randomized mutation test draws from ------------------------------------------------------
+# Each takes (corpus, case, set name, role, marker path, rng) and returns a description; the case is re-signed
+# afterwards by the caller. Every one must end as anything but PASS for that set (and never create the marker).
+def _neg_view(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    path = set_file(corpus, case, set_name, role)
+    value = torch.load(path, weights_only=True)
+    tensors = [v for v in leaves(value) if isinstance(v, torch.Tensor)]
+    target = rng.choice([t for t in tensors if t.numel() and t.dtype != torch.bool] or tensors)
+
+    def swap(v: Any) -> Any:
+        if v is target:
+            return torch._neg_view(v.clone())  # torch.load gives -v: never equal unless v is all zeros
+        if isinstance(v, tuple):
+            return tuple(swap(x) for x in v)
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        return v
+
+    save(swap(value), path)
+    return f"{role} leaf saved as torch._neg_view"
+
+
+def _record_size(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    path = set_file(corpus, case, set_name, role)
+    delta = rng.choice((16, 1 << 20, -4, -16))
+
+    def resize(d: bytes) -> bytes:
+        return d + bytes(delta) if delta > 0 else d[:max(0, len(d) + delta)]
+
+    replace_record(path, "/data/0", resize)
+    return f"{role} storage record resized by {delta} bytes"
+
+
+def _tolerance(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    """Loosen the tolerance and move the set's golden by 1000 at one element: the result may pass under the
+    loosened tolerance, but never as a plain PASS (the mutation test checks the LOOSENED mark); an override on a
+    path that matches nothing must fail."""
+    m = manifest(corpus, case)
+    kind = rng.choice(("rtol", "atol", "ulp", "unmatched"))
+    tol = {"rtol": {"default": {"mode": "allclose", "rtol": 1e9}, "outputs": {}},
+           "atol": {"default": {"mode": "allclose", "atol": 1e9}, "outputs": {}},
+           "ulp": {"default": {"mode": "ulp", "max_ulp": 2**63 - 1}, "outputs": {}},
+           "unmatched": {"default": {"mode": "allclose"}, "outputs": {"$[99]": {"mode": "exact"}}}}[kind]
+    m["tolerance"] = tol
+    for v in m.get("variants", []):
+        v.pop("tolerance", None)
+    (corpus / case / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    path = set_file(corpus, case, set_name, "expected")
+    value = torch.load(path, weights_only=True)
+    leaf = next(t for t in [value, *leaves(value)] if isinstance(t, torch.Tensor) and t.numel()
+                and t.dtype != torch.bool)
+    leaf.view(-1)[0] += 1000
+    save(value, path)
+    return f"tolerance {kind}, golden moved by 1000"
+
+
+def _malicious_data(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    path = set_file(corpus, case, set_name, role)
+    wrap = rng.choice((lambda x: x, lambda x: (x,), lambda x: {"a": x}))
+    path.unlink()
+    path.write_bytes(malicious_torch_save(marker, wrap))
+    return f"{role} is a torch.save of an object whose unpickling runs a command"
+
+
+def _handmade_pickle(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    kind = rng.choice(("memo", "nested", "cycle", "expand", "strides"))
+    path = set_file(corpus, case, set_name, role)
+    if kind == "expand":
+        save((torch.zeros(1).expand(3 * 2**30),), path)
+        return "input is an expanded view of 3 * 2^30 elements over 1"
+    if kind == "strides":  # size (4,) rewritten as (1000,) in the pickle: the view reaches far past its storage
+        save((torch.zeros(4),), path)
+        replace_record(path, "/data.pkl", lambda d: d.replace(b"K\x04\x85", b"M\xe8\x03\x85", 1))
+        return "tensor size patched to reach past its storage"
+    data = {"memo": memo_bomb_pickle(), "nested": nested_list_pickle(100_000),
+            "cycle": self_containing_list_pickle()}[kind]
+    path.unlink()
+    path.write_bytes(handmade_pickle_archive(data))
+    return f"hand-written pickle: {kind}"
+
+
+def _dict_keys(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    path = set_file(corpus, case, set_name, role)
+    value = torch.load(path, weights_only=True)
+    save({"\x01": value, "\\x01": value}, path)
+    return f"{role} wrapped in a dict whose two keys print alike"
+
+
+ATTACKS: dict[str, Callable[..., str]] = {
+    "neg_view": _neg_view, "record_size": _record_size, "tolerance": _tolerance,
+    "malicious_data": _malicious_data, "handmade_pickle": _handmade_pickle, "dict_keys": _dict_keys,
+}
