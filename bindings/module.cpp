@@ -1,5 +1,6 @@
 // torchconform._core: the C++ runner library (cpp_runner/) exposed to Python. Nothing here loads or compares on
 // its own; every function forwards to torchconform::runner, so Python and ctest get the same verdicts.
+#include <torchconform/bench.h>
 #include <torchconform/runner.h>
 
 #include <torch/python.h>  // at::Tensor <-> torch.Tensor casters (same storage: no copy)
@@ -95,6 +96,20 @@ RunOptions run_options(const std::string& device, int threads, int repeat, const
   return o;
 }
 
+// A mark as Python sees it: the reason where it applies to this LibTorch (what this runner would apply), and the
+// mark as written ({"reason", "torch"}) for faces that judge another PyTorch's results (applicable_mark with that
+// version).
+std::optional<std::string> local_reason(const std::optional<Mark>& m) {
+  return m && m->applies_to(libtorch_version()) ? std::optional<std::string>(m->reason) : std::nullopt;
+}
+py::object mark_dict(const std::optional<Mark>& m) {
+  if (!m) return py::none();
+  py::dict d;
+  d["reason"] = m->reason;
+  d["torch"] = m->torch;
+  return std::move(d);
+}
+
 const CaseSpec& find_case(const Corpus& corpus, const std::string& name) {
   for (const auto& c : corpus.cases)
     if (c.name == name) return c;
@@ -186,7 +201,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("description", &InputSetSpec::description)
       .def_readonly("method", &InputSetSpec::method)
       .def_readonly("seed", &InputSetSpec::seed)
-      .def_readonly("xfail", &InputSetSpec::xfail)
+      .def_property_readonly("xfail", [](const InputSetSpec& s) { return local_reason(s.xfail); })
+      .def_property_readonly("mark", [](const InputSetSpec& s) { return mark_dict(s.xfail); })
       .def_property_readonly("prelude", [](const InputSetSpec& s) {
         std::vector<std::string> calls;
         for (const auto& c : s.prelude) calls.push_back(c.text);
@@ -195,13 +211,18 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<VariantSpec>(m, "Variant")
       .def_readonly("name", &VariantSpec::name)
-      .def_readonly("kind", &VariantSpec::kind)
+      .def_property_readonly("kind", [](const VariantSpec& v) { return std::string(to_string(v.kind)); })
       .def_readonly("description", &VariantSpec::description)
       .def_readonly("transform", &VariantSpec::transform)
       .def_readonly("error", &VariantSpec::error)
       .def_readonly("input_sets", &VariantSpec::input_sets)
-      .def_readonly("runtimes", &VariantSpec::runtimes)
-      .def_readonly("xfail", &VariantSpec::xfail)
+      .def_property_readonly("runtimes", [](const VariantSpec& v) {
+        std::vector<std::string> names;
+        for (const auto kind : v.runtimes) names.push_back(to_string(kind));
+        return names;
+      })
+      .def_property_readonly("xfail", [](const VariantSpec& v) { return local_reason(v.xfail); })
+      .def_property_readonly("mark", [](const VariantSpec& v) { return mark_dict(v.xfail); })
       .def_property_readonly("file", [](const VariantSpec& v) {
         return v.file ? std::optional<std::string>(v.file->file) : std::nullopt;
       })
@@ -216,7 +237,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("exported_torch", &CaseSpec::exported_torch)
       .def_readonly("input_sets", &CaseSpec::sets)
       .def_readonly("error", &CaseSpec::error)
-      .def_readonly("xfail", &CaseSpec::xfail)
+      .def_property_readonly("xfail", [](const CaseSpec& c) { return local_reason(c.xfail); })
+      .def_property_readonly("mark", [](const CaseSpec& c) { return mark_dict(c.xfail); })
       .def_readonly("variants", &CaseSpec::variants)
       .def_readonly("manifest_json", &CaseSpec::manifest_text,
                     "the manifest text as verified (hash, schema, depth); '' for a broken case")
@@ -269,6 +291,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("output", [](const SetResult& r) { return to_python(r.output); },
                              "what the artifact returned, as torch objects sharing the C++ tensors' storage")
       .def_readonly("xfail_reason", &SetResult::xfail_reason)
+      .def("to_json", &result_to_json, "the result as the JSON report writes it (the one mapping)")
       .def_property_readonly("line", &format_result)
       .def("__repr__", [](const SetResult& r) { return "<SetResult " + format_result(r) + ">"; });
 
@@ -280,7 +303,33 @@ PYBIND11_MODULE(_core, m) {
         "(artifact, runtime, input set) of every result a full run of the case produces, in run order.");
   m.def("default_aoti_cache", &default_aoti_cache);
   m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
-        "Where the runner looks for the AOTInductor package of an exported program (see torchconform compile).");
+        py::arg("torch_version") = std::string(libtorch_version()),
+        "Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an "
+        "exported program (see torchconform compile): the one definition of the cache key.");
+  m.def("version_matches", &version_matches, py::arg("version"), py::arg("spec"),
+        "Whether a torch version satisfies an xfail mark's condition ('<2.14', '>=2.13,<3'): the runner's rule.");
+  m.def(
+      "applicable_mark",
+      [](const Corpus& corpus, const std::string& name, const std::string& artifact, const std::string& set,
+         const std::string& torch_version) {
+        const CaseSpec& c = find_case(corpus, name);
+        const VariantSpec* variant = nullptr;
+        const std::string variant_name = artifact.substr(0, artifact.find('@'));
+        for (const auto& v : c.variants)
+          if (!artifact.empty() && v.name == variant_name) variant = &v;
+        if (!artifact.empty() && !variant) throw CorpusError(c.name + ": no variant '" + variant_name + "'");
+        const InputSetSpec* s = nullptr;
+        for (const auto& x : c.sets)
+          if (x.name == set) s = &x;
+        if (!s && set != "*") throw CorpusError(c.name + ": no input set named '" + set + "'");
+        return applicable_mark(c, s, variant, torch_version);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("torch_version"),
+      "The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version`, or None: "
+      "the runner's precedence (variant, then set, then case) and version conditions.");
+  m.def("parse_verify_args", &parse_verify_args, py::arg("args"), py::arg("default_corpus") = "",
+        "The verification's one option table (torchconform-run's): a VerifyOptions, or UsageError.");
+  m.def("verify_usage", &verify_usage, py::arg("prog"));
   m.def("runtimes", [] {
     std::vector<std::tuple<std::string, bool, std::string>> out;
     for (const auto& r : runtimes()) out.emplace_back(r.name, r.available, r.detail);
@@ -299,34 +348,31 @@ PYBIND11_MODULE(_core, m) {
       "Run one case (or the named input sets of it) with the C++ runner, on its TorchScript artifact and every "
       "variant; returns one SetResult per (artifact, input set).");
 
+  py::class_<VerifyOptions>(m, "VerifyOptions", "What parse_verify_args made of a command line")
+      .def_readonly("corpus", &VerifyOptions::corpus)
+      .def_readonly("cases", &VerifyOptions::cases)
+      .def_readonly("device", &VerifyOptions::device)
+      .def_readonly("threads", &VerifyOptions::threads)
+      .def_readonly("repeat", &VerifyOptions::repeat)
+      .def_readonly("json", &VerifyOptions::json)
+      .def_readonly("junit", &VerifyOptions::junit)
+      .def_readonly("isolate", &VerifyOptions::isolate)
+      .def_readonly("timeout", &VerifyOptions::timeout)
+      .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
+      .def_readonly("quiet", &VerifyOptions::quiet);
+
   m.def(
       "verify",
-      [](const std::string& corpus, const std::vector<std::string>& cases, const std::string& device, int threads,
-         int repeat, const std::string& json, const std::string& junit, bool isolate,
-         std::optional<double> timeout, const LineSink& out, const LineSink& progress,
-         const std::string& aoti_cache) {
-        VerifyOptions o;
-        o.corpus = corpus;
-        o.cases = cases;
-        o.device = device;
-        o.threads = threads;
-        o.repeat = repeat;
-        o.json = json;
-        o.junit = junit;
-        o.isolate = isolate;
-        o.timeout = timeout;
-        o.aoti_cache = aoti_cache;
+      [](const VerifyOptions& o, const LineSink& out, const LineSink& progress) {
         // The sinks are Python callables: pybind11's std::function wrapper takes the GIL for each call.
         py::gil_scoped_release release;
         auto outcome = verify(o, out, progress);
-        return std::make_pair(outcome.exit_code, std::move(outcome.results));
+        return std::make_tuple(outcome.exit_code, std::move(outcome.results), std::move(outcome.report));
       },
-      py::arg("corpus"), py::arg("cases") = std::vector<std::string>{}, py::arg("device") = "cpu",
-      py::arg("threads") = 0, py::arg("repeat") = 2, py::arg("json") = "", py::arg("junit") = "",
-      py::arg("isolate") = true, py::arg("timeout") = py::none(), py::arg("out"),
-      py::arg("progress") = LineSink{}, py::arg("aoti_cache") = "",
-      "The run torchconform-run does, with the same lines sent to `out` and `progress`; returns (exit_code, "
-      "results). Raises CorpusError / UsageError before any case runs.");
+      py::arg("options"), py::arg("out"), py::arg("progress") = LineSink{},
+      "The run torchconform-run does (options from parse_verify_args), with the same lines sent to `out` and "
+      "`progress`; returns (exit_code, results, the JSON report document). Raises CorpusError / UsageError before "
+      "any case runs.");
 
   // ---- benchmarks (torchconform bench): timing loops in C++, no Python inside them -------------------------------
   m.def(
@@ -337,7 +383,12 @@ PYBIND11_MODULE(_core, m) {
         const CaseSpec& c = find_case(corpus, name);
         std::vector<c10::IValue> values;
         for (size_t i = 0; i < args.size(); ++i) values.push_back(to_ivalue(args[i], "args[" + std::to_string(i) + "]"));
-        BenchOptions b{warmup_calls, warmup_seconds, min_calls, min_seconds, max_calls};
+        BenchOptions b;
+        b.warmup_calls = warmup_calls;
+        b.warmup_seconds = warmup_seconds;
+        b.min_calls = min_calls;
+        b.min_seconds = min_seconds;
+        b.max_calls = max_calls;
         py::gil_scoped_release release;
         const BenchTiming t = bench_artifact(c, label, method, values, run_options(device, threads, 1, aoti_cache), b);
         return std::make_tuple(t.load_seconds, t.first_call_seconds, t.samples);

@@ -19,10 +19,11 @@ STAMP_VALUE="$TORCH_PIN ${PY_DEPS[*]}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# --- C++ dependencies from Debian: GoogleTest, nlohmann-json (manifest parsing) ----
+# --- C++ dependencies from Debian: GoogleTest, nlohmann-json (manifest parsing), OpenSSL's libcrypto (SHA-256) ----
 APT_MISSING=()
 [ -f /usr/include/gtest/gtest.h ] || APT_MISSING+=(libgtest-dev)
 [ -f /usr/include/nlohmann/json.hpp ] || APT_MISSING+=(nlohmann-json3-dev)
+[ -f /usr/include/openssl/evp.h ] || APT_MISSING+=(libssl-dev)
 if [ ${#APT_MISSING[@]} -gt 0 ]; then
   log "installing ${APT_MISSING[*]} from Debian"
   SUDO=""

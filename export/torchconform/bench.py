@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import _core
+from . import _core, verification
 
 MODES = ("eager", "ts_python", "ts_cpp", "frozen_cpp", "aoti_cpp")
 MODE_TITLES = {"eager": "Python eager", "ts_python": "TorchScript (Python)", "ts_cpp": "TorchScript (C++)",
@@ -273,7 +273,8 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
         floor = _core.measure_floor(opened, "cpu", 0, 2, aoti_cache)
         floors.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        code, results = _core.verify(str(corpus), isolate=False, out=quiet, aoti_cache=aoti_cache)
+        code, results, _ = verification.run([str(corpus), "--no-isolate", "--quiet"]
+                                            + (["--aoti-cache", aoti_cache] if aoti_cache else []), out=quiet)
         inproc.append(time.perf_counter() - t0)
         parts.append(breakdown(results))
         if code != 0:

@@ -59,14 +59,17 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(rest: list[str]) -> int:
     from . import _core
+    from .verification import run
 
+    if {"-h", "--help"} & set(rest):
+        print(_core.verify_usage("torchconform verify [CORPUS, default golden]"), end="")
+        return 0
     try:
-        code, _ = _core.verify(str(args.corpus), args.case or [], args.device, args.threads, args.repeat,
-                               str(args.json or ""), str(args.junit or ""), not args.no_isolate, args.timeout,
-                               out=lambda line: print(line, flush=True), progress=_stderr(args.quiet),
-                               aoti_cache=str(args.aoti_cache or ""))
+        # The C++ option table parses the arguments: the same values as torchconform-run, the same messages.
+        code, _, _ = run(rest, default_corpus="golden", out=lambda line: print(line, flush=True),
+                         progress=_stderr(False))
     except _core.UsageError as e:
         print(f"torchconform verify: {e}", file=sys.stderr)
         return 2
@@ -159,21 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     com.add_argument("--quiet", action="store_true", help="no progress lines")
     com.set_defaults(run=_compile)
 
-    ver = sub.add_parser("verify", help="verify a corpus with the C++ runner (same output and exit codes as "
-                                        "torchconform-run: 0 pass, 1 mismatch, 2 error/crash/timeout)")
-    ver.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
-    ver.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
-    ver.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
-    ver.add_argument("--threads", type=int, default=0, help="intra-op threads (default: LibTorch's)")
-    ver.add_argument("--repeat", type=int, default=2, help="calls per input set, each compared (default: 2)")
-    ver.add_argument("--json", type=Path, help="write a JSON report")
-    ver.add_argument("--junit", type=Path, help="write a JUnit XML report")
-    ver.add_argument("--timeout", type=float, help="seconds per case before TIMEOUT (default: 600; needs isolation)")
-    ver.add_argument("--no-isolate", action="store_true",
-                     help="run cases in this process instead of one child process each (a crash ends the run)")
-    ver.add_argument("--aoti-cache", type=Path, help=cache_help)
-    ver.add_argument("--quiet", action="store_true", help="no progress lines")
-    ver.set_defaults(run=_verify)
+    # (main() hands `verify`'s arguments to the C++ option table before argparse sees them; listed for --help.)
+    sub.add_parser("verify", add_help=False,
+                   help="verify a corpus with the C++ runner (torchconform-run's options, output and exit codes: "
+                        "0 pass, 1 mismatch, 2 error/crash/timeout/nothing verified; --help lists them)")
 
     rep = sub.add_parser("report", help="a Markdown report of a corpus and its verification")
     rep.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
@@ -225,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     cpt.add_argument("--quiet", action="store_true", help="no progress lines")
     cpt.set_defaults(run=_compat)
 
+    given = list(argv) if argv is not None else sys.argv[1:]
+    if given[:1] == ["verify"]:  # its options are torchconform-run's: the core's one table parses them
+        return _verify(given[1:])
     args = parser.parse_args(argv)
     args._in_process = argv is not None  # called from Python: do not re-execute the interpreter
     args._argv = list(argv) if argv is not None else sys.argv[1:]

@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 import torch
 
+from . import protocol
 from .registry import NAME_RE, Built, Case, CaseError, InputSet
 from .schema import validate
-from .values import describe, freeze, max_abs_diff, resolve_method
+from .values import describe, freeze, max_abs_diff
 from .variants import Variant, flat_input_kinds, graph_node_counts, script_copy
 from .warn import collect_warnings
 
@@ -51,20 +52,17 @@ def environment() -> dict[str, Any]:
 
 
 def apply_prelude(target: Any, s: InputSet) -> None:
-    for call in s.prelude:
-        resolve_method(target, call.method)(*call.args)
+    protocol.apply_prelude(target, [(c.method, c.args) for c in s.prelude])
 
 
 def call(target: Any, s: InputSet) -> Any:
-    """One checked call: the seed (if any), then the call of ``s.method`` (forward: the target itself)."""
-    if s.seed is not None:
-        torch.manual_seed(s.seed)
-    return (target if s.method == "forward" else resolve_method(target, s.method))(*s.args)
+    """One checked call of the set (protocol.call: the seed, then the method)."""
+    return protocol.call(target, s.method, s.args, s.seed)
 
 
 def invoke(target: Any, s: InputSet) -> Any:
     """Run one input set on ``target`` (an eager module/function or a loaded artifact): prelude calls, then the seed,
-    then the call. The C++ runner does the same steps in the same order (prelude once per fresh load)."""
+    then the call (protocol.py; the C++ runner does the same steps in the same order)."""
     apply_prelude(target, s)
     return call(target, s)
 

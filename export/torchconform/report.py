@@ -1,16 +1,18 @@
 """``torchconform report``: a Markdown report of a corpus and its verification, for humans and CI summaries.
 
-Verdicts and statistics come from the C++ runner's JSON report (written by ``_core.verify``); the manifests add
+Verdicts and statistics come from the C++ runner's JSON report (``_core.verify``'s document, or a ``--json`` file);
+the manifests add
 what the export recorded (versions, tracer warnings, hazards, deviations from the spec)."""
 
 from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
+
+from . import verification
 
 
 def _num(v: float | None) -> str:
@@ -179,11 +181,8 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     corpus = Path(corpus)
     index = _core.Corpus.open(str(corpus))  # hash-checks every manifest before we read them
     if results is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "results.json"
-            _core.verify(str(corpus), cases or [], device, 0, 2, str(path), "", out=lambda line: None,
-                         progress=progress, aoti_cache=aoti_cache)
-            run = _load_run(path)
+        args = [str(corpus), "--device", device, *[a for c in cases or [] for a in ("--case", c)]]
+        _, _, run = verification.run(args + (["--aoti-cache", aoti_cache] if aoti_cache else []), progress=progress)
     else:
         run = _load_run(results)
     s = run["summary"]

@@ -82,10 +82,3 @@ def max_abs_diff(a: Any, b: Any) -> float | None:
         elif x != y:
             return None
     return worst
-
-
-def resolve_method(obj: Any, dotted: str) -> Any:
-    """``decoder.set_temperature`` -> obj.decoder.set_temperature (works on nn.Module and ScriptModule alike)."""
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj

@@ -162,7 +162,7 @@ TEST(NegativeControl, ExportedProgramPath) {
   ASSERT_NE(corpus(), nullptr);
   const CaseSpec& golden = find_case("simple_cnn");
   const auto program = std::find_if(golden.variants.begin(), golden.variants.end(),
-                                    [](const VariantSpec& v) { return v.kind == "exported_program"; });
+                                    [](const VariantSpec& v) { return v.kind == VariantKind::kExportedProgram; });
   if (program == golden.variants.end()) GTEST_SKIP() << "this corpus's simple_cnn has no exported program";
   const fs::path tmp = fs::temp_directory_path() / ("torchconform_negctl_" + std::to_string(::getpid()));
   fs::remove_all(tmp);

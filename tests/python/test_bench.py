@@ -15,7 +15,7 @@ import pytest
 import torch  # noqa: F401  (before _core)
 
 from conftest import GOLDEN
-from torchconform import _core
+from torchconform import _core, verification
 from torchconform.bench import markdown, stats
 
 
@@ -46,7 +46,7 @@ def test_each_set_is_read_and_decoded_once_per_case(corpus):
 
 
 def test_floor_makes_the_calls_a_verification_makes(corpus):
-    code, results = _core.verify(str(GOLDEN), isolate=False, repeat=2, out=lambda line: None)
+    code, results, _ = verification.run([GOLDEN, "--no-isolate", "--repeat", "2", "--quiet"])
     assert code == 0
     floor = _core.measure_floor(corpus, repeat=2)
     # Every result whose artifact loaded was called twice; the floor calls the same artifacts on the same sets.

@@ -45,6 +45,22 @@ class CorpusError : public std::runtime_error {
   ErrorKind kind_;
 };
 
+// How an artifact is stored (manifest `kind`) and what runs it (`runtimes`); parsed once, from the schema's enums.
+enum class VariantKind { kTorchScript, kExportedProgram };
+enum class RuntimeKind { kTorchScript, kAoti, kNativeRT };
+const char* to_string(VariantKind kind);  // "torchscript" | "exported_program"
+const char* to_string(RuntimeKind kind);  // "torchscript" | "aoti" | "nativert"
+std::optional<RuntimeKind> runtime_kind_from(const std::string& name);
+
+// An expected-failure mark as the manifest states it (`{"reason", "torch"?}`): with a `torch` condition it applies
+// only where the LibTorch version matches. Kept as written; which mark applies is decided per version at use
+// (applicable_mark), so a face judging another PyTorch's results applies that PyTorch's version.
+struct Mark {
+  std::string reason;
+  std::string torch;  // a version condition ("<2.14"), or "" for every version
+  bool applies_to(const std::string& torch_version) const;
+};
+
 struct FileRef {
   std::string file;    // relative to the case directory
   std::string sha256;  // lowercase hex
@@ -65,7 +81,7 @@ struct InputSetSpec {
   std::vector<PreludeCall> prelude;
   FileRef inputs;
   FileRef expected;
-  std::optional<std::string> xfail;  // expected to fail, with the reason (strict: a pass fails the run)
+  std::optional<Mark> xfail;  // expected to fail (strict: a pass fails the run)
 };
 
 // One positional input leaf of an exported program, flattened: a tensor (passed to the program) or a constant the
@@ -79,17 +95,17 @@ struct ProgramInput {
 // goldens and, call by call, against the case's TorchScript artifact.
 struct VariantSpec {
   std::string name;
-  std::string kind;  // torchscript | exported_program
+  VariantKind kind = VariantKind::kTorchScript;
   std::string description;
   std::string transform;          // the code that made it
   std::optional<FileRef> file;    // absent when the capture failed at export (see `error`)
   std::string error;              // the capture's error, recorded at export
   std::vector<std::string> input_sets;  // the sets it applies to, in the case's order
-  std::vector<std::string> runtimes;    // exported_program: "aoti", "nativert"
+  std::vector<RuntimeKind> runtimes;    // exported_program: aoti, nativert
   std::vector<ProgramInput> inputs;     // exported_program: the flattened positional inputs
   bool int_outputs_as_tensors = false;  // exported_program: 0-dim integer tensors stand for Python ints
   TolerancePolicy tolerance;            // the case's unless the variant has its own
-  std::optional<std::string> xfail;
+  std::optional<Mark> xfail;
 };
 
 struct CaseSpec {
@@ -103,7 +119,7 @@ struct CaseSpec {
   TolerancePolicy tolerance;
   std::string exported_torch;
   std::vector<InputSetSpec> sets;
-  std::optional<std::string> xfail;  // every input set expected to fail, with the reason
+  std::optional<Mark> xfail;  // every input set expected to fail
   std::vector<VariantSpec> variants;
   // Non-empty when the case's manifest could not be read or validated: the case reports this error and the
   // corpus's other cases still run.
@@ -128,6 +144,13 @@ struct Corpus {
   std::vector<const CaseSpec*> select(const std::vector<std::string>& globs) const;
 };
 
+// The expected-failure reason for one result, if any: the variant's mark comes first, then the input set's, then the
+// case's; the first that applies to `torch_version` wins. The one definition of xfail precedence (the runner calls
+// it with its LibTorch version, `torchconform compat` with the version of the PyTorch it judges).
+std::optional<std::string> applicable_mark(const CaseSpec& c, const InputSetSpec* set, const VariantSpec* variant,
+                                           const std::string& torch_version);
+
+// SHA-256 as lowercase hex (OpenSSL's libcrypto).
 std::string sha256_hex(const void* data, size_t size);
 
 // Whether `version` ("2.13.0", "2.14.1+cu130") satisfies `spec`: comma-separated clauses "<2.14", ">=2.13.0",

@@ -1,4 +1,5 @@
-// Running a corpus: load each artifact with LibTorch, run its input sets, compare against the goldens.
+// Running a corpus: the plan (which artifact runs which input set with which runtime), running it with LibTorch,
+// comparing against the goldens, and the verification run every face shares. Benchmark primitives: bench.h.
 #pragma once
 
 #include <torchconform/compare.h>
@@ -24,13 +25,16 @@ struct RunOptions {
   std::string aoti_cache;
 };
 
-// $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti. The Python side
-// (torchconform/aoti.py) resolves the same directory.
+// The LibTorch version this runner was built against (TORCH_VERSION).
+const char* libtorch_version();
+
+// $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti.
 std::string default_aoti_cache();
-// The package compiled from the exported program with this SHA-256, for this LibTorch version and device type:
-// <cache>/<sha256[:32]>-torch<version>-<cpu|cuda>/model.pt2.
+// The package compiled from the exported program with this SHA-256, for a torch version and device type:
+// <cache>/<sha256[:32]>-torch<version>-<cpu|cuda>/model.pt2. The one definition of the cache key: Python computes
+// it through the bindings, for this LibTorch or (torchconform compat) for another PyTorch's version.
 std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
-                              const std::string& device_type);
+                              const std::string& device_type, const std::string& torch_version = libtorch_version());
 
 // The runtimes this runner can run artifacts with, and why one is missing ("" when available).
 struct RuntimeInfo {
@@ -40,6 +44,40 @@ struct RuntimeInfo {
 };
 std::vector<RuntimeInfo> runtimes();
 
+// ---- the plan ----------------------------------------------------------------------------------------------------
+// One artifact of a case as a run will treat it: the one list that running, isolation, the bindings' plan, the
+// benchmarks and the floor all iterate. In run order: the case's TorchScript artifact, then each variant (an
+// exported program once per runtime this build has).
+struct PlannedArtifact {
+  enum class Status {
+    kRun,            // load it with `runtime` and run `sets`
+    kFailedCapture,  // the capture failed at export: one "*" result (an expected failure, or the run fails)
+    kNotRun,         // no runtime of this runner can run it: one "*" ERROR of kind not_run
+  };
+  Status status = Status::kRun;
+  std::string label;  // SetResult::artifact: "" (the case's artifact), "frozen", "export@aoti"
+  RuntimeKind runtime = RuntimeKind::kTorchScript;
+  std::string runtime_name;  // SetResult::runtime: torchscript | aoti | nativert | export (failed) | none
+  const VariantSpec* variant = nullptr;  // null for the case's TorchScript artifact
+  const FileRef* file = nullptr;         // kRun: the file that is loaded
+  const TolerancePolicy* tolerance = nullptr;
+  std::vector<const InputSetSpec*> sets;  // kRun: in the case's order; others: the sets it would have run
+  std::string why;                        // kFailedCapture / kNotRun: the message of its "*" result
+};
+std::vector<PlannedArtifact> plan_artifacts(const CaseSpec& c);
+
+// Every result a full run of a case produces, in run order (plan_artifacts flattened: one per artifact and set, one
+// "*" per failed capture or program no runtime can run, one "*" for a broken manifest).
+struct PlannedResult {
+  std::string label;    // SetResult::artifact
+  std::string runtime;  // SetResult::runtime
+  std::string set;      // SetResult::set_name ("*" for a failed capture, a program not run, a broken manifest)
+  const InputSetSpec* spec = nullptr;
+  const VariantSpec* variant = nullptr;
+};
+std::vector<PlannedResult> plan(const CaseSpec& c);
+
+// ---- results ------------------------------------------------------------------------------------------------------
 enum class Verdict {
   kPass,
   kFail,     // the output differs from the golden
@@ -50,6 +88,7 @@ enum class Verdict {
   kXPass,    // passed although marked `xfail`: the mark is stale, and the run fails until it is removed
 };
 const char* to_string(Verdict v);
+Verdict verdict_from(const std::string& name);  // inverse of to_string; throws std::invalid_argument
 
 struct SetResult {
   std::string case_name;
@@ -57,7 +96,7 @@ struct SetResult {
   std::string device;
   std::string artifact;              // "" for the case's TorchScript artifact, else the variant ("frozen",
                                      // "export@aoti": variant@runtime for exported programs)
-  std::string runtime = "torchscript";  // torchscript | aoti | nativert
+  std::string runtime = "torchscript";  // PlannedArtifact::runtime_name
   Verdict verdict = Verdict::kError;
   Comparison comparison;  // of the first failing call, else of the last call
   int failed_call = 0;    // 1-based call that failed, 0 when none did
@@ -89,25 +128,15 @@ struct SetResult {
   int calls = 0;
 };
 
-// Every result a full run of a case produces, in run_case's order: the TorchScript artifact on each input set, then
-// each variant on its sets (exported programs once per runtime this build has), and one "*" result per capture that
-// failed at export. An isolated run reports the ones its child never got to as CRASH / TIMEOUT.
-struct PlannedResult {
-  std::string label;    // SetResult::artifact
-  std::string runtime;  // SetResult::runtime
-  std::string set;      // SetResult::set_name ("*" for a failed capture or a broken manifest)
-  const InputSetSpec* spec = nullptr;
-  std::optional<std::string> mark;  // the variant's xfail mark
-};
-std::vector<PlannedResult> plan(const CaseSpec& c);
-
 // "simple_cnn/b4_32x32" or "simple_cnn:frozen/b4_32x32".
 std::string result_id(const SetResult& r);
+// Whether the result was compared under a loosened tolerance (with the golden or with the TorchScript artifact).
+bool loosened(const SetResult& r);
+// The result as JSON text (the mapping the reports, the isolation pipe and the bindings share) and back.
+std::string result_to_json(const SetResult& r);
+SetResult result_from_json(const std::string& text);
 
-// The LibTorch version this runner was built against (TORCH_VERSION).
-const char* libtorch_version();
-
-// Applies the numerics policy shared with the Python side: TensorExpr fuser off, thread count.
+// Applies the numerics policy shared with the Python side: TensorExpr fuser off, thread count, no TF32.
 void apply_policy(const RunOptions& options);
 std::string describe_policy(const RunOptions& options);
 
@@ -140,11 +169,10 @@ struct Summary {
     return errors || crashed || timed_out || verified() == 0 ? 2 : failed || xpassed ? 1 : 0;
   }
 };
-// Whether the result was compared under a loosened tolerance (with the golden or with the TorchScript artifact).
-bool loosened(const SetResult& r);
 Summary summarize(const std::vector<SetResult>& results);
 std::string format_summary(const std::vector<SetResult>& results);
 
+// ---- the verification run every face shares ----------------------------------------------------------------------
 // A bad command line: the callers print their usage and exit 2.
 class UsageError : public std::runtime_error {
  public:
@@ -154,14 +182,11 @@ class UsageError : public std::runtime_error {
 // Devices for "cpu", "cuda" or "all". "cuda" without CUDA throws UsageError; "all" without CUDA sets `skipped`.
 std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* skipped);
 
-// The whole verification run shared by torchconform-run and `torchconform verify`: open the corpus, select cases,
-// run them on each device, send the same lines to `out` (results, summary) and `progress` (case n of N, elapsed),
-// write the optional reports. Throws CorpusError / UsageError before any case runs.
 struct VerifyOptions {
   std::string corpus;
   std::vector<std::string> cases;  // globs; empty: all
   std::string device = "cpu";      // cpu | cuda | all
-  int threads = 0;
+  int threads = 0;                 // 0: LibTorch's default
   int repeat = 2;
   std::string json, junit;  // report paths, empty: none
   bool isolate = true;      // each case in its own child process (run_case_isolated)
@@ -169,60 +194,25 @@ struct VerifyOptions {
   // isolate = false it is a usage error: an in-process run cannot be stopped, and the limit must not look enforced.
   std::optional<double> timeout;
   std::string aoti_cache;   // empty: default_aoti_cache()
+  bool quiet = false;       // no progress lines (the faces' progress sink)
 };
+
+// The one option table of a verification: `torchconform-run` parses its command line with it and `torchconform
+// verify` hands its arguments to it through the bindings, so both accept exactly the same values. `default_corpus`:
+// the corpus when none is given ("" : one is required). Throws UsageError.
+VerifyOptions parse_verify_args(const std::vector<std::string>& args, const std::string& default_corpus = "");
+// The usage text of that table, for `prog`.
+std::string verify_usage(const std::string& prog);
+
+// The whole verification run shared by torchconform-run and `torchconform verify`: open the corpus, select cases,
+// run them on each device, send the same lines to `out` (results, summary) and `progress` (case n of N, elapsed),
+// write the optional reports. Throws CorpusError / UsageError before any case runs.
 struct VerifyOutcome {
   std::vector<SetResult> results;
   int exit_code = 0;
+  std::string report;  // the JSON report document (what --json writes), for faces that render it (report.py)
 };
 using LineSink = std::function<void(const std::string&)>;
 VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress);
-
-// `policy`: describe_policy() of each device run; `skipped`: devices asked for but absent ("" if none).
-void write_json_report(const std::string& path, const Corpus& corpus, const std::string& policy,
-                       const std::string& skipped, const std::vector<SetResult>& results);
-void write_junit_report(const std::string& path, const std::vector<SetResult>& results);
-
-// ---- benchmarks (`torchconform bench`) ----------------------------------------------------------------------------
-struct BenchOptions {
-  int warmup_calls = 3;         // calls before timing starts (the profiling executor optimizes after the first runs)
-  double warmup_seconds = 0.2;  // ... and at least this long
-  int min_calls = 15;           // timed calls: at least this many
-  double min_seconds = 0.5;     // ... and at least this long
-  int max_calls = 100000;
-};
-struct BenchTiming {
-  double load_seconds = 0;        // loading the artifact (reading, hashing, deserializing / unpacking the package)
-  double first_call_seconds = 0;  // the first call after loading
-  std::vector<double> samples;    // seconds per timed call, after the warm-up
-};
-// Times one artifact of a case loaded and called the way the runner does it (same loaders, InferenceMode), without
-// comparing: `label` is "" (the case's TorchScript artifact), a TorchScript variant's name, or "<variant>@aoti".
-// `args` are the positional arguments of `method` (moved to options.device).
-BenchTiming bench_artifact(const CaseSpec& c, const std::string& label, const std::string& method,
-                           const std::vector<c10::IValue>& args, const RunOptions& options, const BenchOptions& bench);
-
-// The floor of a verification: what raw LibTorch needs to load every artifact of the corpus and call it on every
-// input set `options.repeat` times, in this process, with the inputs decoded beforehand (not timed), no hashing,
-// no comparison. Artifacts that fail to load (expected failures) count with the time the failed load took.
-struct FloorResult {
-  double seconds = 0;       // loads + calls
-  double load_seconds = 0;
-  double call_seconds = 0;
-  int artifacts = 0;
-  int calls = 0;
-};
-FloorResult measure_floor(const Corpus& corpus, const RunOptions& options);
-
-// The runner's cost per call against a raw `Module::forward` loop on the same loaded artifact and input set:
-// `rounds` alternating rounds of `calls` calls each; the runner's calls are its whole per-call loop (call, copy to
-// the CPU, compare with the golden). Medians over the rounds.
-struct CallOverhead {
-  double raw_seconds = 0;     // per call, median over rounds
-  double runner_seconds = 0;  // per call, median over rounds
-  double ratio = 0;           // median over rounds of runner / raw
-  int calls = 0, rounds = 0;
-};
-CallOverhead measure_call_overhead(const CaseSpec& c, const std::string& set, const RunOptions& options, int calls,
-                                   int rounds);
 
 }  // namespace torchconform

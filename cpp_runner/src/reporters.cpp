@@ -1,0 +1,193 @@
+// Rendering results: the result line, the summary, and the console, JSON and JUnit reporters.
+#include "reporters.h"
+
+#include "results_json.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace torchconform {
+namespace {
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os.precision(3);
+  os << v;
+  return os.str();
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+class Console final : public Reporter {
+ public:
+  explicit Console(LineSink out) : out_(std::move(out)) {}
+  void begin(const Corpus& corpus, const std::vector<const CaseSpec*>& cases, const std::string& label,
+             const std::string& skipped) override {
+    size_t n_sets = 0, n_variants = 0;
+    for (const auto* c : cases) n_sets += c->sets.size(), n_variants += c->variants.size();
+    std::ostringstream banner;
+    banner << "corpus " << label << ": " << cases.size() << " cases, " << n_sets << " input sets, " << n_variants
+           << " variants, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
+           << "; runtime LibTorch " << libtorch_version() << "; corpus.json sha256 " << corpus.index_sha256;
+    out_(printable(banner.str()));
+    std::string rt = "runtimes:";
+    for (const auto& r : runtimes()) rt += " " + r.name + (r.available ? " yes;" : " NO (" + r.detail + ");");
+    out_(rt.substr(0, rt.size() - 1));
+    if (!skipped.empty()) out_(skipped);
+  }
+  void device(const std::string& policy) override { out_("policy: " + policy); }
+  void result(const SetResult& r) override { out_(format_result(r)); }
+  void end(const std::vector<SetResult>& results) override { out_(format_summary(results)); }
+
+ private:
+  LineSink out_;
+};
+
+class Json final : public Reporter {
+ public:
+  Json(std::string path, std::string* document) : path_(std::move(path)), document_(document) {}
+  void begin(const Corpus& corpus, const std::vector<const CaseSpec*>&, const std::string&,
+             const std::string& skipped) override {
+    head_["corpus"] = corpus.root.string();
+    head_["corpus_sha256"] = corpus.index_sha256;
+    head_["exported_with"] = {{"torch", corpus.exported_torch}, {"python", corpus.exported_python}};
+    skipped_ = skipped;
+  }
+  void device(const std::string& policy) override { policies_ += (policies_.empty() ? "" : "; ") + policy; }
+  void end(const std::vector<SetResult>& results) override {
+    using nlohmann::json;
+    json out = head_;
+    out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policies_}, {"skipped", skipped_}};
+    json rts = json::object();
+    for (const auto& r : runtimes()) rts[r.name] = {{"available", r.available}, {"detail", r.detail}};
+    out["runtimes"] = rts;
+    const Summary s = summarize(results);
+    out["summary"] = {{"passed", s.passed},   {"failed", s.failed},       {"errors", s.errors},
+                      {"crashed", s.crashed}, {"timed_out", s.timed_out}, {"xfailed", s.xfailed},
+                      {"xpassed", s.xpassed}, {"loosened", s.loosened},   {"verified", s.verified()},
+                      {"exit_code", s.exit_code()}};
+    out["results"] = results;
+    const std::string text = out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    if (document_) *document_ = text;
+    if (path_.empty()) return;
+    std::ofstream f(path_);
+    if (!f) throw std::runtime_error("cannot write JSON report " + path_);
+    f << text;
+  }
+
+ private:
+  std::string path_, policies_, skipped_;
+  std::string* document_;
+  nlohmann::json head_;
+};
+
+class JUnit final : public Reporter {
+ public:
+  explicit JUnit(std::string path) : path_(std::move(path)) {}
+  void end(const std::vector<SetResult>& results) override {
+    const Summary s = summarize(results);
+    std::ofstream f(path_);
+    if (!f) throw std::runtime_error("cannot write JUnit report " + path_);
+    f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      << "<testsuite name=\"torchconform\" tests=\"" << results.size() << "\" failures=\"" << s.failed
+      << "\" errors=\"" << s.errors + s.crashed + s.timed_out << "\" skipped=\"" << s.xfailed << "\" time=\""
+      << s.seconds << "\">\n";
+    for (const auto& r : results) {
+      // printable() first: XML 1.0 cannot hold most control characters, even as character references.
+      f << "  <testcase classname=\"" << xml_escape(printable(r.case_name)) << "\" name=\""
+        << xml_escape(printable((r.artifact.empty() ? "" : r.artifact + "/") + r.set_name + "[" + r.device + "]"))
+        << "\" time=\"" << r.seconds << "\">";
+      const std::string line = xml_escape(format_result(r));
+      switch (r.verdict) {
+        case Verdict::kFail:
+        case Verdict::kXPass: f << "<failure message=\"" << line << "\"/>"; break;
+        case Verdict::kError:
+        case Verdict::kCrash:
+        case Verdict::kTimeout: f << "<error message=\"" << line << "\"/>"; break;
+        case Verdict::kXFail: f << "<skipped message=\"" << line << "\"/>"; break;
+        case Verdict::kPass: break;
+      }
+      f << "</testcase>\n";
+    }
+    f << "</testsuite>\n";
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reporter> console_reporter(LineSink out) { return std::make_unique<Console>(std::move(out)); }
+std::unique_ptr<Reporter> json_reporter(std::string path, std::string* document) {
+  return std::make_unique<Json>(std::move(path), document);
+}
+std::unique_ptr<Reporter> junit_reporter(std::string path) { return std::make_unique<JUnit>(std::move(path)); }
+
+std::string format_result(const SetResult& r) {
+  std::ostringstream os;
+  const std::string verdict = to_string(r.verdict);
+  os << verdict << std::string(verdict.size() < 6 ? 6 - verdict.size() : 1, ' ') << result_id(r) << " ["
+     << r.device << "] ";
+  if (!r.error.empty()) {
+    os << r.error;
+  } else {
+    os << r.comparison.summary();
+    if (r.has_reference) os << "; vs artifact: " << r.vs_artifact.summary();
+    if (r.failed_call) os << " (call " << r.failed_call << ")";
+    // A tolerance other than the dtype's default is part of what the verdict means: it is on the line.
+    const std::string note = r.comparison.tolerance_note();
+    if (!note.empty()) os << " [" << note << "]";
+    const std::string ref_note = r.has_reference ? r.vs_artifact.tolerance_note() : "";
+    if (!ref_note.empty() && ref_note != note) os << " [vs artifact " << ref_note << "]";
+  }
+  if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
+  os << " (" << fmt(r.seconds * 1000) << " ms)";
+  // Everything on the line that came from a corpus (names, reasons, messages) is escaped once more as a whole: no
+  // byte of it can end the line, move the cursor or reorder what a terminal shows.
+  return printable(os.str());
+}
+
+Summary summarize(const std::vector<SetResult>& results) {
+  Summary s;
+  for (const auto& r : results) {
+    switch (r.verdict) {
+      case Verdict::kPass: ++s.passed; break;
+      case Verdict::kFail: ++s.failed; break;
+      case Verdict::kError: ++s.errors; break;
+      case Verdict::kCrash: ++s.crashed; break;
+      case Verdict::kTimeout: ++s.timed_out; break;
+      case Verdict::kXFail: ++s.xfailed; break;
+      case Verdict::kXPass: ++s.xpassed; break;
+    }
+    if ((r.verdict == Verdict::kPass || r.verdict == Verdict::kXPass) && loosened(r)) ++s.loosened;
+    s.seconds += r.seconds;
+  }
+  return s;
+}
+
+std::string format_summary(const std::vector<SetResult>& results) {
+  const Summary s = summarize(results);
+  std::ostringstream os;
+  os << "summary: " << s.passed << " passed";
+  if (s.loosened) os << " (" << s.loosened << " under a LOOSENED tolerance)";
+  os << ", " << s.failed << " failed, " << s.errors << " errors, " << s.crashed << " crashed, " << s.timed_out
+     << " timed out, " << s.xfailed << " xfailed, " << s.xpassed << " xpassed (" << results.size()
+     << " input-set runs, " << fmt(s.seconds) << " s)";
+  if (s.verified() == 0) os << "; NOTHING WAS VERIFIED: no result compared an output with its golden";
+  return os.str();
+}
+
+}  // namespace torchconform

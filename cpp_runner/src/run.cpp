@@ -1,0 +1,302 @@
+// Running one case: its plan, artifact by artifact, each input set read once, called and compared.
+#include "run.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/jit/passes/tensorexpr_fuser.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace torchconform {
+
+std::string torch_message(const c10::Error& e) { return e.what_without_backtrace(); }
+
+c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy) {
+  if (v.isTensor()) {
+    const at::Tensor& t = v.toTensor();
+    return !copy && t.device() == device ? v
+                                         : t.to(device, /*non_blocking=*/false, copy).resolve_conj().resolve_neg();
+  }
+  if (v.isTuple()) {
+    std::vector<c10::IValue> items;
+    for (const auto& x : v.toTupleRef().elements()) items.push_back(to_device(x, device, copy));
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  if (v.isList()) {
+    auto list = v.toList();
+    c10::impl::GenericList out(list.elementType());
+    for (const auto& x : list) out.push_back(to_device(x, device, copy));
+    return out;
+  }
+  if (v.isGenericDict()) {
+    auto dict = v.toGenericDict();
+    c10::impl::GenericDict out(dict.keyType(), dict.valueType());
+    for (const auto& kv : dict) out.insert(kv.key(), to_device(kv.value(), device, copy));
+    return out;
+  }
+  return v;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+const char* to_string(Verdict v) {
+  switch (v) {
+    case Verdict::kPass: return "PASS";
+    case Verdict::kFail: return "FAIL";
+    case Verdict::kError: return "ERROR";
+    case Verdict::kCrash: return "CRASH";
+    case Verdict::kTimeout: return "TIMEOUT";
+    case Verdict::kXFail: return "XFAIL";
+    case Verdict::kXPass: return "XPASS";
+  }
+  return "?";
+}
+
+Verdict verdict_from(const std::string& name) {
+  for (Verdict v : {Verdict::kPass, Verdict::kFail, Verdict::kError, Verdict::kCrash, Verdict::kTimeout,
+                    Verdict::kXFail, Verdict::kXPass})
+    if (name == to_string(v)) return v;
+  throw std::invalid_argument("unknown verdict '" + name + "'");
+}
+
+std::string result_id(const SetResult& r) {
+  return r.case_name + (r.artifact.empty() ? "" : ":" + r.artifact) + "/" + r.set_name;
+}
+
+bool loosened(const SetResult& r) {
+  return r.comparison.loosened() || (r.has_reference && r.vs_artifact.loosened());
+}
+
+void apply_policy(const RunOptions& o) {
+  // The TensorExpr fuser may rewrite graphs after profiling runs (pytorch#52286); conformance runs keep it off, and
+  // the Python side (tests, bindings) does the same.
+  torch::jit::setTensorExprFuserEnabled(false);
+  if (o.threads > 0) at::set_num_threads(o.threads);
+  // CUDA conformance runs compare against float32 goldens computed in IEEE float32: no TF32 in matmuls or
+  // convolutions, deterministic cuDNN algorithms, no autotuning. (No effect on CPU runs.)
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setDeterministicCuDNN(true);
+  at::globalContext().setBenchmarkCuDNN(false);
+}
+
+std::string describe_policy(const RunOptions& o) {
+  std::ostringstream os;
+  os << "device " << o.device.str() << ", threads " << at::get_num_threads() << ", calls per input set "
+     << std::max(1, o.repeat) << ", InferenceMode, TensorExpr fuser off";
+  if (o.device.is_cuda()) os << ", TF32 off (cuBLAS, cuDNN), cuDNN deterministic, cuDNN benchmark off";
+  return os.str();
+}
+
+SetData read_set(const CaseSpec& c, const InputSetSpec& s) {
+  SetData d;
+  try {
+    auto t = Clock::now();
+    const std::string inputs = read_verified(c, s.inputs);
+    const std::string expected = read_verified(c, s.expected);
+    d.read_seconds = since(t);
+    t = Clock::now();
+    d.inputs = load_value(inputs, c.name + "/" + s.inputs.file);
+    d.expected = load_value(expected, c.name + "/" + s.expected.file);
+    d.decode_seconds = since(t);
+    if (!d.inputs.isTuple())
+      throw CorpusError(c.name + "/" + s.inputs.file + ": inputs must be a tuple of positional arguments, got " +
+                        d.inputs.tagKind());
+  } catch (const CorpusError& e) {
+    d.error = e.what();
+  } catch (const std::exception& e) {
+    d.error = printable(c.name + "/" + s.name + ": " + e.what());
+  }
+  return d;
+}
+
+std::vector<c10::IValue> fresh_args(const SetData& d, const c10::Device& device) {
+  std::vector<c10::IValue> args;
+  for (const auto& x : d.inputs.toTupleRef().elements()) args.push_back(to_device(x, device, /*copy=*/true));
+  return args;
+}
+
+SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bool first_use, const PlannedArtifact& a,
+                  const Loaded& loaded, const c10::IValue* reference, const RunOptions& o) {
+  SetResult r;
+  r.case_name = c.name;
+  r.set_name = s.name;
+  r.device = o.device.str();
+  r.artifact = a.label;
+  r.runtime = a.runtime_name;
+  r.load_seconds = loaded.load_seconds;
+  if (first_use) r.read_seconds = d.read_seconds, r.decode_seconds = d.decode_seconds;
+  const auto t0 = Clock::now();
+  const std::string who = artifact_who(c, a) + "/" + s.name;
+  try {
+    if (!d.error.empty()) throw CorpusError(d.error);
+    c10::InferenceMode guard;
+    const auto tp = Clock::now();
+    const Call call_fn = loaded.prepare(s, fresh_args(d, o.device));
+    r.setup_seconds = since(tp);
+    std::vector<double> steady;
+    for (int call = 1; call <= std::max(1, o.repeat); ++call) {
+      if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
+      const auto tc = Clock::now();
+      c10::IValue out;
+      try {
+        out = call_fn();
+        if (o.device.is_cuda()) torch::cuda::synchronize();
+      } catch (const c10::Error& e) {
+        throw CorpusError(who + ": " + s.method + " raised: " + torch_message(e), ErrorKind::kCall);
+      }
+      const double took = since(tc);
+      (call == 1 ? r.first_call_seconds : steady.emplace_back()) = took;
+      r.call_seconds += took;
+      ++r.calls;
+      const auto tk = Clock::now();
+      r.output = to_device(out, c10::Device(c10::kCPU));
+      // Overrides are checked per artifact over all its sets (run_case), not per call: a set calling another
+      // method may return another structure.
+      r.comparison = compare(d.expected, r.output, *a.tolerance, OverrideCheck::kCollect);
+      if (reference) {
+        r.has_reference = true;
+        r.vs_artifact = compare(*reference, r.output, *a.tolerance, OverrideCheck::kCollect);
+      }
+      r.compare_seconds += since(tk);
+      if (!r.comparison.ok || (reference && !r.vs_artifact.ok)) {
+        r.failed_call = call;
+        break;
+      }
+    }
+    r.steady_seconds = median(steady);
+    r.verdict = r.comparison.ok && (!r.has_reference || r.vs_artifact.ok) ? Verdict::kPass : Verdict::kFail;
+  } catch (const CorpusError& e) {
+    r.verdict = Verdict::kError;
+    r.error = e.what();
+    r.error_kind = e.kind();
+  } catch (const c10::Error& e) {
+    r.verdict = Verdict::kError;
+    r.error = printable(who + ": " + torch_message(e));
+    r.error_kind = ErrorKind::kCall;
+  } catch (const std::exception& e) {
+    r.verdict = Verdict::kError;
+    r.error = printable(who + ": " + e.what());
+    r.error_kind = ErrorKind::kCall;
+  }
+  r.seconds = since(t0) + r.read_seconds + r.decode_seconds;
+  return r;
+}
+
+void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const VariantSpec* variant, SetResult& r) {
+  const auto mark = applicable_mark(c, s, variant, TORCH_VERSION);
+  if (!mark || r.error_kind == ErrorKind::kNotRun) return;
+  r.xfail_reason = *mark;
+  if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;
+  else if (r.verdict == Verdict::kFail || r.verdict == Verdict::kError) r.verdict = Verdict::kXFail;
+}
+
+SetResult error_result(const CaseSpec& c, const std::string& set_name, const RunOptions& o, Verdict v,
+                       const std::string& message, ErrorKind kind) {
+  SetResult r;
+  r.case_name = c.name;
+  r.set_name = set_name;
+  r.device = o.device.str();
+  r.verdict = v;
+  r.error = printable(message);
+  r.error_kind = kind;
+  return r;
+}
+
+std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets,
+                                const std::function<void(const SetResult&)>& on_result) {
+  std::vector<SetResult> results;
+  auto emit = [&](SetResult r) {
+    if (on_result) on_result(r);
+    results.push_back(std::move(r));
+  };
+  if (!c.error.empty()) {  // the manifest itself is broken: there are no input sets to speak of
+    emit(error_result(c, "*", o, Verdict::kError, c.error, ErrorKind::kCorpus));
+    return results;
+  }
+  for (const auto& name : only_sets)
+    if (std::none_of(c.sets.begin(), c.sets.end(), [&](const InputSetSpec& s) { return s.name == name; }))
+      throw CorpusError(c.name + ": no input set named '" + name + "'");
+  auto wanted = [&](const InputSetSpec* s) {
+    return only_sets.empty() || std::find(only_sets.begin(), only_sets.end(), s->name) != only_sets.end();
+  };
+
+  std::map<std::string, c10::IValue> artifact_outputs;  // the TorchScript artifact's, for the variants' comparison
+  std::map<std::string, SetData> set_data;               // each set read, hashed and decoded once
+  for (const PlannedArtifact& a : plan_artifacts(c)) {
+    std::vector<const InputSetSpec*> sets;
+    std::copy_if(a.sets.begin(), a.sets.end(), std::back_inserter(sets), wanted);
+    if (sets.empty()) continue;
+    if (a.status != PlannedArtifact::Status::kRun) {  // one result says so (marks apply to a failed capture)
+      SetResult r = error_result(c, "*", o, Verdict::kError, a.why,
+                                 a.status == PlannedArtifact::Status::kNotRun ? ErrorKind::kNotRun : ErrorKind::kLoad);
+      r.artifact = a.label;
+      r.runtime = a.runtime_name;
+      apply_xfail(c, nullptr, a.variant, r);
+      emit(std::move(r));
+      continue;
+    }
+    Loaded loaded;
+    try {
+      loaded = runtime_for(a.runtime).load(c, a, o, LoadMode::kVerified);
+    } catch (const std::exception& e) {
+      // Without its artifact no input set can run: each one reports the same error.
+      const auto* ce = dynamic_cast<const CorpusError*>(&e);
+      for (const auto* s : sets) {
+        SetResult r = error_result(c, s->name, o, Verdict::kError, e.what(), ce ? ce->kind() : ErrorKind::kLoad);
+        r.artifact = a.label;
+        r.runtime = a.runtime_name;
+        apply_xfail(c, s, a.variant, r);
+        emit(std::move(r));
+      }
+      continue;
+    }
+    const bool primary = a.variant == nullptr;
+    std::set<std::string> overrides_used;
+    bool all_compared = true;
+    for (const auto* s : sets) {
+      auto ref = artifact_outputs.find(s->name);
+      auto data = set_data.find(s->name);
+      const bool first_use = data == set_data.end();
+      if (first_use) data = set_data.emplace(s->name, read_set(c, *s)).first;
+      SetResult r = run_set(c, *s, data->second, first_use, a, loaded,
+                            primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
+      if (s == sets.front()) r.read_seconds += loaded.read_seconds;  // the artifact file is read once
+      if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
+      all_compared = all_compared && r.verdict != Verdict::kError;
+      overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());
+      apply_xfail(c, s, a.variant, r);
+      emit(std::move(r));
+    }
+    // A per-output tolerance that reached no output of any set the artifact ran is a manifest error (checked when
+    // the whole plan ran and every set compared something: otherwise the output structure is not known).
+    std::string unused;
+    for (const auto& [path, tol] : a.tolerance->outputs)
+      if (!overrides_used.count(path)) unused += (unused.empty() ? "'" : ", '") + path + "'";
+    if (all_compared && !unused.empty() && only_sets.empty()) {
+      SetResult r = error_result(c, "*", o, Verdict::kError,
+                                 artifact_who(c, a) + ": tolerance override " + unused +
+                                     " matches no output of any input set (a typo would leave the output it "
+                                     "meant under another tolerance)",
+                                 ErrorKind::kCorpus);
+      r.artifact = a.label;
+      r.runtime = a.runtime_name;
+      emit(std::move(r));
+    }
+  }
+  return results;
+}
+
+}  // namespace torchconform

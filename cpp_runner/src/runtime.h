@@ -1,0 +1,64 @@
+// The runtime interface: one way of loading and calling an artifact from C++ (TorchScript, AOTInductor, NativeRT),
+// in the style of Polygraphy's runners. Each runtime is one file (runtime_<name>.cpp); adding one is a new file
+// implementing this interface plus its line in registered_runtimes() (plan.cpp), which is all the plan, the run, the
+// isolation, the benchmarks and the reports need to know of it.
+#pragma once
+
+#include <torchconform/runner.h>
+
+#include <ATen/core/ivalue.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torchconform {
+
+using Clock = std::chrono::steady_clock;
+inline double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// One checked call, prepared for an input set: run it as many times as the policy asks.
+using Call = std::function<c10::IValue()>;
+
+// An artifact loaded by its runtime, ready to run input sets.
+struct Loaded {
+  double read_seconds = 0;  // reading and hashing the artifact's file
+  double load_seconds = 0;  // deserializing it (TorchScript) or unpacking and loading its package (AOTInductor)
+  // Turns an input set (its arguments already copied to the device) into its call: e.g. a fresh TorchScript module
+  // with the set's prelude applied. Throws CorpusError (kind call, corpus...) when the set cannot be called.
+  std::function<Call(const InputSetSpec&, std::vector<c10::IValue>)> prepare;
+};
+
+// How a runtime reads the artifact's file: kVerified (read once, hash- and archive-checked, loaded from those
+// bytes: what a verification does) or kRaw (loaded from its path, unchecked: the floor benchmarks measure).
+enum class LoadMode { kVerified, kRaw };
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  virtual RuntimeKind kind() const = 0;
+  virtual RuntimeInfo info() const = 0;  // whether this build has it, and what it is or why not
+  // Loads a planned artifact (status kRun, runtime kind()). Throws CorpusError with a kind (load, missing_package,
+  // corpus...) naming the file.
+  virtual Loaded load(const CaseSpec& c, const PlannedArtifact& a, const RunOptions& o, LoadMode mode) const = 0;
+};
+
+// Every runtime, in the order the plan runs them (torchscript, aoti, nativert), available or not.
+const std::vector<const Runtime*>& registered_runtimes();
+const Runtime& runtime_for(RuntimeKind kind);
+
+// Each runtime file defines one of these.
+const Runtime& torchscript_runtime();
+const Runtime& aoti_runtime();
+const Runtime& nativert_runtime();
+
+// ---- helpers the runtimes and the run share ----------------------------------------------------------------------
+std::string torch_message(const c10::Error& e);
+// `copy`: tensors are copied even when already on the device (with conj/neg bits resolved, as torch.load gives).
+c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false);
+// "simple_cnn:export@aoti" (or "simple_cnn" for the case's artifact): how messages name an artifact.
+std::string artifact_who(const CaseSpec& c, const PlannedArtifact& a);
+
+}  // namespace torchconform

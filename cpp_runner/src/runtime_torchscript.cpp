@@ -1,0 +1,93 @@
+// TorchScript: torch::jit::load, module.eval(), the set's method (a dotted path through submodules) after its prelude.
+#include "runtime.h"
+
+#include "archive.h"
+
+#include <torch/script.h>
+
+#include <sstream>
+
+namespace torchconform {
+namespace {
+
+// "decoder.set_temperature" -> the method set_temperature of submodule decoder.
+torch::jit::Method resolve(const torch::jit::Module& root, const std::string& dotted, const std::string& who) {
+  torch::jit::Module m = root;
+  std::string rest = dotted;
+  for (size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+    const std::string part = rest.substr(0, dot);
+    if (!m.hasattr(part) || !m.attr(part).isModule())
+      throw CorpusError(who + ": '" + dotted + "': the artifact has no submodule '" + part + "'", ErrorKind::kCall);
+    m = m.attr(part).toModule();
+  }
+  auto method = m.find_method(rest);
+  if (!method) throw CorpusError(who + ": '" + dotted + "': the artifact has no method '" + rest + "'", ErrorKind::kCall);
+  return *method;
+}
+
+class TorchScript final : public Runtime {
+ public:
+  RuntimeKind kind() const override { return RuntimeKind::kTorchScript; }
+  RuntimeInfo info() const override { return {"torchscript", true, "torch::jit::load"}; }
+
+  Loaded load(const CaseSpec& c, const PlannedArtifact& a, const RunOptions& o, LoadMode mode) const override {
+    Loaded out;
+    const FileRef& file = *a.file;
+    const std::string what = c.name + "/" + file.file;
+    auto t0 = Clock::now();
+    // Verified: the module is loaded from the hashed bytes, never re-read from disk, so what runs is what was
+    // hashed; the archive is checked before LibTorch's reader sees it. Raw: from the path (the floor benchmark).
+    auto bytes = std::make_shared<std::string>();
+    if (mode == LoadMode::kVerified) {
+      *bytes = read_verified(c, file);
+      check_zip(*bytes, what);
+    }
+    out.read_seconds = since(t0);
+    const std::string path = (c.dir / file.file).string();
+    auto load_module = [what, bytes, path, device = o.device]() {
+      try {
+        torch::jit::Module m;
+        if (bytes->empty()) {
+          m = torch::jit::load(path, device);
+        } else {
+          std::istringstream in(*bytes);
+          m = torch::jit::load(in, device);
+        }
+        m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
+        return std::make_shared<torch::jit::Module>(std::move(m));
+      } catch (const c10::Error& e) {
+        throw CorpusError(what + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
+      } catch (const std::exception& e) {  // some load failures are not c10::Errors (a missing node attribute)
+        throw CorpusError(what + ": torch::jit::load failed: " + e.what(), ErrorKind::kLoad);
+      }
+    };
+    t0 = Clock::now();
+    auto shared = load_module();
+    out.load_seconds = since(t0);
+    const std::string case_name = c.name;
+    out.prepare = [case_name, shared, load_module](const InputSetSpec& s, std::vector<c10::IValue> args) {
+      const std::string who = case_name + "/" + s.name;
+      // A prelude changes module state (set_temperature): give it a fresh module so no other set sees the change.
+      auto module = s.prelude.empty() ? shared : load_module();
+      for (const auto& call : s.prelude) {
+        try {
+          resolve(*module, call.method, who)(call.args);
+        } catch (const c10::Error& e) {
+          throw CorpusError(who + ": prelude " + call.text + " failed: " + torch_message(e), ErrorKind::kCall);
+        }
+      }
+      torch::jit::Method method = resolve(*module, s.method, who);
+      return Call([module, method, args = std::move(args)]() mutable { return method(args); });
+    };
+    return out;
+  }
+};
+
+}  // namespace
+
+const Runtime& torchscript_runtime() {
+  static const TorchScript runtime;
+  return runtime;
+}
+
+}  // namespace torchconform

@@ -1,0 +1,21 @@
+"""Verifying a corpus from Python: the C++ run (``_core.verify``) with the C++ option table, nothing re-implemented.
+
+    code, results, report = verification.run(["golden", "--device", "cpu", "--quiet"])
+
+``results`` are the runner's ``SetResult`` objects; ``report`` is the JSON report document as a dict, built by the
+same C++ code that writes ``--json`` files (no temporary file, no second mapping)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+
+def run(args: list[str], *, default_corpus: str = "", out: Callable[[str], None] | None = None,
+        progress: Callable[[str], None] | None = None) -> tuple[int, list[Any], dict[str, Any]]:
+    from . import _core
+
+    options = _core.parse_verify_args([str(a) for a in args], default_corpus)
+    code, results, document = _core.verify(options, out=out or (lambda line: None),
+                                           progress=None if options.quiet else progress)
+    return code, results, json.loads(document)
