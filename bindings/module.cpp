@@ -301,6 +301,78 @@ PYBIND11_MODULE(_core, m) {
     return out;
   }, py::arg("corpus"), py::arg("case"),
         "(artifact, runtime, input set) of every result a full run of the case produces, in run order.");
+  m.def(
+      "plan_artifacts",
+      [](const Corpus& corpus, const std::string& name) {
+        py::list out;
+        for (const auto& a : plan_artifacts(find_case(corpus, name))) {
+          py::dict d;
+          d["status"] = a.status == PlannedArtifact::Status::kRun             ? "run"
+                        : a.status == PlannedArtifact::Status::kFailedCapture ? "failed_capture"
+                                                                              : "not_run";
+          d["label"] = a.label;
+          d["runtime"] = a.runtime_name;
+          d["variant"] = a.variant ? py::object(py::str(a.variant->name)) : py::none();
+          d["kind"] = a.variant ? to_string(a.variant->kind) : "torchscript";
+          d["int_outputs_as_tensors"] = a.variant && a.variant->int_outputs_as_tensors;
+          if (a.file) {
+            py::dict f;
+            f["file"] = a.file->file;
+            f["sha256"] = a.file->sha256;
+            f["bytes"] = a.file->bytes ? py::object(py::int_(*a.file->bytes)) : py::none();
+            d["file"] = f;
+          } else {
+            d["file"] = py::none();
+          }
+          py::list sets;
+          for (const auto* s : a.sets) sets.append(s->name);
+          d["sets"] = sets;
+          d["why"] = a.why;
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("corpus"), py::arg("case"),
+      "The case's plan, artifact by artifact (status run | failed_capture | not_run, label, runtime, variant, kind, "
+      "file, sets, why): what faces that run artifacts elsewhere (the compat probe) iterate.");
+  m.def(
+      "load_set",
+      [](const Corpus& corpus, const std::string& name, const std::string& set) {
+        const CaseSpec& c = find_case(corpus, name);
+        const InputSetSpec* spec = nullptr;
+        for (const auto& s : c.sets)
+          if (s.name == set) spec = &s;
+        if (!spec) throw CorpusError(c.name + ": no input set named '" + set + "'");
+        std::pair<c10::IValue, c10::IValue> values;
+        {
+          py::gil_scoped_release release;
+          values = read_input_set(c, *spec);
+        }
+        return py::make_tuple(to_python(values.first), to_python(values.second));
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("input_set"),
+      "(inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).");
+  m.def(
+      "compare_output",
+      [](const Corpus& corpus, const std::string& name, const std::string& artifact, const std::string& set,
+         const py::object& actual) {
+        const CaseSpec& c = find_case(corpus, name);
+        const auto artifacts = plan_artifacts(c);
+        const PlannedArtifact* a = nullptr;
+        for (const auto& x : artifacts)
+          if (x.label == artifact || (x.variant && x.variant->name == artifact)) a = &x;
+        if (!a) throw CorpusError(c.name + ": no artifact '" + artifact + "' in the plan");
+        const InputSetSpec* spec = nullptr;
+        for (const auto& s : c.sets)
+          if (s.name == set) spec = &s;
+        if (!spec) throw CorpusError(c.name + ": no input set named '" + set + "'");
+        const c10::IValue value = to_ivalue(actual, "actual");
+        py::gil_scoped_release release;
+        return compare(read_input_set(c, *spec).second, value, *a->tolerance, OverrideCheck::kCollect);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("actual"),
+      "An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the "
+      "artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name).");
   m.def("default_aoti_cache", &default_aoti_cache);
   m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
         py::arg("torch_version") = std::string(libtorch_version()),

@@ -122,6 +122,12 @@ SetData read_set(const CaseSpec& c, const InputSetSpec& s) {
   return d;
 }
 
+std::pair<c10::IValue, c10::IValue> read_input_set(const CaseSpec& c, const InputSetSpec& s) {
+  SetData d = read_set(c, s);
+  if (!d.error.empty()) throw CorpusError(d.error);
+  return {std::move(d.inputs), std::move(d.expected)};
+}
+
 std::vector<c10::IValue> fresh_args(const SetData& d, const c10::Device& device) {
   std::vector<c10::IValue> args;
   for (const auto& x : d.inputs.toTupleRef().elements()) args.push_back(to_device(x, device, /*copy=*/true));

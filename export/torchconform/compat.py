@@ -1,9 +1,10 @@
 """``torchconform compat``: does a corpus made with one PyTorch give the same answers on another?
 
 For every corpus (made with version A) and every runtime (version B: a Python interpreter with its torch, and a
-``torchconform-run`` built against its LibTorch) it runs the corpus as-is from Python (``compat_probe verify`` in B's
-interpreter) and from C++ (B's runner, JSON report), and with ``--reexport`` it re-exports the built-in cases with B
-and compares B's inputs and goldens with the first corpus's. Every result is classified (``classify_*``):
+``torchconform-run`` built against its LibTorch) it runs the corpus as-is from Python (``compat_probe run`` in B's
+interpreter loads, calls and saves; this process judges with the core) and from C++ (B's runner, JSON report), and
+with ``--reexport`` it re-exports the built-in cases with B and compares B's inputs and goldens with the first
+corpus's. Every result is classified (``classify_*``):
 
 - ``pass``; ``xfail`` (failed as a mark in the corpus says, e.g. ``{"reason": ..., "torch": "<2.0"}``);
 - ``numeric drift`` (N of M elements outside the tolerance, max abs diff);
@@ -17,7 +18,6 @@ The matrix (rows: corpus version; columns: runtime version x language x device) 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shlex
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import _core
+
 PASS, XFAIL, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH = (
     "pass", "xfail", "not run", "numeric drift", "xpass", "call failure", "load failure", "crash")
 # A cell's headline is its most severe class (expected failures beside passes leave it "pass").
@@ -36,10 +38,9 @@ SEVERITY = [XFAIL, PASS, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH]
 # Classes that fail the run: a stale mark, and results nobody could classify as an outcome of the versions.
 FAILING = {XPASS, CRASH}
 
-# How the runner words a failure to read an artifact, a package or a golden (runner.cpp, corpus.cpp); a call that
-# raised is worded "<method> raised: ..." and is a call failure whatever it says.
-_LOAD_PATTERNS = ("torch::jit::load failed", "AOTIModelPackageLoader", "not a readable torch.save archive",
-                  "SHA-256 mismatch", "cannot open", "file is empty", "unreadable output spec")
+# An ERROR's class comes from its typed kind (runner.h ErrorKind), never from its words.
+KIND_CLASS = {"missing_package": NOT_RUN, "not_run": NOT_RUN, "load": LOAD, "corpus": LOAD, "call": CALL,
+              "crash": CRASH, "timeout": CRASH}
 
 EXPORT_ROOT = Path(__file__).resolve().parents[1]  # export/: what another interpreter puts on PYTHONPATH
 
@@ -90,30 +91,21 @@ def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
     if verdict == "FAIL":
         return {"class": DRIFT, "detail": f"{row['mismatched']}/{row['total']} elements, max abs "
                                           f"{row['max_abs'] if row['max_abs'] is not None else 'inf'}"}
-    if verdict in ("CRASH", "TIMEOUT"):
-        return {"class": CRASH, "detail": error}
-    if "no AOTInductor package" in error:
-        return {"class": NOT_RUN, "detail": error}
-    if " raised: " not in error and any(p in error for p in _LOAD_PATTERNS):
-        return {"class": LOAD, "detail": error}
-    return {"class": CALL, "detail": error}
+    return {"class": KIND_CLASS.get(row.get("error_kind", ""), CALL), "detail": error}
 
 
-def classify_python_row(row: dict[str, Any]) -> dict[str, Any]:
-    """One line of ``compat_probe verify`` -> {"class", "detail"}; the corpus's xfail marks apply as in C++."""
-    status, mark = row["status"], row.get("xfail")
+def classify_python(status: str, detail: str, mark: str | None) -> dict[str, Any]:
+    """One result of the Python column, judged in this process -> {"class", "detail"}. ``status``: the probe's
+    (load_error, call_error, unsupported) or the comparison's (pass, mismatch); ``mark``: the xfail reason that
+    applies to the probed PyTorch's version (``_core.applicable_mark``)."""
     if status == "unsupported":
-        return {"class": NOT_RUN, "detail": row["message"]}
+        return {"class": NOT_RUN, "detail": detail}
     if status == "pass":
         return {"class": XPASS, "detail": f"marked xfail ({mark}) but passed"} if mark else {"class": PASS,
                                                                                              "detail": ""}
     if mark:
         return {"class": XFAIL, "detail": mark}
-    if status == "mismatch":
-        return {"class": DRIFT, "detail": f"{row['mismatched']}/{row['total']} elements, max abs "
-                                          f"{row['max_abs'] if row['max_abs'] is not None else 'inf'}: "
-                                          f"{row['message']}"}
-    return {"class": LOAD if status == "load_error" else CALL, "detail": row["message"]}
+    return {"class": {"mismatch": DRIFT, "load_error": LOAD}.get(status, CALL), "detail": detail}
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,17 +138,84 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(EXPORT_ROOT), "PYTHONHASHSEED": "0"}
 
 
+def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The probe's jobs from the core's plan, and the results that need no probe (failed captures, refused
+    manifests) as (case, artifact, set, status, message). An exported program is one Python job per variant (its
+    ``.module()``), whatever C++ runtimes it lists."""
+    jobs: list[dict[str, Any]] = []
+    direct: list[dict[str, Any]] = []
+    for case in opened.cases:
+        if case.error:
+            direct.append({"case": case.name, "artifact": "", "set": "*", "status": "load_error",
+                           "message": case.error, "outputs": ""})
+            continue
+        sets = {s["name"]: s for s in json.loads(case.manifest_json)["input_sets"]}
+        seen = set()
+        for a in _core.plan_artifacts(opened, case.name):
+            label = a["variant"] if a["kind"] == "exported_program" else a["label"]
+            if a["status"] == "failed_capture":
+                direct.append({"case": case.name, "artifact": label, "set": "*", "status": "load_error",
+                               "message": a["why"], "outputs": ""})
+                continue
+            if label in seen:  # the same program for another C++ runtime: one Python run
+                continue
+            seen.add(label)
+            jobs.append({"corpus": str(corpus), "case": case.name, "artifact": label, "kind": a["kind"],
+                         "file": a["file"], "int_outputs_as_tensors": a["int_outputs_as_tensors"], "repeat": repeat,
+                         "sets": [{"name": n, "inputs": {k: v for k, v in sets[n]["inputs"].items()},
+                                   "method": sets[n]["method"], "seed": sets[n]["seed"],
+                                   "prelude": sets[n]["prelude"]} for n in a["sets"]]})
+    return jobs, direct
+
+
+def judge_python(opened: Any, version: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The probe's raw results judged here, with the core: outputs against the goldens (``_core.compare_output``,
+    the runner's comparator and tolerances), marks for the probed version (``_core.applicable_mark``)."""
+    from .safeload import load_data
+
+    out = []
+    for r in rows:
+        status, detail = r["status"], r["message"]
+        if status == "ok":
+            status, detail = "pass", ""
+            try:
+                for i, output in enumerate(load_data(r["outputs"]), 1):
+                    c = _core.compare_output(opened, r["case"], r["artifact"], r["set"], output)
+                    if not c.ok:
+                        status = "mismatch"
+                        detail = f"{c.mismatched}/{c.total} elements, max abs {c.max_abs:.3g}: {c.summary()} (call {i})"
+                        break
+            except _core.CorpusError as e:  # the golden cannot be read (as the runner would refuse it)
+                status, detail = "load_error", str(e)
+        mark = _core.applicable_mark(opened, r["case"], r["artifact"], r["set"], version)
+        out.append({**classify_python(status, detail, mark), "id": _result_id(r["case"], r["artifact"], r["set"])})
+    return out
+
+
+def probe(python: str, corpus: Path, opened: Any, timeout: float, work: Path) -> tuple[
+        list[dict[str, Any]], subprocess.CompletedProcess[str]]:
+    """Runs the corpus's plan in another interpreter (the probe: load, call, save, into ``work``) and returns its raw
+    rows, plus those that needed no probe, with the probe's process. Raises subprocess.TimeoutExpired."""
+    jobs, direct = python_jobs(corpus, opened)
+    (work / "jobs.json").write_text(json.dumps(jobs))
+    cmd = [python, "-m", "torchconform.compat_probe", "run", str(work / "jobs.json"), str(work)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    return direct + [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], done
+
+
 def run_python_cell(runtime: Runtime, corpus: Path, timeout: float) -> dict[str, Any]:
-    cmd = [runtime.python, "-m", "torchconform.compat_probe", "verify", str(corpus)]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
-    except subprocess.TimeoutExpired:
-        return summarize([{"class": CRASH, "detail": f"no result within {timeout:.0f} s", "id": ""}])
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not rows:
-        return process_failure(f"{runtime.python} (torch {runtime.name})", done)
-    return summarize([{**classify_python_row(r), "id": _result_id(r["case"], r["artifact"], r["set"])}
-                      for r in rows])
+        opened = _core.Corpus.open(str(corpus))
+    except _core.CorpusError as e:
+        return summarize([{"class": LOAD, "detail": str(e), "id": ""}])
+    with tempfile.TemporaryDirectory(prefix="torchconform-probe-") as work:
+        try:
+            rows, done = probe(runtime.python, corpus, opened, timeout, Path(work))
+        except subprocess.TimeoutExpired:
+            return summarize([{"class": CRASH, "detail": f"no result within {timeout:.0f} s", "id": ""}])
+        if done.returncode != 0 or not rows:
+            return process_failure(f"{runtime.python} (torch {runtime.name})", done)
+        return summarize(judge_python(opened, runtime.torch or runtime.name, rows))
 
 
 def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: float) -> dict[str, Any]:
@@ -181,9 +240,21 @@ def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: floa
 
 
 def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """AOTInductor packages for ``runtime``'s runner, compiled by its own torch (cached by program hash + version)."""
-    cmd = [runtime.python, "-m", "torchconform.compat_probe", "compile", str(corpus), "--cache", str(cache)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    """AOTInductor packages for ``runtime``'s runner, compiled by its own torch, at the paths the core's key gives for
+    its version (cached)."""
+    try:
+        opened = _core.Corpus.open(str(corpus))
+    except _core.CorpusError:
+        return []  # the cells report the corpus as unreadable
+    jobs = [{"corpus": str(corpus), "case": c.name, "variant": v.name,
+             "file": {"file": v.file, "sha256": v.sha256},
+             "package": _core.aoti_package_path(str(cache), v.sha256, "cpu", runtime.torch or runtime.name)}
+            for c in opened.cases if not c.error for v in c.variants
+            if v.kind == "exported_program" and v.file and "aoti" in v.runtimes]
+    with tempfile.TemporaryDirectory(prefix="torchconform-probe-") as tmp:
+        (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
+        cmd = [runtime.python, "-m", "torchconform.compat_probe", "compile", str(Path(tmp) / "jobs.json")]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     recs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0:  # the C++ cell then reports the packages as missing; the log says why
         message = _last_line(done.stderr, f"exit status {done.returncode}")
@@ -211,23 +282,21 @@ def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
 
 def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
     """``other``'s inputs and goldens against ``reference``'s, set by set, under the reference's tolerance: what a
-    re-export with another PyTorch changes. Runs in this interpreter (it reads both versions' torch.save files)."""
-    from .compat_probe import compare, read_manifests, read_verified
-    from .safeload import load_data
+    re-export with another PyTorch changes. Both corpora are read and compared through the core (hash-checked,
+    the runner's comparator)."""
+    ref, oth = _core.Corpus.open(str(reference)), _core.Corpus.open(str(other))
 
-    def cases(root: Path) -> dict[str, dict[str, Any]]:
-        return dict(read_manifests(root))  # hash-checked against corpus.json
+    def manifests(opened: Any) -> dict[str, dict[str, Any]]:
+        return {c.name: json.loads(c.manifest_json) for c in opened.cases if not c.error}
 
-    def load(root: Path, case: str, ref_: dict[str, Any]) -> Any:
-        return load_data(io.BytesIO(read_verified(root, f"{case}/{ref_['file']}", ref_["sha256"], ref_.get("bytes"))))
-
-    ref, oth = cases(reference), cases(other)
+    exact = {"default": {"mode": "exact"}, "outputs": {}}
+    ref_m, oth_m = manifests(ref), manifests(oth)
     results = []
-    for name, m in ref.items():
-        if name not in oth:
+    for name, m in ref_m.items():
+        if name not in oth_m:
             results.append({"class": LOAD, "id": f"{name}/*", "detail": "case missing from the re-export"})
             continue
-        other_sets = {s["name"]: s for s in oth[name]["input_sets"]}
+        other_sets = {s["name"]: s for s in oth_m[name]["input_sets"]}
         for s in m["input_sets"]:
             rid = f"{name}/{s['name']}"
             o = other_sets.get(s["name"])
@@ -237,21 +306,21 @@ def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
             if o["inputs"]["sha256"] == s["inputs"]["sha256"] and o["expected"]["sha256"] == s["expected"]["sha256"]:
                 results.append({"class": PASS, "id": rid, "detail": "", "bitwise": True})
                 continue
+            (ref_in, ref_exp), (oth_in, oth_exp) = (_core.load_set(ref, name, s["name"]),
+                                                    _core.load_set(oth, name, s["name"]))
             if o["inputs"]["sha256"] != s["inputs"]["sha256"]:
-                n, total, max_abs, first = compare(load(reference, name, s["inputs"]), load(other, name, o["inputs"]),
-                                                   {"default": {"mode": "exact"}})
-                if n:
-                    results.append({"class": DRIFT, "id": rid, "detail": f"inputs differ ({n}/{total} elements, "
-                                                                         f"max abs {max_abs:.3g}): {first}"})
+                c = _core.compare(ref_in, oth_in, exact)
+                if not c.ok:
+                    results.append({"class": DRIFT, "id": rid, "detail": f"inputs differ ({c.mismatched}/{c.total} "
+                                                                         f"elements, max abs {c.max_abs:.3g}): "
+                                                                         f"{c.summary()}"})
                     continue
-            n, total, max_abs, first = compare(load(reference, name, s["expected"]), load(other, name, o["expected"]),
-                                               m["tolerance"])
+            c = _core.compare(ref_exp, oth_exp, m["tolerance"])
             # Other bytes (e.g. another torch.save layout) can still hold bitwise-equal values.
-            same_values = n == 0 and compare(load(reference, name, s["expected"]), load(other, name, o["expected"]),
-                                             {"default": {"mode": "exact"}})[0] == 0
-            results.append({"class": DRIFT if n else PASS, "id": rid, "bitwise": same_values,
-                            "detail": f"goldens differ: {n}/{total} elements, max abs {max_abs:.3g}: {first}"
-                            if n else f"within tolerance, max abs {max_abs:.3g}"})
+            same_values = c.ok and _core.compare(ref_exp, oth_exp, exact).ok
+            results.append({"class": DRIFT if not c.ok else PASS, "id": rid, "bitwise": same_values,
+                            "detail": f"goldens differ: {c.mismatched}/{c.total} elements, max abs {c.max_abs:.3g}: "
+                                      f"{c.summary()}" if not c.ok else f"within tolerance, max abs {c.max_abs:.3g}"})
     cell = summarize(results)
     # Bitwise-equal goldens vs equal within the tolerance: both pass, the difference is news.
     cell["bitwise"] = sum(1 for r in results if r.get("bitwise"))

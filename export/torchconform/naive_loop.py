@@ -19,8 +19,8 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
     """(checks passed, checks failed, artifacts that failed to load) over every artifact and input set."""
     import torch
 
+    from . import protocol
     from .aoti import default_cache, package_path
-    from .compat_probe import _call  # the set's method, on a fresh module when a prelude changes state
     from .safeload import load_data
 
     cache = aoti_cache or default_cache()
@@ -52,13 +52,15 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
             for name in names:
                 s = sets[name]
                 inputs, expected = data[name]
-                fn = loaded if kind == "aoti" else _call(loaded, s, lambda path=path: torch.jit.load(str(path)).eval())
+                # A prelude changes module state: a fresh module of its own (the set's protocol, protocol.py).
+                target = torch.jit.load(str(path)).eval() if kind == "torchscript" and s["prelude"] else loaded
+                protocol.apply_prelude(target, [(p["method"], p["args"]) for p in s["prelude"]])
+                method = "forward" if kind == "aoti" else s["method"]
                 with torch.inference_mode():
                     for _ in range(repeat):
-                        if s.get("seed") is not None:
-                            torch.manual_seed(s["seed"])
                         try:
-                            torch.testing.assert_close(fn(*inputs), expected, equal_nan=True)
+                            out = protocol.call(target, method, inputs, s.get("seed"))
+                            torch.testing.assert_close(out, expected, equal_nan=True)
                             passed += 1
                         except Exception:  # noqa: BLE001 - a mismatch or a failing call: count it
                             failed += 1

@@ -40,6 +40,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import torch  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # noqa: E402
 
@@ -397,13 +399,19 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
     index = json.loads((corpus / "corpus.json").read_text())
     index["cases"] = [c for c in index["cases"] if c["name"] in {e["case"] for e in chosen}]
     (sample / "corpus.json").write_text(json.dumps(index, indent=1))
-    done = call([sys.executable, "-m", "torchconform.compat_probe", "verify", str(sample)])
-    if done is not None:
-        for line in done.stdout.splitlines():
-            row = json.loads(line)
-            e = refused.get(row["case"])
-            if row["status"] == "pass" and e and covers(e, row["artifact"], row["set"]):
-                faces["problems"].append(f"compat probe passed {row['case']}/{row['set']} ({e['kind']})")
+    # The compat Python column: the probe loads, calls and saves in another process; this one judges with the core.
+    from torchconform import compat
+
+    faces["runs"] += 1
+    cell = compat.run_python_cell(compat.Runtime("this", sys.executable, "", torch.__version__), sample, timeout)
+    for r in cell["results"]:
+        head, _, set_name = r["id"].rpartition("/")
+        case, _, artifact = head.partition(":")
+        e = refused.get(case)
+        if r["class"] == compat.PASS and e and covers(e, artifact, set_name):
+            faces["problems"].append(f"compat Python column passed {r['id']} ({e['kind']})")
+        if r["class"] == compat.CRASH:
+            faces["problems"].append(f"compat Python column: {r['detail']}")
     done = call([sys.executable, "-m", "pytest", f"--torchconform-corpus={sample}", "-q", "-rA",
                  "-p", "no:cacheprovider", "-o", "addopts=", "--torchconform-timeout", "120"], cwd=work)
     if done is not None:

@@ -1,4 +1,5 @@
-"""torchconform compat: the classification of every result, the probe's comparison, and the command end to end on
+"""torchconform compat: the classification of every result (typed: by verdict and error kind), the probe (which only
+loads, calls and saves: the parent judges with the core), and the command end to end on
 the pinned torch against two committed corpora made by ci/compat-fixture.sh: tests/data/compat/torch-1.13.1 (two
 cases exported with Debian's PyTorch 1.13.1) and tests/data/compat/future-format (an artifact claiming a file format
 from the future). The full matrix over 1.13.1 / 2.13.0 / 2.14.1 is ci/compat.sh (docs/compat.md)."""
@@ -14,59 +15,46 @@ import pytest
 import torch
 
 from conftest import ROOT, copy_corpus, rehash, runner_path
-from torchconform import compat
-from torchconform.compat_probe import compare, mark_reason, version_matches
+from torchconform import _core, compat
 
 OLD = ROOT / "tests" / "data" / "compat" / "torch-1.13.1"
 FUTURE = ROOT / "tests" / "data" / "compat" / "future-format"
 
 
 # ---- classification -----------------------------------------------------------------------------------------------
-def _cpp(verdict: str, error: str = "", **kw) -> dict:
-    return {"verdict": verdict, "error": error, "mismatched": kw.get("mismatched", 0), "total": kw.get("total", 0),
-            "max_abs": kw.get("max_abs", 0.0), "xfail_reason": kw.get("reason", "")}
+def _cpp(verdict: str, kind: str = "none", error: str = "", **kw) -> dict:
+    return {"verdict": verdict, "error": error, "error_kind": kind, "mismatched": kw.get("mismatched", 0),
+            "total": kw.get("total", 0), "max_abs": kw.get("max_abs", 0.0), "xfail_reason": kw.get("reason", "")}
 
 
 @pytest.mark.parametrize("row,cls", [
     (_cpp("PASS"), compat.PASS),
-    (_cpp("XFAIL", "x", reason="torch.export needs 2.1"), compat.XFAIL),
+    (_cpp("XFAIL", "load", "x", reason="torch.export needs 2.1"), compat.XFAIL),
     (_cpp("XPASS", reason="stale"), compat.XPASS),
     (_cpp("FAIL", mismatched=3, total=40, max_abs=1e-3), compat.DRIFT),
-    (_cpp("ERROR", "simple_cnn/artifact.pt: torch::jit::load failed: version 99 > 10"), compat.LOAD),
-    (_cpp("ERROR", "c:export@aoti: no AOTInductor package for c/variants/export.pt2 ..."), compat.NOT_RUN),
-    (_cpp("ERROR", "c/s: forward raised: shape mismatch"), compat.CALL),
-    (_cpp("ERROR", "c/s: forward raised: cannot open the file of version 3"), compat.CALL),
-    (_cpp("ERROR", "c/sets/a.expected.pt: not a readable torch.save archive: Unknown opcode"), compat.LOAD),
-    (_cpp("ERROR", "c/artifact.pt: SHA-256 mismatch (manifest 12, file 34)"), compat.LOAD),
-    (_cpp("CRASH", "the case's process was killed by signal 11"), compat.CRASH),
-    (_cpp("TIMEOUT", "no result within 600 s"), compat.CRASH),
+    (_cpp("ERROR", "load", "simple_cnn/artifact.pt: torch::jit::load failed: version 99 > 10"), compat.LOAD),
+    (_cpp("ERROR", "missing_package", "c:export@aoti: no AOTInductor package ..."), compat.NOT_RUN),
+    (_cpp("ERROR", "not_run", "c:export: not run: no runtime of this runner can run it"), compat.NOT_RUN),
+    (_cpp("ERROR", "call", "c/s: forward raised: shape mismatch"), compat.CALL),
+    # The kind decides, never the words: a call that raised about a file version is still a call failure...
+    (_cpp("ERROR", "call", "c/s: forward raised: cannot open the file of version 3"), compat.CALL),
+    # ...and a corpus problem worded like a call is still a load failure.
+    (_cpp("ERROR", "corpus", "c/sets/a.expected.pt: forward raised: not a readable torch.save archive"), compat.LOAD),
+    (_cpp("CRASH", "crash", "the case's process was killed by signal 11"), compat.CRASH),
+    (_cpp("TIMEOUT", "timeout", "no result within 600 s"), compat.CRASH),
 ])
 def test_cpp_rows(row, cls):
     assert compat.classify_cpp_row(row)["class"] == cls
 
 
-def _py(status: str, mark: str | None = None, **kw) -> dict:
-    return {"status": status, "xfail": mark, "message": kw.get("message", "m"), "mismatched": kw.get("n", 0),
-            "total": 10, "max_abs": kw.get("max_abs", 0.0)}
-
-
-@pytest.mark.parametrize("row,cls", [
-    (_py("pass"), compat.PASS),
-    (_py("pass", "stale"), compat.XPASS),
-    (_py("mismatch", n=2, max_abs=0.5), compat.DRIFT),
-    (_py("mismatch", "known drift"), compat.XFAIL),
-    (_py("load_error", message="RuntimeError: version 99"), compat.LOAD),
-    (_py("load_error", "capture failed"), compat.XFAIL),
-    (_py("call_error"), compat.CALL),
-    (_py("unsupported"), compat.NOT_RUN),
+@pytest.mark.parametrize("status,mark,cls", [
+    ("pass", None, compat.PASS), ("pass", "stale", compat.XPASS), ("mismatch", None, compat.DRIFT),
+    ("mismatch", "known drift", compat.XFAIL), ("load_error", None, compat.LOAD), ("load_error", "capture failed",
+                                                                                  compat.XFAIL),
+    ("call_error", None, compat.CALL), ("unsupported", None, compat.NOT_RUN),
 ])
-def test_python_rows(row, cls):
-    assert compat.classify_python_row(row)["class"] == cls
-
-
-def test_drift_detail_names_count_and_size():
-    d = compat.classify_python_row(_py("mismatch", n=2, max_abs=0.5, message="$: 2/10 elements mismatched"))
-    assert d["detail"].startswith("2/10 elements, max abs 0.5")
+def test_python_results(status, mark, cls):
+    assert compat.classify_python(status, "detail", mark)["class"] == cls
 
 
 def test_cell_headline_is_the_most_severe_class():
@@ -99,32 +87,50 @@ def test_runtime_spec_parsing():
 @pytest.mark.parametrize("version,spec,ok", [
     ("2.13.0+cpu", "<2.14", True), ("2.14.1+cu130", "<2.14", False), ("1.13.0a0", "<2.0", True),
     ("2.14.1", ">=2.13,<3", True), ("2.14", "==2.14.0", True), ("2.13.0", "!=2.13", False),
+    ("2.13.0.1", "<2.13.0.2", True),
 ])
-def test_version_conditions_match_the_runner(version, spec, ok):
-    assert version_matches(version, spec) is ok
-    assert mark_reason({"reason": "r", "torch": spec}, version) == ("r" if ok else None)
+def test_version_conditions_are_the_runners(version, spec, ok):
+    assert _core.version_matches(version, spec) is ok
+    with pytest.raises(_core.CorpusError):
+        _core.version_matches(version, "~=2.13")
 
 
-def test_probe_package_path_is_the_runners():
-    from torchconform import _core
-    from torchconform.compat_probe import package_path
+def test_marks_apply_per_probed_version(tmp_path):
+    corpus = copy_corpus(tmp_path, OLD)
+    mpath = corpus / "process_outputs" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["input_sets"][0]["xfail"] = {"reason": "old torch only", "torch": "<2.0"}
+    mpath.write_text(json.dumps(m, indent=2) + "\n")
+    rehash(corpus, "process_outputs")
+    opened = _core.Corpus.open(str(corpus))
+    name = m["input_sets"][0]["name"]
+    assert _core.applicable_mark(opened, "process_outputs", "", name, "1.13.1") == "old torch only"
+    assert _core.applicable_mark(opened, "process_outputs", "", name, "2.13.0") is None
+    # The variant's mark comes first (here: torch.export is absent in 1.13, recorded by that exporter).
+    variant = next(v for v in m["variants"] if v.get("xfail"))
+    reason = variant["xfail"]["reason"]
+    assert _core.applicable_mark(opened, "process_outputs", variant["name"], "*", "2.13.0") == reason
 
+
+def test_package_key_for_another_torch_is_the_runners():
     sha = "ab" * 32
-    for device in ("cpu", "cuda"):
-        assert str(package_path(Path("/c"), sha, _core.libtorch_version(), device)) == \
-            _core.aoti_package_path("/c", sha, device)
+    assert _core.aoti_package_path("/c", sha, "cpu") == _core.aoti_package_path("/c", sha, "cpu",
+                                                                                 _core.libtorch_version())
+    assert _core.aoti_package_path("/c", sha, "cpu", "2.14.1+cu130") == f"/c/{sha[:32]}-torch2.14.1-cpu/model.pt2"
 
 
-def test_probe_compare():
-    e = (torch.tensor([1.0, 2.0, float("nan")]), [1, 2], None)
-    assert compare(e, (e[0].clone(), [1, 2], None), {"default": {"mode": "allclose"}})[0] == 0
-    n, total, max_abs, first = compare(e, (torch.tensor([1.0, 2.5, float("nan")]), [1, 2], None), {})
-    assert (n, max_abs) == (1, 0.5) and first.startswith("$[0]")
-    assert compare(e, (e[0], [1, 3], None), {})[0] == 1
-    assert compare(e, (e[0], [1, 2]), {})[3] == "structure differs: 6 vs 5 nodes"
-    near = torch.tensor([1.0 + 1e-7, 2.0, float("nan")])
-    assert compare(e, (near, [1, 2], None), {"default": {"mode": "exact"}})[0] == 1
-    assert compare(e, (near, [1, 2], None), {"default": {"mode": "ulp", "max_ulp": 1}})[0] == 0
+def test_the_probe_only_loads_calls_and_saves(tmp_path):
+    """The probe's rows carry raw outputs, no verdict; judged here they agree with the runner on every result."""
+    opened = _core.Corpus.open(str(OLD))
+    rows, done = compat.probe(sys.executable, OLD, opened, 600, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert all(set(r) == {"case", "artifact", "set", "status", "message", "outputs"} for r in rows)
+    judged = {r["id"]: r["class"] for r in compat.judge_python(opened, torch.__version__, rows)}
+    report = tmp_path / "r.json"
+    subprocess.run([str(runner_path()), str(OLD), "--json", str(report), "--quiet"], capture_output=True, timeout=600)
+    cpp = {compat._result_id(r["case"], r["artifact"].split("@")[0], r["input_set"]):
+           compat.classify_cpp_row(r)["class"] for r in json.loads(report.read_text())["results"]}
+    assert judged == {k: v for k, v in cpp.items() if k in judged} and len(judged) >= 17
 
 
 # ---- end to end on the pinned torch ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -27,10 +28,12 @@ def tc(*args: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedPro
 
 
 def probe(corpus: Path) -> tuple[list[dict], str]:
-    """The compat probe's rows on ``corpus`` (as another PyTorch's interpreter runs it), and its output."""
-    done = subprocess.run([sys.executable, "-m", "torchconform.compat_probe", "verify", str(corpus)],
-                          capture_output=True, text=True, timeout=300)
-    return [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")], done.stdout + done.stderr
+    """The compat probe's raw rows on ``corpus`` (as another PyTorch's interpreter runs it), and its output."""
+    from torchconform import compat
+
+    with tempfile.TemporaryDirectory() as work:
+        rows, done = compat.probe(sys.executable, corpus, _core.Corpus.open(str(corpus)), 300, Path(work))
+    return rows, done.stdout + done.stderr
 
 
 def lines(r: subprocess.CompletedProcess[str], prefix: str) -> list[str]:
@@ -277,7 +280,7 @@ def test_probe_and_compare_corpora_load_weights_only_and_check_hashes(tmp_path: 
     hostile.plant_payload(corpus, "process_outputs", "top5_labels", "inputs", marker)
     rows, out = probe(corpus)
     assert {x["status"] for x in rows if x["set"] == "top5_labels"} == {"load_error"}, out
-    with pytest.raises(Exception, match="[Ww]eights only|weights_only|Unsupported"):
+    with pytest.raises(_core.CorpusError, match="is not allowed in a corpus data file"):  # the core reads both
         compare_corpora(GOLDEN, corpus)
     assert not marker.exists()
     # An unsigned edit is a hash mismatch in the probe, as in the runner (it used to be a pass there).

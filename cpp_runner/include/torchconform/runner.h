@@ -136,6 +136,10 @@ bool loosened(const SetResult& r);
 std::string result_to_json(const SetResult& r);
 SetResult result_from_json(const std::string& text);
 
+// A set's (inputs, expected) as the runner reads them: hash-checked, the archive and the pickle checked before they
+// are decoded (for faces that judge outputs produced elsewhere). Throws CorpusError.
+std::pair<c10::IValue, c10::IValue> read_input_set(const CaseSpec& c, const InputSetSpec& s);
+
 // Applies the numerics policy shared with the Python side: TensorExpr fuser off, thread count, no TF32.
 void apply_policy(const RunOptions& options);
 std::string describe_policy(const RunOptions& options);

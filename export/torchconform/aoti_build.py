@@ -1,0 +1,80 @@
+"""Compiling one exported program into an AOTInductor package, atomically, with the key.json that lets a cache hit
+be re-validated. Pure torch and the standard library: ``torchconform compile`` (aoti.py, which computes the package
+paths with the core) and the compat probe inside other PyTorch versions (whose paths the parent computes with the
+core's key for that version) both call it; the cache key itself exists once, in C++ (aoti_package_path)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .safeload import UnsafeFile, load_exported_program
+
+
+def cached_package_problem(package: Path, program_sha256: str) -> str:
+    """Why a cached package cannot be trusted to be the complete output of a compile of this program ("" when it
+    can): its key.json must name the program and the package's own size and SHA-256 (a truncated or replaced
+    package used to be reported as cached, and the runner then failed on it)."""
+    try:
+        key = json.loads((package.parent / "key.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"no readable key.json: {e}"
+    if not isinstance(key, dict) or key.get("program_sha256") != program_sha256:
+        return "key.json names another program"
+    if "package_sha256" not in key:
+        return "key.json has no package digest (written by an older torchconform)"
+    try:
+        if package.stat().st_size != key.get("package_bytes"):
+            return f"{package.stat().st_size} bytes, key.json says {key.get('package_bytes')}"
+        if hashlib.sha256(package.read_bytes()).hexdigest() != key["package_sha256"]:
+            return "its SHA-256 differs from key.json's"
+    except OSError as e:
+        return str(e)
+    return ""
+
+
+def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: str, target: Path) -> None:
+    """Compiles the exported program (a path, or its hash-checked bytes) for ``device`` into ``target``
+    (``<key>/model.pt2``). Raises ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
+    data = program.getvalue() if isinstance(program, io.BytesIO) else Path(program).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:  # the corpus was opened (and hashed) a moment ago: re-check
+        raise ValueError(f"{what}: SHA-256 changed while compiling")
+    try:
+        # Never a plain torch.export.load: it unpickles some records with weights_only=False (safeload.py).
+        loaded = load_exported_program(io.BytesIO(data), what)
+    except UnsafeFile:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged or too-new program: say which and why, no traceback
+        raise ValueError(f"{what}: torch.export.load failed: {type(e).__name__}: {e}") from e
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: CUDA is not available to this torch")
+        loaded = torch.export.passes.move_to_device_pass(loaded, "cuda")
+    # Built next to the final place and renamed into it: a killed compile leaves no half package behind.
+    tmp = target.parent.with_name(target.parent.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        try:
+            with torch.no_grad():
+                torch._inductor.aoti_compile_and_package(loaded, package_path=str(tmp / target.name))
+        except Exception as e:  # noqa: BLE001 - name the program; the compiler's own log went to stderr
+            raise ValueError(f"{what}: AOTInductor compile for {device} failed: {type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+        package = tmp / target.name
+        (tmp / "key.json").write_text(json.dumps({
+            "program_sha256": sha256, "torch": torch.__version__, "device": device,
+            "package_sha256": hashlib.sha256(package.read_bytes()).hexdigest(), "package_bytes": package.stat().st_size,
+            "program": what, "compiled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }, indent=2) + "\n")
+        shutil.rmtree(target.parent, ignore_errors=True)
+        tmp.rename(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
