@@ -145,6 +145,9 @@ PYBIND11_MODULE(_core, m) {
         "Validate JSON text against a corpus-schema definition ('manifest', 'corpus', 'policy'...): '' when "
         "valid, else the first problem as '<json path>: <what>'.");
 
+  m.def("validate_with_schema", &validate_with_schema, py::arg("schema_text"), py::arg("json_text"),
+        "The corpus validator on another schema (one that uses only the keywords it implements; others raise).");
+
   py::class_<LeafReport>(m, "Leaf", "One compared leaf of an output tree (a tensor or a scalar), or a mismatch")
       .def_readonly("path", &LeafReport::path)
       .def_readonly("kind", &LeafReport::kind)

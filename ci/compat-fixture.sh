@@ -4,11 +4,11 @@
 # classification without installing an old torch. Run after changing those cases or the corpus format.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+if ! /usr/bin/python3 -c "import torch, jsonschema" 2>/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy python3-jsonschema >/dev/null
 fi
 cd "$ROOT"
 PYTHONPATH="$ROOT/export" /usr/bin/python3 -m torchconform export --case simple_cnn --case process_outputs \

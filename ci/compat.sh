@@ -20,20 +20,20 @@ start=$(date +%s)
 "$ROOT/ci/build.sh"
 
 # --- torch 1.13.1 from Debian (Python: /usr/bin/python3; C++: /usr/include/torch, /usr/lib/*/libtorch*) ---------
-if ! /usr/bin/python3 -c "import torch, numpy" 2>/dev/null || [ ! -f /usr/include/torch/script.h ]; then
+if ! /usr/bin/python3 -c "import torch, numpy, jsonschema" 2>/dev/null || [ ! -f /usr/include/torch/script.h ]; then
   log "installing Debian's python3-torch and libtorch-dev (PyTorch 1.13.1)"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libtorch-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy python3-jsonschema libtorch-dev >/dev/null
 fi
 
 # --- torch 2.14.1 in its own venv ------------------------------------------------------------------------------
 VENV214="$DIR/venv-2.14.1"
-if ! "$VENV214/bin/python" -c "import torch, numpy; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
+if ! "$VENV214/bin/python" -c "import torch, numpy, jsonschema; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
   log "creating $VENV214 with torch==2.14.1 (pinned exactly: a CUDA build, ~5.5 GB)"
   python3.11 -m venv "$VENV214"
-  "$VENV214/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" numpy
+  "$VENV214/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" numpy jsonschema
 fi
 
 # --- a torchconform-run per LibTorch -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include "schema.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace torchconform {
@@ -25,7 +26,11 @@ struct Fields {
     if (!j.is_object()) throw CorpusError(who + ": expected a JSON object");
     auto it = j.find(key);
     if (it == j.end()) throw CorpusError(who + ": missing key '" + key + "'");
-    const bool ok = it->type() == type || (type == json::value_t::number_integer && it->is_number_unsigned()) ||
+    // (An integer may be written 1.0: JSON Schema's integer is mathematical, and the schema check passed it.)
+    const bool integral_float = it->is_number_float() && std::floor(it->get<double>()) == it->get<double>() &&
+                                std::fabs(it->get<double>()) < 9.2e18;
+    const bool ok = it->type() == type ||
+                    (type == json::value_t::number_integer && (it->is_number_unsigned() || integral_float)) ||
                     (type == json::value_t::number_float && it->is_number());
     if (!ok) throw CorpusError(who + ": key '" + key + "' must be " + type_name + ", got " + it->type_name());
     return *it;

@@ -4,7 +4,10 @@
 
 #include <torchconform/corpus.h>
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <set>
@@ -39,9 +42,17 @@ std::string type_name(const json& v) {
   }
 }
 
+// JSON Schema's integer is mathematical: 1.0 is one (draft 6 on); the readers then take its integer value.
+bool integral(const json& v) {
+  if (v.is_number_integer()) return true;
+  if (!v.is_number_float()) return false;
+  const double d = v.get<double>();
+  return std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.2e18;
+}
+
 bool has_type(const json& v, const std::string& t) {
   if (t == "number") return v.is_number();
-  if (t == "integer") return v.is_number_integer();
+  if (t == "integer") return integral(v);
   return type_name(v) == t;
 }
 
@@ -58,20 +69,48 @@ const Pattern& compiled(const std::string& pattern) {
   return it->second;
 }
 
+// Every sub-schema uses only implemented keywords, in implemented forms: checked over the whole schema once, before
+// it validates anything (a keyword in a branch some data never reaches must not pass unnoticed either).
+void audit(const json& schema) {
+  if (schema.is_boolean()) return;
+  TORCH_CHECK(schema.is_object(), "a schema must be an object or a boolean, got ", schema.dump());
+  for (const auto& [k, x] : schema.items()) {
+    TORCH_CHECK(keywords().count(k), "schema keyword '", k, "' is not implemented by this validator (refused, not "
+                "ignored)");
+    if (k == "properties" || k == "definitions") {
+      TORCH_CHECK(x.is_object(), "'", k, "' must be an object");
+      for (const auto& [name, sub] : x.items()) audit(sub);
+    } else if (k == "additionalProperties" || k == "items") {
+      TORCH_CHECK(x.is_object() || x.is_boolean(), "'", k, "' must be a schema (tuple validation is not implemented)");
+      audit(x);
+    } else if (k == "pattern") {
+      compiled(x.get<std::string>());  // an unsupported construct is refused here, not at the first long string
+    }
+  }
+}
+
 const json& schema_root() {
-  static const json root = json::parse(corpus_schema_text());
+  static const json root = [] {
+    json r = json::parse(corpus_schema_text());
+    audit(r);
+    return r;
+  }();
   return root;
 }
 
-// The first violation as "path: what", or "".
-std::string check(const json& schema, const json& v, const std::string& path) {
+// The first violation as "path: what", or "". `root` resolves "#/definitions/..." references.
+std::string check(const json& root, const json& schema, const json& v, const std::string& path) {
+  if (schema.is_boolean()) return schema.get<bool>() ? "" : path + ": the schema allows no value here";
+  TORCH_CHECK(schema.is_object(), "a schema must be an object or a boolean");
   for (const auto& [k, _] : schema.items())
-    TORCH_INTERNAL_ASSERT(keywords().count(k), "corpus schema uses keyword '", k, "', which is not implemented");
+    TORCH_CHECK(keywords().count(k), "schema keyword '", k, "' is not implemented by this validator (refused, not "
+                "ignored)");
   if (schema.contains("$ref")) {
     const std::string ref = schema["$ref"].get<std::string>();
+    if (ref == "#") return check(root, root, v, path);
     const std::string prefix = "#/definitions/";
-    TORCH_INTERNAL_ASSERT(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
-    return check(schema_root().at("definitions").at(ref.substr(prefix.size())), v, path);
+    TORCH_CHECK(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
+    return check(root, root.at("definitions").at(ref.substr(prefix.size())), v, path);
   }
   if (schema.contains("type")) {
     std::vector<std::string> types;
@@ -118,12 +157,12 @@ std::string check(const json& schema, const json& v, const std::string& path) {
     for (const auto& [k, x] : v.items()) {
       const std::string sub = path + "." + k;
       if (props.contains(k)) {
-        if (auto e = check(props[k], x, sub); !e.empty()) return e;
+        if (auto e = check(root, props[k], x, sub); !e.empty()) return e;
       } else if (schema.contains("additionalProperties")) {
         const json& extra = schema["additionalProperties"];
         if (extra.is_boolean()) {
           if (!extra.get<bool>()) return path + ": unexpected key '" + k + "'";
-        } else if (auto e = check(extra, x, sub); !e.empty()) {
+        } else if (auto e = check(root, extra, x, sub); !e.empty()) {
           return e;
         }
       }
@@ -136,7 +175,7 @@ std::string check(const json& schema, const json& v, const std::string& path) {
       return path + ": fewer than " + schema["minItems"].dump() + " items";
     if (schema.contains("items"))
       for (size_t i = 0; i < v.size(); ++i)
-        if (auto e = check(schema["items"], v[i], path + "[" + std::to_string(i) + "]"); !e.empty()) return e;
+        if (auto e = check(root, schema["items"], v[i], path + "[" + std::to_string(i) + "]"); !e.empty()) return e;
   }
   return "";
 }
@@ -145,7 +184,7 @@ std::string check(const json& schema, const json& v, const std::string& path) {
 
 std::string schema_violation(const std::string& definition, const json& value) {
   if (!schema_root().at("definitions").contains(definition)) return "no schema definition '" + definition + "'";
-  return check(schema_root().at("definitions").at(definition), value, "$");
+  return check(schema_root(), schema_root().at("definitions").at(definition), value, "$");
 }
 
 void require_valid(const std::string& definition, const json& value, const std::string& who) {
@@ -163,6 +202,18 @@ json parse_json(const std::string& text, const std::string& who) {
   } catch (const json::exception& e) {
     throw CorpusError(who + ": invalid JSON: " + e.what());
   }
+}
+
+std::string validate_with_schema(const std::string& schema_text, const std::string& json_text) {
+  const json schema = parse_json(schema_text, "schema");
+  audit(schema);
+  json v;
+  try {
+    v = parse_json(json_text, "$");
+  } catch (const CorpusError& e) {
+    return e.what();
+  }
+  return check(schema, schema, v, "$");
 }
 
 std::string validate_against_schema(const std::string& definition, const std::string& json_text) {

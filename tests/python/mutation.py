@@ -44,7 +44,6 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # noqa: E402
-
 from conftest import GOLDEN, rehash, sha256  # noqa: E402
 
 KINDS = ("bitflip", "truncate", "insert", "delete")

@@ -14,10 +14,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import hostile
 import pytest
 import torch
 
+import hostile
 from conftest import GOLDEN, copy_corpus, rehash, sha256
 from torchconform import _core
 

@@ -166,6 +166,9 @@ const std::string& corpus_schema_text();
 // got string". The Python exporter implements the same keywords with the same messages (torchconform/schema.py).
 // JSON nested deeper than 64 levels is refused.
 std::string validate_against_schema(const std::string& definition, const std::string& json_text);
+// The same validator on any schema that uses only its keywords (tests run it on keyword cases beside a standard
+// validator); a schema with another keyword throws.
+std::string validate_with_schema(const std::string& schema_text, const std::string& json_text);
 
 // Parses a tolerance object as it appears in a manifest ({"default": {...}, "outputs": {path: {...}}}) from JSON
 // text. Throws CorpusError naming `who` and the bad key.
