@@ -96,10 +96,12 @@ def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def classify_python(status: str, detail: str, mark: str | None) -> dict[str, Any]:
     """One result of the Python column, judged in this process -> {"class", "detail"}. ``status``: the probe's
-    (load_error, call_error, unsupported) or the comparison's (pass, mismatch); ``mark``: the xfail reason that
-    applies to the probed PyTorch's version (``_core.applicable_mark``)."""
+    (corpus_error, load_error, call_error, unsupported) or the comparison's (pass, mismatch); ``mark``: the xfail
+    reason that applies to the probed PyTorch's version (``_core.applicable_mark``)."""
     if status == "unsupported":
         return {"class": NOT_RUN, "detail": detail}
+    if status == "corpus_error":  # as in the runner: a mark is a behaviour of the model, never a refused corpus
+        return {"class": LOAD, "detail": detail}
     if status == "pass":
         return {"class": XPASS, "detail": f"marked xfail ({mark}) but passed"} if mark else {"class": PASS,
                                                                                              "detail": ""}
@@ -146,7 +148,7 @@ def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[s
     direct: list[dict[str, Any]] = []
     for case in opened.cases:
         if case.error:
-            direct.append({"case": case.name, "artifact": "", "set": "*", "status": "load_error",
+            direct.append({"case": case.name, "artifact": "", "set": "*", "status": "corpus_error",
                            "message": case.error, "outputs": ""})
             continue
         sets = {s["name"]: s for s in json.loads(case.manifest_json)["input_sets"]}
@@ -186,7 +188,7 @@ def judge_python(opened: Any, version: str, rows: list[dict[str, Any]]) -> list[
                         detail = f"{c.mismatched}/{c.total} elements, max abs {c.max_abs:.3g}: {c.summary()} (call {i})"
                         break
             except _core.CorpusError as e:  # the golden cannot be read (as the runner would refuse it)
-                status, detail = "load_error", str(e)
+                status, detail = "corpus_error", str(e)
         mark = _core.applicable_mark(opened, r["case"], r["artifact"], r["set"], version)
         out.append({**classify_python(status, detail, mark), "id": _result_id(r["case"], r["artifact"], r["set"])})
     return out

@@ -10,8 +10,9 @@ through the core for this PyTorch's version.
 ``run`` job: ``{"corpus", "case", "artifact", "kind": "torchscript"|"exported_program", "file": {"file", "sha256",
 "bytes"?}, "int_outputs_as_tensors", "sets": [{"name", "inputs": {...}, "method", "seed", "prelude": [{"method",
 "args"}]}], "repeat"}``. Every file is hash-checked (``read_verified``) and loaded from the checked bytes,
-weights-only; each line: ``{"case", "artifact", "set", "status": "ok"|"load_error"|"call_error"|"unsupported",
-"message", "outputs": "<file of torch.save([output of each call])>"}``.
+weights-only; each line: ``{"case", "artifact", "set", "status": "ok"|"corpus_error"|"load_error"|"call_error"|
+"unsupported", "message", "outputs": "<file of torch.save([output of each call])>"}``; ``corpus_error``: a file the
+corpus does not vouch for or that is unsafe to load (no mark covers it).
 
 ``compile`` job: ``{"corpus", "case", "variant", "file": {...}, "package": "<where the parent's key puts it>"}``.
 """
@@ -23,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import stat
 import sys
 import time
@@ -33,7 +35,7 @@ import torch
 
 from . import protocol
 from .aoti_build import compile_program
-from .safeload import load_data, load_exported_program
+from .safeload import UnsafeFile, load_data, load_exported_program
 
 
 class CorpusFileError(ValueError):
@@ -67,6 +69,13 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def _status(e: BaseException) -> str:
+    """A file the corpus does not vouch for, or one unsafe to load, is the corpus's fault: ``corpus_error``
+    (as the runner's ErrorKind::kCorpus, never covered by a mark); anything else is this PyTorch failing to load."""
+    unsafe = (CorpusFileError, UnsafeFile, pickle.UnpicklingError)  # the last: refused by the weights-only unpickler
+    return "corpus_error" if isinstance(e, unsafe) else "load_error"
+
+
 def _verified(job: dict[str, Any], ref: dict[str, Any]) -> bytes:
     return read_verified(Path(job["corpus"]), f"{job['case']}/{ref['file']}", ref["sha256"], ref.get("bytes"))
 
@@ -93,13 +102,13 @@ def run(jobs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
         try:
             loaded = load()
         except Exception as e:  # noqa: BLE001 - the load failure is the finding
-            rows += [row(s["name"], "load_error", f"{job['file']['file']}: {_first_line(e)}") for s in job["sets"]]
+            rows += [row(s["name"], _status(e), f"{job['file']['file']}: {_first_line(e)}") for s in job["sets"]]
             continue
         for k, s in enumerate(job["sets"]):
             try:
                 inputs = load_data(io.BytesIO(_verified(job, s["inputs"])))
             except Exception as e:  # noqa: BLE001
-                rows.append(row(s["name"], "load_error", f"{s['inputs']['file']}: {_first_line(e)}"))
+                rows.append(row(s["name"], _status(e), f"{s['inputs']['file']}: {_first_line(e)}"))
                 continue
             try:
                 # A prelude changes module state: a fresh load of its own, as the runner does.

@@ -52,6 +52,7 @@ def test_cpp_rows(row, cls):
     ("mismatch", "known drift", compat.XFAIL), ("load_error", None, compat.LOAD), ("load_error", "capture failed",
                                                                                   compat.XFAIL),
     ("call_error", None, compat.CALL), ("unsupported", None, compat.NOT_RUN),
+    ("corpus_error", None, compat.LOAD), ("corpus_error", "a mark never covers a refused corpus", compat.LOAD),
 ])
 def test_python_results(status, mark, cls):
     assert compat.classify_python(status, "detail", mark)["class"] == cls

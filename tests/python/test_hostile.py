@@ -27,12 +27,16 @@ def tc(*args: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedPro
                           timeout=timeout, **kw)
 
 
-def probe(corpus: Path) -> tuple[list[dict], str]:
-    """The compat probe's raw rows on ``corpus`` (as another PyTorch's interpreter runs it), and its output."""
+def probe(corpus: Path, judge: bool = False) -> tuple[list[dict], str]:
+    """The compat probe's raw rows on ``corpus`` (as another PyTorch's interpreter runs it), or with ``judge`` the
+    rows as compat's parent judges them (``compat.judge_python``), and the probe's output."""
     from torchconform import compat
 
     with tempfile.TemporaryDirectory() as work:
-        rows, done = compat.probe(sys.executable, corpus, _core.Corpus.open(str(corpus)), 300, Path(work))
+        opened = _core.Corpus.open(str(corpus))
+        rows, done = compat.probe(sys.executable, corpus, opened, 300, Path(work))
+        if judge:
+            rows = compat.judge_python(opened, torch.__version__, rows)
     return rows, done.stdout + done.stderr
 
 
@@ -256,7 +260,7 @@ def test_a_malicious_pickle_in_an_exported_program_never_runs(tmp_path: Path) ->
         assert "weights_only" in r.stderr or "raw pickle" in r.stderr, r.stderr
         rows, out = probe(corpus)
         exported = [x["status"] for x in rows if x["artifact"] == "export"]
-        assert exported and set(exported) == {"load_error"}, out
+        assert exported and set(exported) == {"corpus_error"}, out
         assert not marker.exists()
 
 
@@ -273,25 +277,51 @@ def test_the_audit_hook_refuses_unlisted_globals_while_loading(tmp_path: Path) -
 
 
 def test_probe_and_compare_corpora_load_weights_only_and_check_hashes(tmp_path: Path) -> None:
+    from torchconform import compat
     from torchconform.compat import compare_corpora
 
     marker = tmp_path / "PWNED"
     corpus = hostile.single(tmp_path, "process_outputs")
     hostile.plant_payload(corpus, "process_outputs", "top5_labels", "inputs", marker)
     rows, out = probe(corpus)
-    assert {x["status"] for x in rows if x["set"] == "top5_labels"} == {"load_error"}, out
+    assert {x["status"] for x in rows if x["set"] == "top5_labels"} == {"corpus_error"}, out
     with pytest.raises(_core.CorpusError, match="is not allowed in a corpus data file"):  # the core reads both
         compare_corpora(GOLDEN, corpus)
     assert not marker.exists()
-    # An unsigned edit is a hash mismatch in the probe, as in the runner (it used to be a pass there).
-    corpus2 = hostile.single(tmp_path / "u", "process_outputs")
-    path = hostile.set_file(corpus2, "process_outputs", "top5_labels", "expected")
+    # An unsigned edit is a hash mismatch, as in the runner (it used to be a pass in compat), and no xfail mark
+    # covers it: the probe reads only inputs; the parent reads the golden through the core when it judges.
+    for kind in ("inputs", "expected"):
+        corpus2 = hostile.single(tmp_path / kind, "process_outputs")
+        m = hostile.manifest(corpus2, "process_outputs")
+        m["xfail"] = {"reason": "marked for every version"}
+        hostile.write_manifest(corpus2, "process_outputs", m)
+        path = hostile.set_file(corpus2, "process_outputs", "top5_labels", kind)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        path.write_bytes(bytes(data))
+        judged, out = probe(corpus2, judge=True)
+        bad = [x for x in judged if x["id"].endswith("/top5_labels")]
+        assert bad and all(x["class"] == compat.LOAD and "SHA-256 mismatch" in x["detail"] for x in bad), judged
+        others = {x["class"] for x in judged if not x["id"].endswith("/top5_labels")}
+        assert others == {compat.XPASS}, judged  # the negative control: the mark does apply to the other sets
+
+
+def test_no_xfail_mark_covers_a_corpus_error_in_the_runner(tmp_path: Path, run_cli) -> None:
+    corpus = hostile.single(tmp_path, "process_outputs")
+    m = hostile.manifest(corpus, "process_outputs")
+    m["xfail"] = {"reason": "marked for every version"}
+    hostile.write_manifest(corpus, "process_outputs", m)
+    path = hostile.set_file(corpus, "process_outputs", "top5_labels", "expected")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
-    path.write_bytes(bytes(data))
-    rows, out = probe(corpus2)
-    bad = [x for x in rows if x["set"] == "top5_labels"]
-    assert bad and all(x["status"] == "load_error" and "SHA-256 mismatch" in x["message"] for x in bad), out
+    path.write_bytes(bytes(data))  # unsigned
+    report = tmp_path / "r.json"
+    r = run_cli(corpus, "--json", report, "--quiet")
+    rows = json.loads(report.read_text())["results"]
+    bad = [x for x in rows if x["input_set"] == "top5_labels"]
+    assert bad and all(x["verdict"] == "ERROR" and x["error_kind"] == "corpus" for x in bad), r.stdout
+    assert {x["verdict"] for x in rows if x["input_set"] != "top5_labels"} == {"XPASS"}, r.stdout  # control
+    assert r.returncode == 2  # an error (exit 1 is failures only)
 
 
 def test_malicious_data_files_never_run_in_the_runner(tmp_path: Path, run_cli) -> None:
