@@ -136,6 +136,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.attr("__version__") = torchconform_version();
   m.def("libtorch_version", &libtorch_version);
   m.def("printable", &printable, py::arg("text"),
         "Corpus text made safe to print (control, invisible and bidirectional characters escaped): the one "
@@ -402,6 +403,19 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("torch_version"),
       "The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version`, or None: "
       "the runner's precedence (variant, then set, then case) and version conditions.");
+  // Registered before the functions that return it, so their signatures name it.
+  py::class_<VerifyOptions>(m, "VerifyOptions", "What parse_verify_args made of a command line")
+      .def_readonly("corpus", &VerifyOptions::corpus)
+      .def_readonly("cases", &VerifyOptions::cases)
+      .def_readonly("device", &VerifyOptions::device)
+      .def_readonly("threads", &VerifyOptions::threads)
+      .def_readonly("repeat", &VerifyOptions::repeat)
+      .def_readonly("json", &VerifyOptions::json)
+      .def_readonly("junit", &VerifyOptions::junit)
+      .def_readonly("isolate", &VerifyOptions::isolate)
+      .def_readonly("timeout", &VerifyOptions::timeout)
+      .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
+      .def_readonly("quiet", &VerifyOptions::quiet);
   m.def("parse_verify_args", &parse_verify_args, py::arg("args"), py::arg("default_corpus") = "",
         "The verification's one option table (torchconform-run's): a VerifyOptions, or UsageError.");
   m.def("verify_usage", &verify_usage, py::arg("prog"));
@@ -422,19 +436,6 @@ PYBIND11_MODULE(_core, m) {
       py::arg("sets") = std::vector<std::string>{}, py::arg("aoti_cache") = "",
       "Run one case (or the named input sets of it) with the C++ runner, on its TorchScript artifact and every "
       "variant; returns one SetResult per (artifact, input set).");
-
-  py::class_<VerifyOptions>(m, "VerifyOptions", "What parse_verify_args made of a command line")
-      .def_readonly("corpus", &VerifyOptions::corpus)
-      .def_readonly("cases", &VerifyOptions::cases)
-      .def_readonly("device", &VerifyOptions::device)
-      .def_readonly("threads", &VerifyOptions::threads)
-      .def_readonly("repeat", &VerifyOptions::repeat)
-      .def_readonly("json", &VerifyOptions::json)
-      .def_readonly("junit", &VerifyOptions::junit)
-      .def_readonly("isolate", &VerifyOptions::isolate)
-      .def_readonly("timeout", &VerifyOptions::timeout)
-      .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
-      .def_readonly("quiet", &VerifyOptions::quiet);
 
   m.def(
       "verify",

@@ -14,6 +14,11 @@ int main(int argc, char** argv) {
     std::cout << usage;
     return 0;
   }
+  if (std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "--version"; })) {
+    std::cout << "torchconform-run " << torchconform::torchconform_version() << " (LibTorch "
+              << torchconform::libtorch_version() << ")\n";
+    return 0;
+  }
   try {
     const auto options = torchconform::parse_verify_args(args);
     const auto outcome = torchconform::verify(

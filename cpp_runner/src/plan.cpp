@@ -27,6 +27,7 @@ std::vector<RuntimeInfo> runtimes() {
 }
 
 const char* libtorch_version() { return TORCH_VERSION; }
+const char* torchconform_version() { return TORCHCONFORM_VERSION; }
 
 namespace {
 

@@ -6,6 +6,7 @@ C++ (``torchconform._core``, the same library ``torchconform-run`` and the ctest
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 
 import torch  # noqa: F401  (libtorch must be loaded before the compiled module: it resolves against it)
@@ -18,11 +19,18 @@ else:
     # compiled for one LibTorch and is absent there; exporting and the probe do not need it. A core that exists but
     # fails to load (undefined symbols...) still raises above.
     _core = None  # type: ignore[assignment]
-from .api import Export, Inputs, XFail, case, declare
-from .registry import Built, Call, Case, CaseError, InputSet, register, select
+from .authoring.api import Export, Inputs, XFail, case, declare
+from .authoring.case import Built, Call, Case, CaseError, InputSet
+from .authoring.registry import register, select
 
 __all__ = [
     "Built", "Call", "Case", "CaseError", "Comparison", "Corpus", "CorpusError", "Export", "InputSet", "Inputs",
     "SetResult", "UsageError", "XFail", "case", "compare", "declare", "register", "run_case", "select", "_core",
 ]
-__version__ = "0.1.0"
+if _core is not None:
+    __version__ = _core.__version__  # pyproject.toml's, compiled in (the one version string)
+else:
+    try:
+        __version__ = importlib.metadata.version("torchconform")
+    except importlib.metadata.PackageNotFoundError:  # the source tree on another interpreter's path (compat)
+        __version__ = "unknown"

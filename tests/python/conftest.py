@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,23 @@ def run_cli(runner: Path):
         return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True, timeout=300)
 
     return run
+
+
+@dataclass(frozen=True)
+class GoldenRun:
+    done: subprocess.CompletedProcess[str]
+    json: Path
+    junit: Path
+
+
+@pytest.fixture(scope="session")
+def golden_run(runner: Path, tmp_path_factory: pytest.TempPathFactory) -> GoldenRun:
+    """One full verification of golden/ by the C++ runner (console, --json, --junit), shared by every test that
+    only reads its results: the corpus is verified once per session for them, not once per test."""
+    out = tmp_path_factory.mktemp("golden-run")
+    done = subprocess.run([str(runner), str(GOLDEN), "--json", str(out / "r.json"), "--junit", str(out / "r.xml")],
+                          capture_output=True, text=True, timeout=600)
+    return GoldenRun(done, out / "r.json", out / "r.xml")
 
 
 def manifests(corpus: Path = GOLDEN) -> dict[str, dict]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from conftest import GOLDEN, rehash, sha256
-from torchconform.values import leaves
+from torchconform.writing.values import leaves
 
 
 def single(tmp: Path, case: str, src: Path = GOLDEN, name: str | None = None) -> Path:

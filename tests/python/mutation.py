@@ -252,8 +252,8 @@ def _hash_text(text: str) -> str:
 
 ORACLE = r'''
 import json, sys, torch
-from torchconform.corpus import apply_prelude, call
-from torchconform.registry import Call, InputSet
+from torchconform.writing.writer import apply_prelude, call
+from torchconform.authoring.case import Call, InputSet
 root, jobs = sys.argv[1], json.loads(sys.stdin.read())
 def same(e, a):
     if type(e) is not type(a) and not (isinstance(e, torch.Tensor) and isinstance(a, torch.Tensor)):
@@ -399,7 +399,7 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
     index["cases"] = [c for c in index["cases"] if c["name"] in {e["case"] for e in chosen}]
     (sample / "corpus.json").write_text(json.dumps(index, indent=1))
     # The compat Python column: the probe loads, calls and saves in another process; this one judges with the core.
-    from torchconform import compat
+    from torchconform.tools import compat
 
     faces["runs"] += 1
     cell = compat.run_python_cell(compat.Runtime("this", sys.executable, "", torch.__version__), sample, timeout)

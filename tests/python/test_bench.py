@@ -2,7 +2,7 @@
 
 Timings are never asserted against thresholds here (a loaded CI machine would make that a flaky test); what is
 checked is that every number is measured over the right work: the floor makes as many calls as a verification, the
-phase times land on the results that did the work, and the reported ratios are the ratios of the measurements.
+phase times land on the results that did the work, and the tables show the JSON's numbers.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch  # noqa: F401  (before _core)
 
-from conftest import GOLDEN
+from conftest import GOLDEN, counts
 from torchconform import _core, verification
-from torchconform.bench import markdown, stats
+from torchconform.tools.bench import markdown, stats
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,7 @@ def corpus():
     return _core.Corpus.open(str(GOLDEN))
 
 
+@pytest.mark.e2e
 def test_each_set_is_read_and_decoded_once_per_case(corpus):
     results = _core.run_case(corpus, "simple_cnn", repeat=2)
     first = {}
@@ -45,18 +47,25 @@ def test_each_set_is_read_and_decoded_once_per_case(corpus):
             assert r.read_seconds == 0, r.id
 
 
+@pytest.mark.e2e
 def test_floor_makes_the_calls_a_verification_makes(corpus):
     code, results, _ = verification.run([GOLDEN, "--no-isolate", "--repeat", "2", "--quiet"])
     assert code == 0
+    t0 = time.perf_counter()
     floor = _core.measure_floor(corpus, repeat=2)
-    # Every result whose artifact loaded was called twice; the floor calls the same artifacts on the same sets.
-    assert floor["calls"] == sum(r.calls for r in results) == 104
+    wall = time.perf_counter() - t0
+    # Every result whose artifact loads is called twice (the plan's runs that are not expected failures: those
+    # never load); the floor calls the same artifacts on the same sets.
+    n_pass, _ = counts()
+    assert floor["calls"] == sum(r.calls for r in results) == 2 * n_pass
     loaded = {(r.case, r.artifact) for r in results if r.runtime != "export"}
     assert floor["artifacts"] == len(loaded)
-    assert floor["seconds"] == pytest.approx(floor["load_seconds"] + floor["call_seconds"])
-    assert _core.measure_floor(corpus, repeat=1)["calls"] == 52
+    # Both phases did work, and the time the floor claims fits in the time the call took.
+    assert floor["load_seconds"] > 0 and floor["call_seconds"] > 0 and floor["seconds"] <= wall
+    assert _core.measure_floor(corpus, repeat=1)["calls"] == n_pass
 
 
+@pytest.mark.e2e
 def test_bench_artifact_times_the_requested_artifact(corpus):
     x = torch.randn(2, 3, 32, 32)
     load, first, samples = _core.bench_artifact(corpus, "simple_cnn", "", "forward", (x,), min_calls=4,
@@ -73,6 +82,7 @@ def test_bench_artifact_times_the_requested_artifact(corpus):
         _core.bench_artifact(corpus, "simple_cnn", "optimized", "forward", (x,))
 
 
+@pytest.mark.e2e
 def test_call_overhead_compares_like_with_like(corpus):
     r = _core.measure_call_overhead(corpus, "process_outputs", "top5_labels", calls=20, rounds=3, threads=1)
     assert r["raw_seconds"] > 0 and r["runner_seconds"] > 0 and r["calls"] == 20 and r["rounds"] == 3
@@ -105,6 +115,7 @@ def _bench(tmp_path, *args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.e2e
 def test_bench_models_writes_tables_json_and_plot(tmp_path):
     done = _bench(tmp_path, "--model", "process_outputs", "--threads", "1", "--skip-suite", "--skip-spec")
     assert done.returncode == 0, done.stderr
@@ -113,8 +124,12 @@ def test_bench_models_writes_tables_json_and_plot(tmp_path):
     assert [(r["input"], r["threads"]) for r in rows] == [("1x10", 1), ("256x10", 1)]
     for r in rows:
         assert set(r["modes"]) == {"eager", "ts_python", "ts_cpp", "aoti_cpp"}
-        for mode, speedup in r["speedup"].items():
-            assert speedup == pytest.approx(r["modes"]["eager"]["median_ms"] / r["modes"][mode]["median_ms"])
+        assert set(r["speedup"]) == {"ts_python", "ts_cpp", "aoti_cpp"}
+        # The table shows the JSON's numbers (one place computes them; the faces must agree).
+        shown = [f"{r['speedup'][k]:.2f}x" for k in ("ts_python", "ts_cpp", "aoti_cpp")]
+        row_line = next(ln for ln in (tmp_path / "bench.md").read_text().splitlines()
+                        if ln.startswith(f"| process_outputs | {r['input']} | 1 |"))
+        assert all(x in row_line for x in shown), (shown, row_line)
         assert r["modes"]["ts_cpp"]["load_s"] > 0 and r["modes"]["eager"]["load_s"] is None
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "bench.md").read_text()
@@ -122,17 +137,22 @@ def test_bench_models_writes_tables_json_and_plot(tmp_path):
     assert result["machine"]["libtorch"] == _core.libtorch_version()
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_bench_suite_reports_ratios_of_its_measurements(tmp_path):
     done = _bench(tmp_path, "--skip-models", "--rounds", "1", "--overhead-calls", "10")
     assert done.returncode == 0, done.stderr
     s = json.loads((tmp_path / "bench.json").read_text())["suite"]
-    assert s["ratio_in_process"] == pytest.approx(s["verify_in_process_s"] / s["floor"]["median_s"])
-    assert s["ratio_cli_vs_python_loop"] == pytest.approx(s["cli_s"] / s["python_loop"]["wall_s"])
-    assert s["floor"]["calls"] == 104
+    # The table shows the JSON's ratios (computed once, in bench.py; the faces must agree).
+    md = (tmp_path / "bench.md").read_text()
+    assert f"| {s['ratio_in_process']:.2f} |" in md and f"**{s['ratio_cli_vs_python_loop']:.2f}**" in md
+    n_pass, _ = counts()
+    assert s["floor"]["calls"] == 2 * n_pass
     # The Python loop cannot load the `optimized` variant either (the corpus's expected failure) and, unlike the
     # runner, does not know AOTInductor returns process_outputs' ints as tensors.
     loop = s["python_loop"]
-    assert loop["unloadable"] == 1 and loop["failed"] == 2 and loop["passed"] == 100
+    # It counts calls (two per set) and stops a set at its first failure: a failed set costs two passes.
+    assert loop["unloadable"] == 1 and loop["failed"] == 2 and loop["passed"] == 2 * n_pass - 2 * loop["failed"]
     assert [o["case"] for o in s["call_overhead"]] == ["simple_cnn", "dynamic_router"]
     # The phases are measured inside the verification (loads once per artifact, not per set): each did work, and
     # together they fit in its wall time. ("other" is the remainder by construction, so it is not checked.)
@@ -142,6 +162,7 @@ def test_bench_suite_reports_ratios_of_its_measurements(tmp_path):
     assert sum(parts.values()) <= s["verify_in_process_s"]
 
 
+@pytest.mark.e2e
 def test_bench_refuses_unknown_models_and_bad_threads(tmp_path):
     done = _bench(tmp_path, "--model", "resnet")
     assert done.returncode == 2 and "--model resnet: no such model" in done.stderr

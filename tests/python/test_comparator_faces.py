@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from conftest import rehash
-from torchconform import Built, Case, InputSet, _core, compat
-from torchconform.corpus import write_corpus
+from torchconform import Built, Case, InputSet, _core
+from torchconform.tools import compat
+from torchconform.writing.writer import write_corpus
+
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 
 def tensor_identity(x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import ROOT, copy_corpus, rehash, runner_path
-from torchconform import _core, compat
+from torchconform import _core
+from torchconform.tools import compat
 
 OLD = ROOT / "tests" / "data" / "compat" / "torch-1.13.1"
 FUTURE = ROOT / "tests" / "data" / "compat" / "future-format"
@@ -120,6 +121,7 @@ def test_package_key_for_another_torch_is_the_runners():
     assert _core.aoti_package_path("/c", sha, "cpu", "2.14.1+cu130") == f"/c/{sha[:32]}-torch2.14.1-cpu/model.pt2"
 
 
+@pytest.mark.e2e
 def test_the_probe_only_loads_calls_and_saves(tmp_path):
     """The probe's rows carry raw outputs, no verdict; judged here they agree with the runner on every result."""
     opened = _core.Corpus.open(str(OLD))
@@ -146,6 +148,8 @@ def _compat(tmp_path: Path, *corpora: str) -> tuple[int, dict, str]:
     return done.returncode, data, done.stdout + done.stderr
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_old_corpus_on_the_pinned_torch(tmp_path):
     """TorchScript's backward compatibility: what Debian's 1.13.1 wrote loads and agrees on 2.13.0, from Python and
     C++; its torch.export variants are expected failures the 1.13.1 exporter recorded (no torch.export there)."""
@@ -163,6 +167,8 @@ def test_old_corpus_on_the_pinned_torch(tmp_path):
         assert all("has no torch.export" in d or "optimize_for_inference" in d for d in reasons), reasons
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_too_new_artifact_is_a_load_failure_with_its_message(tmp_path):
     """tests/data/compat/future-format: process_outputs whose artifact claims TorchScript file format 99."""
     code, data, text = _compat(tmp_path, f"future:{FUTURE}")
@@ -174,6 +180,8 @@ def test_a_too_new_artifact_is_a_load_failure_with_its_message(tmp_path):
     assert "load failure" in (tmp_path / "out" / "compat.md").read_text()
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_stale_version_mark_fails_the_run(tmp_path):
     corpus = copy_corpus(tmp_path, OLD)
     mpath = corpus / "process_outputs" / "manifest.json"
@@ -193,6 +201,7 @@ def test_a_stale_version_mark_fails_the_run(tmp_path):
     assert _compat(tmp_path, f"old-only:{corpus}")[0] == 0
 
 
+@pytest.mark.e2e
 def test_compat_refuses_bad_arguments(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{tmp_path}",
                            "--runtime", f"2:{sys.executable}"], capture_output=True, text=True)
@@ -208,6 +217,7 @@ def test_compat_refuses_bad_arguments(tmp_path):
     assert done.returncode == 2 and "cannot import torch: ModuleNotFoundError" in done.stderr
 
 
+@pytest.mark.e2e
 def test_reexport_comparison_tells_bitwise_from_drift(tmp_path):
     from conftest import GOLDEN, perturbed_corpus
 

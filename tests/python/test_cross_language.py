@@ -13,8 +13,10 @@ import torch
 
 from conftest import GOLDEN, copy_corpus, rehash
 from torchconform import _core
-from torchconform.corpus import apply_prelude, call
-from torchconform.registry import Call, InputSet
+from torchconform.authoring.case import Call, InputSet
+from torchconform.writing.writer import apply_prelude, call
+
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CORPUS = _core.Corpus.open(str(GOLDEN))
@@ -116,7 +118,7 @@ PROGRAMS = [(c.name, v.name, s) for c in CORPUS.cases for v in c.variants
 def test_aoti_package_gives_the_same_bits_in_python_and_cpp(case: str, variant: str, set_name: str) -> None:
     """The AOTInductor package the C++ runner loads, loaded again by Python's torch._inductor.aoti_load_package
     and fed the same tensors: the flat outputs must be bitwise identical."""
-    from torchconform.values import leaves
+    from torchconform.writing.values import leaves
 
     c = next(x for x in CORPUS.cases if x.name == case)
     v = next(x for x in c.variants if x.name == variant)

@@ -15,9 +15,13 @@ import torch
 
 from conftest import GOLDEN, ROOT, manifests, sha256
 from torchconform import Built, Case, CaseError
-from torchconform import cases as builtin
-from torchconform.corpus import invoke, write_corpus
-from torchconform.registry import Call, InputSet, all_cases, select
+from torchconform.authoring import models
+from torchconform.authoring.builtin import dynamic_router, process_outputs, simple_cnn
+from torchconform.authoring.case import Call, InputSet
+from torchconform.authoring.registry import all_cases, select
+from torchconform.writing.writer import invoke, write_corpus
+
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 GOLDEN_MANIFESTS = manifests()
 SETS = [(name, s["name"]) for name, m in GOLDEN_MANIFESTS.items() for s in m["input_sets"]]
@@ -74,10 +78,30 @@ def test_golden_checks_traces_beyond_their_example() -> None:
         assert len(others) >= 2, f"{name}: only checked on its trace example's shape"
 
 
-def test_golden_was_exported_in_eval_mode_without_grad() -> None:
-    for m in GOLDEN_MANIFESTS.values():
-        assert m["export_conditions"]["module_mode"] == "eval"
-        assert m["export_conditions"]["grad"].startswith("disabled")
+def training_submodules(module) -> list[str]:
+    """The submodules of a loaded TorchScript module still in training mode (a trace made in training mode, as the
+    spec's FullModel does, saves them so: dropout stays on in every runtime)."""
+    # (torch.jit.freeze drops the attribute; it refuses a module in training mode in the first place.)
+    return [name or "<root>" for name, m in module.named_modules() if m._c.hasattr("training") and m.training]
+
+
+def test_golden_artifacts_were_saved_in_eval_mode(tmp_path: Path) -> None:
+    checked = set()
+    for name, m in GOLDEN_MANIFESTS.items():
+        # (A scripted function has no mode: ScriptFunction.save wraps it in a module whose `training` nothing reads.)
+        files = [m["artifact"]] if "artifact" in m and m["mode"] != "script_function" else []
+        files += [v for v in m.get("variants", []) if v.get("kind") == "torchscript" and "file" in v and
+                  not v.get("xfail")]
+        for ref in files:
+            loaded = torch.jit.load(str(GOLDEN / name / ref["file"]))
+            if hasattr(loaded, "named_modules"):  # (a scripted function has no modules)
+                assert training_submodules(loaded) == [], f"{name}/{ref['file']}"
+                checked.add(name)
+    assert checked == {n for n, m in GOLDEN_MANIFESTS.items() if "artifact" in m and m["mode"] != "script_function"}
+    # Negative control: the spec's recipe (trace a module left in training mode) is caught.
+    path = tmp_path / "train.pt"
+    torch.jit.save(torch.jit.trace(models.SimpleCNN(num_classes=10).train(), torch.randn(1, 3, 32, 32)), str(path))
+    assert "<root>" in training_submodules(torch.jit.load(str(path)))
 
 
 def test_router_inputs_route_as_claimed() -> None:
@@ -87,9 +111,9 @@ def test_router_inputs_route_as_claimed() -> None:
     seen = {}
     for s in GOLDEN_MANIFESTS["dynamic_router"]["input_sets"]:
         (x,) = torch.load(GOLDEN / "dynamic_router" / s["inputs"]["file"], weights_only=True)
-        counts, margin = builtin.route(model, x)
+        counts, margin = dynamic_router.route(model, x)
         assert counts == s["facts"]["expert_counts"], s["name"]
-        assert margin > builtin.ROUTER_MIN_MARGIN
+        assert margin > dynamic_router.ROUTER_MIN_MARGIN
         seen[s["name"]] = counts
     assert all(n > 0 for n in seen["all_experts"])
     assert 0 in seen["experts_1_3_empty"]
@@ -111,7 +135,7 @@ def test_full_model_hazards_are_recorded() -> None:
 
 
 def test_tracer_warnings_are_recorded(tmp_path: Path) -> None:
-    neg = Case("dynamic_router_traced", "trace", "negative control", builtin.traced_router_negative_control, 202)
+    neg = Case("dynamic_router_traced", "trace", "negative control", dynamic_router.traced_router_negative_control, 202)
     write_corpus(tmp_path / "c", [neg], log=lambda m: None)
     m = json.loads((tmp_path / "c" / "dynamic_router_traced" / "manifest.json").read_text())
     texts = [w["message"] for w in m["tracer_warnings"]]
@@ -141,6 +165,7 @@ def comparable_manifest(path: Path) -> dict:
     return m
 
 
+@pytest.mark.slow
 def test_reexport_is_deterministic(tmp_path: Path) -> None:
     # In a fresh process, as users export: TorchScript mangles the names of classes compiled twice in one process
     # (__torch_mangle_N), so a second export inside a process that already scripted the same models writes
@@ -197,23 +222,22 @@ def test_export_refuses_to_overwrite_and_survives_failure(tmp_path: Path) -> Non
 
 
 def test_case_declaration_errors() -> None:
-    from torchconform.registry import register
+    from torchconform.authoring.registry import register
 
     with pytest.raises(CaseError, match="unknown mode 'jit'"):
-        register(Case("x_bad_mode", "jit", "", builtin.build_process_outputs, 1))  # type: ignore[arg-type]
+        register(Case("x_bad_mode", "jit", "", process_outputs.build_process_outputs, 1))  # type: ignore[arg-type]
     with pytest.raises(CaseError, match="name must match"):
-        register(Case("Bad-Name", "script", "", builtin.build_process_outputs, 1))
+        register(Case("Bad-Name", "script", "", process_outputs.build_process_outputs, 1))
     with pytest.raises(CaseError, match="declared twice"):
-        register(Case("simple_cnn", "trace", "", builtin.build_simple_cnn, 1))
+        register(Case("simple_cnn", "trace", "", simple_cnn.build_simple_cnn, 1))
     with pytest.raises(CaseError, match="matches no case"):
         select(["nope*"])
 
 
 def test_export_expected_failures_are_strict() -> None:
     """capture(): a failing torch.export is recorded only when marked; a marked capture that succeeds is refused."""
-    from torchconform import models
-    from torchconform.registry import CaseError
-    from torchconform.variants import capture
+    from torchconform.authoring.case import CaseError
+    from torchconform.authoring.variants import capture
 
     x = torch.randn(8, 16)
     dims = ({0: torch.export.Dim("batch", min=1, max=64)},)

@@ -21,6 +21,8 @@ import hostile
 from conftest import GOLDEN, copy_corpus, rehash, sha256
 from torchconform import _core
 
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
+
 
 def tc(*args: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
@@ -30,7 +32,7 @@ def tc(*args: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedPro
 def probe(corpus: Path, judge: bool = False) -> tuple[list[dict], str]:
     """The compat probe's raw rows on ``corpus`` (as another PyTorch's interpreter runs it), or with ``judge`` the
     rows as compat's parent judges them (``compat.judge_python``), and the probe's output."""
-    from torchconform import compat
+    from torchconform.tools import compat
 
     with tempfile.TemporaryDirectory() as work:
         opened = _core.Corpus.open(str(corpus))
@@ -236,8 +238,8 @@ def test_a_tolerance_override_that_matches_no_output_fails(tmp_path: Path, run_c
 
 def test_an_override_used_by_some_sets_only_is_fine(tmp_path: Path, run_cli) -> None:
     """Sets that call another method return other structures: an override must reach some set, not every one."""
-    from torchconform.corpus import write_corpus
-    from torchconform.registry import load_user_cases
+    from torchconform.authoring.registry import load_user_cases
+    from torchconform.writing.writer import write_corpus
 
     cases = [c for c in load_user_cases(str(GOLDEN.parent / "examples" / "my_cases.py")) if c.name == "attention_block"]
     write_corpus(tmp_path / "c", cases, log=lambda m: None)
@@ -276,9 +278,10 @@ def test_the_audit_hook_refuses_unlisted_globals_while_loading(tmp_path: Path) -
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_probe_and_compare_corpora_load_weights_only_and_check_hashes(tmp_path: Path) -> None:
-    from torchconform import compat
-    from torchconform.compat import compare_corpora
+    from torchconform.tools import compat
+    from torchconform.tools.compat import compare_corpora
 
     marker = tmp_path / "PWNED"
     corpus = hostile.single(tmp_path, "process_outputs")
@@ -334,6 +337,7 @@ def test_malicious_data_files_never_run_in_the_runner(tmp_path: Path, run_cli) -
 
 
 # ---- 8. a long string where a pattern is checked --------------------------------------------------------------
+@pytest.mark.slow
 def test_a_26000_character_name_is_refused_by_every_face(tmp_path: Path, run_cli) -> None:
     corpus = hostile.single(tmp_path, "process_outputs")
     m = hostile.manifest(corpus, "process_outputs")
@@ -424,8 +428,8 @@ def test_plugin_isolates_crashes_and_hangs(tmp_path: Path) -> None:
     from test_robustness import build_spinning
 
     from torchconform import Case
-    from torchconform.corpus import write_corpus
-    from torchconform.registry import select
+    from torchconform.authoring.registry import select
+    from torchconform.writing.writer import write_corpus
 
     write_corpus(tmp_path / "c", [Case("spinning", "script_function", "never ends", build_spinning, 1),
                                   *select(["process_outputs"])], log=lambda m: None)
@@ -513,6 +517,7 @@ def test_two_exports_into_one_new_corpus_do_not_replace_each_other(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
 
 
+@pytest.mark.slow
 def test_recovery_touches_only_what_an_export_journaled(tmp_path: Path) -> None:
     lookalike = tmp_path / ".corpus.partial-999999999"
     lookalike.mkdir()
@@ -571,7 +576,7 @@ def test_a_zip_record_that_inflates_to_gigabytes_is_refused(tmp_path: Path, run_
 
 
 def test_a_truncated_cached_package_is_not_cached(tmp_path: Path) -> None:
-    from torchconform.aoti import cached_package_problem
+    from torchconform.writing.aoti import cached_package_problem
 
     pkg = tmp_path / "p" / "model.pt2"
     pkg.parent.mkdir()

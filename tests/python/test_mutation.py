@@ -16,9 +16,12 @@ import pytest
 from conftest import ROOT
 from mutation import RULES, failures, run
 
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
+
 SEED = int(os.environ.get("TORCHCONFORM_MUTATION_SEED", "20261126"))
 
 
+@pytest.mark.slow
 def test_mutated_corpora_never_pass_and_never_crash(runner: Path, capsys: pytest.CaptureFixture[str]) -> None:
     summary = run(runner, count=500, seed=SEED, corpus_json=20, semantic=150)
     out = ROOT / "build" / "test-results"

@@ -17,6 +17,8 @@ from conftest import GOLDEN, ROOT, perturbed_corpus
 from torchconform import _core
 from torchconform.schema import standard_validate
 
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
+
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
 
 
@@ -25,15 +27,14 @@ def problems(report: dict) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reports(runner: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+def reports(runner: Path, golden_run, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("reports")
     loose = hostile.single(tmp / "loose", "simple_cnn")
     m = hostile.manifest(loose, "simple_cnn")
     m["tolerance"] = {"default": {"mode": "ulp", "max_ulp": 1000}, "outputs": {}}
     hostile.write_manifest(loose, "simple_cnn", m)
-    runs = [(GOLDEN, {}), (perturbed_corpus(tmp), {}), (loose, {}),
-            (GOLDEN, {"TORCHCONFORM_FAULT_INJECT": "process_outputs:segv"})]
-    out = []
+    runs = [(perturbed_corpus(tmp), {}), (loose, {}), (GOLDEN, {"TORCHCONFORM_FAULT_INJECT": "process_outputs:segv"})]
+    out = [json.loads(golden_run.json.read_text())]
     for i, (corpus, env) in enumerate(runs):
         path = tmp / f"r{i}.json"
         subprocess.run([str(runner), str(corpus), "--json", str(path), "--quiet"], capture_output=True,

@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import GOLDEN, copy_corpus, counts, manifests, planned, rehash, sha256
 from torchconform import Built, Case, InputSet
-from torchconform.corpus import write_corpus
-from torchconform.registry import select
+from torchconform.authoring.registry import select
+from torchconform.writing.writer import write_corpus
+
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 N_PASS, N_XFAIL = counts()
 N_FULL = sum(1 for r in planned() if r["case"] == "full_model")  # its results: all artifacts, all sets
@@ -129,6 +132,7 @@ def test_exporter_writes_xfail_marks(run_cli, tmp_path: Path) -> None:
     assert r.returncode == 1 and "XPASS marked/top1_no_labels" in r.stdout
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     assert tc("export", "--out", out, "--case", "process_outputs", "--quiet").returncode == 0
@@ -149,6 +153,7 @@ def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
 
 
+@pytest.mark.slow
 def test_killed_between_renames_is_recovered(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     assert tc("export", "--out", out, "--case", "process_outputs", "--quiet").returncode == 0

@@ -9,30 +9,33 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash
 from torchconform import Case
-from torchconform import cases as builtin
-from torchconform.corpus import write_corpus
+from torchconform.authoring.builtin import dynamic_router
+from torchconform.writing.writer import write_corpus
+
+pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 N_PASS, N_XFAIL = counts()
 N_PERTURBED = perturbed_failures()
 
 
-def test_golden_passes(run_cli, tmp_path: Path) -> None:
-    r = run_cli(GOLDEN, "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
+def test_golden_passes(golden_run) -> None:
+    r = golden_run.done
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("\nPASS  ") == N_PASS and r.stdout.count("\nXFAIL ") == N_XFAIL
     assert f"summary: {N_PASS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, {N_XFAIL} xfailed" in r.stdout
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads(golden_run.json.read_text())
     assert report["summary"] == {"passed": N_PASS, "failed": 0, "errors": 0, "crashed": 0, "timed_out": 0,
                                  "xfailed": N_XFAIL, "xpassed": 0, "loosened": 0, "verified": N_PASS,
                                  "exit_code": 0}
     assert {row["verdict"] for row in report["results"]} == {"PASS", "XFAIL"}
     assert [(x["case"], x["artifact"], x["input_set"]) for x in report["results"]] == \
         [(p["case"], p["artifact"], p["set"]) for p in planned()]
-    suite = ET.parse(tmp_path / "r.xml").getroot()
+    suite = ET.parse(golden_run.junit).getroot()
     assert suite.get("tests") == str(N_PASS + N_XFAIL) and suite.get("failures") == "0"
     assert suite.get("skipped") == str(N_XFAIL)
 
@@ -75,7 +78,7 @@ def test_swapped_list_order_fails_exactly(run_cli, tmp_path: Path) -> None:
 
 def test_traced_router_on_other_routing_fails(run_cli, tmp_path: Path) -> None:
     neg = Case("dynamic_router_traced", "trace", "DynamicRouter traced on a one-expert batch (negative control)",
-               builtin.traced_router_negative_control, 202)
+               dynamic_router.traced_router_negative_control, 202)
     write_corpus(tmp_path / "neg", [neg], log=lambda m: None)
     r = run_cli(tmp_path / "neg")
     assert r.returncode == 1, r.stdout + r.stderr

@@ -27,6 +27,8 @@ struct RunOptions {
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
 const char* libtorch_version();
+// torchconform's own version (pyproject.toml's, through CMake).
+const char* torchconform_version();
 
 // $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti.
 std::string default_aoti_cache();

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from . import verification
+from .. import verification
 
 
 def _num(v: float | None) -> str:
@@ -26,7 +26,7 @@ def _cell(text: Any) -> str:
     """Corpus text as inert Markdown: escaped for the terminal first (``_core.printable``, the runner's own
     definition), then every character Markdown would act on backslash-escaped, on one line. A manifest cannot forge
     a headline, a heading, a link or a table row."""
-    from . import _core
+    from .. import _core
 
     return _core.printable(str(text)).translate(_MARKDOWN)
 
@@ -34,7 +34,7 @@ def _cell(text: Any) -> str:
 def _code(text: Any) -> str:
     """Corpus text as an inline code span that nothing inside can close: a backtick fence longer than any run of
     backticks in it (CommonMark), pipes escaped (GitHub tables split cells on them even in code)."""
-    from . import _core
+    from .. import _core
 
     body = _core.printable(str(text)).replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
@@ -176,7 +176,7 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
                     json_out: Path | None = None) -> tuple[str, int]:
     """The report and the verification's exit code (0 pass, 1 mismatch, 2 error). ``json_out``: also write the
     migration and optimization tables as JSON. Every piece of corpus text is escaped (``_cell``, ``_code``)."""
-    from . import _core
+    from .. import _core
 
     corpus = Path(corpus)
     index = _core.Corpus.open(str(corpus))  # hash-checks every manifest before we read them

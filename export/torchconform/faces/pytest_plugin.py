@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     import torch  # noqa: F401  (before _core)
 
-    from . import _core
+    from .. import _core
 
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu", "cuda"]}[config.getoption("torchconform_device")]
     for d in dirs:

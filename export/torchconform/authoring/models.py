@@ -2,8 +2,8 @@
 
 These are the *eager* definitions: the expected outputs of the corpus are computed from them, never from the exported
 artifact. Where the spec builds something in a way that is wrong or fragile (FullModel traces its Encoder inside
-``__init__``, in training mode), the model takes its parts as arguments instead and ``exporters.py`` builds the artifact
-the right way; the deviation is recorded in the case manifest (see ``cases.py``).
+``__init__``, in training mode), the model takes its parts as arguments instead and its case builds the artifact the
+right way; the deviation is recorded in the case manifest (see ``builtin/full_model.py``).
 """
 
 from __future__ import annotations

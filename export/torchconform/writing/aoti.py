@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import _core
+from .. import _core
 from .aoti_build import cached_package_problem, compile_program
 
 

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import functools
 import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from ..authoring.case import NAME_RE, Built, Case, CaseError, InputSet
+from ..authoring.variants import Variant, flat_input_kinds, graph_node_counts, script_copy
+from ..authoring.warn import collect_warnings
+from ..schema import validate
 from . import protocol
-from .registry import NAME_RE, Built, Case, CaseError, InputSet
-from .schema import validate
+from .swap import replacing
 from .values import describe, freeze, max_abs_diff
-from .variants import Variant, flat_input_kinds, graph_node_counts, script_copy
-from .warn import collect_warnings
 
 FORMAT = "torchconform-corpus"
 FORMAT_VERSION = 2  # 2: variants (optimized TorchScript, torch.export programs)
@@ -262,78 +259,25 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-JOURNAL = ".{name}.export-{pid}.json"  # beside the corpus: what an export in progress may leave behind
-
-
-@contextlib.contextmanager
-def _locked(directory: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """Exports into one directory take turns (flock on the directory itself: nothing is left behind). Two exports
-    into the same new corpus used to race, the second silently replacing the first."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another torchconform export into {directory} to finish...")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _recover(out: Path, log: Callable[[str], None]) -> None:
-    """Clean up after an export that was killed (called with the lock held, so no export is running): drop its
-    partial directory, and if it died between its two renames (the old corpus moved aside, the new one not yet in
-    place), put the old corpus back. Only directories named in an export's journal are touched: a directory that
-    merely looks like a leftover is never deleted."""
-    for journal in sorted(out.parent.glob(JOURNAL.format(name=out.name, pid="*"))):
-        try:
-            entry = json.loads(journal.read_text())
-            partial, old = out.parent / entry["partial"], out.parent / entry["old"]
-            if entry["out"] != out.name or "/" in entry["partial"] + entry["old"]:
-                raise ValueError("not a journal of this corpus")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log(f"left {journal.name} alone: unreadable export journal ({e})")
-            continue
-        if old.is_dir() and not out.exists():
-            old.rename(out)
-            log(f"restored {out} from {old.name} (an earlier export was killed while replacing it)")
-        for leftover in (partial, old):
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-                log(f"removed {leftover.name} (left by an earlier export that was killed)")
-        journal.unlink()
-
-
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
     """Export ``cases`` into the corpus directory ``out``.
 
-    The corpus is written into a temporary sibling directory and renamed into place at the end, so an export that
-    fails part way leaves the previous corpus as it was. An existing corpus is replaced only with ``force``. Exports
-    into the same directory take turns."""
+    The corpus is written into a staging directory beside it and swapped into place at the end (``swap.replacing``),
+    so an export that fails part way leaves the previous corpus as it was. An existing corpus is replaced only with
+    ``force``. Exports into the same directory take turns."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(out.parent, log):
-        _recover(out, log)
-        if out.exists() and not force:
-            raise FileExistsError(f"{out} already exists; pass --force to replace it")
-        _write_locked(out, cases, log)
+    t_all = time.perf_counter()
+    with replacing(out, force=force, log=log) as staging:
+        _write_into(staging, cases, log)
+    log(f"wrote {out} ({len(cases)} cases, {time.perf_counter() - t_all:.1f} s)")
 
 
-def _write_locked(out: Path, cases: list[Case], log: Callable[[str], None]) -> None:
-    pid = os.getpid()
-    tmp = out.parent / f".{out.name}.partial-{pid}"
-    old = out.parent / f".{out.name}.old-{pid}"
-    journal = out.parent / JOURNAL.format(name=out.name, pid=pid)
-    journal.write_text(json.dumps({"out": out.name, "partial": tmp.name, "old": old.name}) + "\n")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
     try:
         index = []
-        t_all = time.perf_counter()
         for i, case in enumerate(cases, 1):
             t0 = time.perf_counter()
             manifest = export_case(case, tmp / case.name)
@@ -345,15 +289,5 @@ def _write_locked(out: Path, cases: list[Case], log: Callable[[str], None]) -> N
                   "cases": index}
         assert not validate("corpus", corpus), validate("corpus", corpus)
         (tmp / CORPUS_INDEX).write_text(json.dumps(corpus, indent=2) + "\n")
-        if out.exists():
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-        log(f"wrote {out} ({len(cases)} cases, {time.perf_counter() - t_all:.1f} s)")
     finally:
         torch.set_num_threads(threads)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not old.exists():  # else the process died between the renames... or this is a bug: keep the journal
-            journal.unlink()

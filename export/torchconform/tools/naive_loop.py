@@ -3,7 +3,7 @@
 corpus (docs/bench.md). It checks what the corpus asks for (methods, preludes, seeds, exported programs through
 their AOTInductor packages, expected failures) and nothing more: no hashes, no ULP statistics, no isolation.
 
-    python -m torchconform.naive_loop golden [--repeat 2] [--aoti-cache DIR]
+    python -m torchconform.tools.naive_loop golden [--repeat 2] [--aoti-cache DIR]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
     """(checks passed, checks failed, artifacts that failed to load) over every artifact and input set."""
     import torch
 
-    from . import protocol
-    from .aoti import default_cache, package_path
-    from .safeload import load_data
+    from ..safeload import load_data
+    from ..writing import protocol
+    from ..writing.aoti import default_cache, package_path
 
     cache = aoti_cache or default_cache()
     torch._C._jit_set_texpr_fuser_enabled(False)  # the same numerics policy as the runner
@@ -69,7 +69,8 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m torchconform.naive_loop", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m torchconform.tools.naive_loop",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--aoti-cache", type=Path)

@@ -1,12 +1,12 @@
-"""The case registry: what a conformance case is and how cases are declared and selected.
+"""What a conformance case is: the data a case declares (``Case``, ``InputSet``, ``Call``) and what its build
+returns (``Built``), with ``CaseError`` for a wrong declaration or build.
 
 A case names one artifact (a TorchScript module or function), the eager reference it must agree with, and the input
-sets it is checked on. Its ``build`` function does the exporting; ``corpus.py`` writes what it returns to disk.
+sets it is checked on. Its ``build`` function does the exporting; ``writing/writer.py`` writes what it returns to disk.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -82,74 +82,3 @@ class Case:
 
 class CaseError(ValueError):
     """A case declaration or a case's build is wrong; the message names the case."""
-
-
-_REGISTRY: dict[str, Case] = {}
-
-
-def register(case: Case) -> Case:
-    if not NAME_RE.match(case.name):
-        raise CaseError(f"case {case.name!r}: name must match {NAME_RE.pattern}")
-    if case.mode not in MODES:
-        raise CaseError(f"case {case.name!r}: unknown mode {case.mode!r} (expected one of {', '.join(MODES)})")
-    if case.name in _REGISTRY:
-        raise CaseError(f"case {case.name!r} is declared twice")
-    _REGISTRY[case.name] = case
-    return case
-
-
-def all_cases() -> list[Case]:
-    from . import cases  # noqa: F401  (registers the built-in cases)
-
-    return [c for c in _REGISTRY.values() if c.name not in _USER]
-
-
-_USER: dict[str, Case] = {}  # cases declared by load_user_cases, by name
-
-
-def load_user_cases(spec: str) -> list[Case]:
-    """Import a user's module (``mypkg.my_cases``) or file (``path/to/my_cases.py``) and return the cases it declared
-    (torchconform.declare / @torchconform.case), in declaration order. Errors name the module and what went wrong."""
-    import importlib
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    before = set(_REGISTRY)
-    try:
-        if spec.endswith(".py") or "/" in spec:
-            path = Path(spec)
-            if not path.is_file():
-                raise CaseError(f"--cases {spec}: no such file")
-            name = f"torchconform_user_cases_{abs(hash(str(path.resolve())))}"
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            assert module_spec and module_spec.loader
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            module_spec.loader.exec_module(module)
-        else:
-            importlib.import_module(spec)
-    except CaseError as e:
-        raise CaseError(f"--cases {spec}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - the user's module failed to import: say where
-        raise CaseError(f"--cases {spec}: importing it failed: {type(e).__name__}: {e}") from e
-    new = [c for n, c in _REGISTRY.items() if n not in before]
-    if not new:
-        raise CaseError(f"--cases {spec}: it declares no cases (use torchconform.declare or @torchconform.case)")
-    _USER.update({c.name: c for c in new})
-    return new
-
-
-def select(patterns: list[str] | None, cases: list[Case] | None = None) -> list[Case]:
-    """Cases (the built-in ones unless ``cases`` is given) whose names match any of the glob patterns (all of them
-    when none given). An unmatched pattern is an error, so a typo never exports or checks nothing."""
-    cases = all_cases() if cases is None else cases
-    if not patterns:
-        return cases
-    chosen = []
-    for pat in patterns:
-        hits = [c for c in cases if fnmatch.fnmatchcase(c.name, pat)]
-        if not hits:
-            raise CaseError(f"--case {pat!r} matches no case (known: {', '.join(c.name for c in cases)})")
-        chosen += [c for c in hits if c not in chosen]
-    return chosen

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .safeload import UnsafeFile, load_exported_program
+from ..safeload import UnsafeFile, load_exported_program
 
 
 def cached_package_problem(package: Path, program_sha256: str) -> str:

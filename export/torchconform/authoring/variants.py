@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from .registry import CaseError
+from .case import CaseError
 
 Kind = Literal["torchscript", "exported_program"]
 

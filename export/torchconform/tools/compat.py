@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import _core
+from .. import _core
 
 PASS, XFAIL, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH = (
     "pass", "xfail", "not run", "numeric drift", "xpass", "call failure", "load failure", "crash")
@@ -173,7 +173,7 @@ def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[s
 def judge_python(opened: Any, version: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The probe's raw results judged here, with the core: outputs against the goldens (``_core.compare_output``,
     the runner's comparator and tolerances), marks for the probed version (``_core.applicable_mark``)."""
-    from .safeload import load_data
+    from ..safeload import load_data
 
     out = []
     for r in rows:
@@ -200,7 +200,7 @@ def probe(python: str, corpus: Path, opened: Any, timeout: float, work: Path) ->
     rows, plus those that needed no probe, with the probe's process. Raises subprocess.TimeoutExpired."""
     jobs, direct = python_jobs(corpus, opened)
     (work / "jobs.json").write_text(json.dumps(jobs))
-    cmd = [python, "-m", "torchconform.compat_probe", "run", str(work / "jobs.json"), str(work)]
+    cmd = [python, "-m", "torchconform.tools.compat_probe", "run", str(work / "jobs.json"), str(work)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
     return direct + [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], done
 
@@ -255,7 +255,7 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
             if v.kind == "exported_program" and v.file and "aoti" in v.runtimes]
     with tempfile.TemporaryDirectory(prefix="torchconform-probe-") as tmp:
         (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
-        cmd = [runtime.python, "-m", "torchconform.compat_probe", "compile", str(Path(tmp) / "jobs.json")]
+        cmd = [runtime.python, "-m", "torchconform.tools.compat_probe", "compile", str(Path(tmp) / "jobs.json")]
         done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     recs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0:  # the C++ cell then reports the packages as missing; the log says why
@@ -452,7 +452,7 @@ def main_entry(corpora: list[str], runtimes: list[str], out: Path, do_reexport: 
             raise ValueError(f"--runtime {rt.name}: no runner {rt.runner}")
         probe_runtime(rt)
     if aoti_cache is None:
-        from .aoti import default_cache
+        from ..writing.aoti import default_cache
 
         aoti_cache = default_cache()
     result = run(parsed_corpora, parsed_runtimes, out, do_reexport=do_reexport, aoti_cache=aoti_cache,

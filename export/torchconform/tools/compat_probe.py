@@ -4,8 +4,8 @@ It loads, calls and saves; it judges nothing. The parent (``compat.py``) plans t
 over, and compares the raw outputs with the goldens through the core's comparator, applying the corpus's marks
 through the core for this PyTorch's version.
 
-    python -m torchconform.compat_probe run JOBS.json OUT_DIR   # one JSON line per (artifact, input set)
-    python -m torchconform.compat_probe compile JOBS.json       # AOTInductor packages where the parent says
+    python -m torchconform.tools.compat_probe run JOBS.json OUT_DIR   # one JSON line per (artifact, input set)
+    python -m torchconform.tools.compat_probe compile JOBS.json       # AOTInductor packages where the parent says
 
 ``run`` job: ``{"corpus", "case", "artifact", "kind": "torchscript"|"exported_program", "file": {"file", "sha256",
 "bytes"?}, "int_outputs_as_tensors", "sets": [{"name", "inputs": {...}, "method", "seed", "prelude": [{"method",
@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from . import protocol
-from .aoti_build import compile_program
-from .safeload import UnsafeFile, load_data, load_exported_program
+from ..safeload import UnsafeFile, load_data, load_exported_program
+from ..writing import protocol
+from ..writing.aoti_build import compile_program
 
 
 class CorpusFileError(ValueError):
@@ -154,7 +154,7 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m torchconform.compat_probe")
+    parser = argparse.ArgumentParser(prog="python -m torchconform.tools.compat_probe")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
     r.add_argument("jobs", type=Path)

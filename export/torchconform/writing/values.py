@@ -64,7 +64,9 @@ def leaves(value: Any) -> list[Any]:
 
 def max_abs_diff(a: Any, b: Any) -> float | None:
     """The largest absolute difference between two nested values of the same structure (ints and bools compared as
-    numbers); None when the structures, shapes or kinds differ. For the manifests' records, not for verdicts."""
+    numbers); None when the structures, shapes or kinds differ. For the manifests' records, never for verdicts (those
+    are the core's comparator's): the writer also runs inside other PyTorch versions (``compat --reexport``), where
+    the compiled core is absent."""
     la, lb = leaves(a), leaves(b)
     if len(la) != len(lb):
         return None

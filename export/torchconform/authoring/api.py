@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from .registry import MODES, Built, Case, CaseError, InputSet, register
+from .case import MODES, Built, Case, CaseError, InputSet
+from .registry import register
 from .variants import capture, torchscript_variants
 
 

@@ -20,8 +20,8 @@ def _export(args: argparse.Namespace) -> int:
         # the seed fixed, exporting twice gives the same artifact bytes (docs/corpus-format.md).
         os.execve(sys.executable, [sys.executable, "-m", "torchconform", *sys.argv[1:]],
                   {**os.environ, "PYTHONHASHSEED": "0"})
-    from .corpus import write_corpus
-    from .registry import CaseError, load_user_cases, select
+    from ..authoring.registry import CaseError, load_user_cases, select
+    from ..writing.writer import write_corpus
 
     try:
         # --cases: the user's own declarations instead of the built-in cases (--case then selects among them).
@@ -35,8 +35,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from . import _core
-    from .aoti import compile_corpus
+    from .. import _core
+    from ..writing.aoti import compile_corpus
 
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu", "cuda"]}.get(args.device)
     if devices is None:
@@ -60,8 +60,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _verify(rest: list[str]) -> int:
-    from . import _core
-    from .verification import run
+    from .. import _core
+    from ..verification import run
 
     if {"-h", "--help"} & set(rest):
         print(_core.verify_usage("torchconform verify [CORPUS, default golden]"), end="")
@@ -80,7 +80,7 @@ def _verify(rest: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import _core
+    from .. import _core
     from .report import markdown_report
 
     try:
@@ -98,8 +98,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import _core
-    from .bench import QUICK, Policy, run
+    from .. import _core
+    from ..tools.bench import QUICK, Policy, run
 
     try:
         threads = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
@@ -123,7 +123,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _compat(args: argparse.Namespace) -> int:
-    from .compat import main_entry
+    from ..tools.compat import main_entry
 
     try:
         result, code = main_entry(args.corpus or [], args.runtime or [], args.out, args.reexport, args.aoti_cache,
@@ -137,7 +137,10 @@ def _compat(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"torchconform {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     exp = sub.add_parser("export", help="export the cases and write a golden corpus")

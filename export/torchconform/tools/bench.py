@@ -8,7 +8,7 @@ checked on this machine.
 
 Suite: ``verify`` against its floor (raw LibTorch load + calls of every artifact and input set, same process),
 where the rest goes, the runner's per-call cost against a raw ``Module::forward``, the obvious Python loop
-(torchconform/naive_loop.py) against ``torchconform-run``, and AOTInductor compile times with a cold and a warm cache.
+(tools/naive_loop.py) against ``torchconform-run``, and AOTInductor compile times with a cold and a warm cache.
 
 Writes bench.md, bench.json and bench.png (speedups) into --out. A command that prints numbers, not a test.
 """
@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import _core, verification
+from .. import _core, verification
 
 MODES = ("eager", "ts_python", "ts_cpp", "frozen_cpp", "aoti_cpp")
 MODE_TITLES = {"eager": "Python eager", "ts_python": "TorchScript (Python)", "ts_cpp": "TorchScript (C++)",
@@ -74,14 +74,16 @@ class Model:
 
 
 def _models() -> list[Model]:
-    from . import cases, models
+    from ..authoring import models
+    from ..authoring.builtin.dynamic_router import ROUTER_D, ROUTER_EXPERTS
+    from ..authoring.builtin.full_model import FULL_D_MODEL
 
     def masked_eager(built):
-        m = models.MaskedRouter(cases.ROUTER_D, cases.ROUTER_EXPERTS).eval()
+        m = models.MaskedRouter(ROUTER_D, ROUTER_EXPERTS).eval()
         m.load_state_dict(built.artifact.state_dict())
         return m
 
-    d, classes = cases.ROUTER_D, 10
+    d, classes = ROUTER_D, 10
     return [
         Model("simple_cnn", "SimpleCNN (traced)", [
             Workload("1x3x32x32", lambda g: (torch.randn(1, 3, 32, 32, generator=g),)),
@@ -98,8 +100,8 @@ def _models() -> list[Model]:
             Workload("64x256", lambda g: (torch.randn(64, d, generator=g),)),
         ], eager=masked_eager, aoti="export@aoti"),
         Model("full_model", "FullModel, greedy (traced Encoder + scripted decoder)", [
-            Workload("1x16", lambda g: (torch.randn(1, 16, cases.FULL_D_MODEL, generator=g), True)),
-            Workload("16x64", lambda g: (torch.randn(16, 64, cases.FULL_D_MODEL, generator=g), True)),
+            Workload("1x16", lambda g: (torch.randn(1, 16, FULL_D_MODEL, generator=g), True)),
+            Workload("16x64", lambda g: (torch.randn(16, 64, FULL_D_MODEL, generator=g), True)),
         ], aoti="export_greedy@aoti"),
         Model("process_outputs", "process_outputs (scripted function), top_k=5", [
             Workload("1x10", lambda g: (torch.randn(1, classes, generator=g),
@@ -162,7 +164,7 @@ def machine() -> dict[str, Any]:
 
 # ---- models -----------------------------------------------------------------------------------------------------
 def _build(case_name: str):
-    from .registry import all_cases
+    from ..authoring.registry import all_cases
 
     case = next(c for c in all_cases() if c.name == case_name)
     torch.manual_seed(case.seed)
@@ -265,6 +267,11 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     quiet = lambda line: None  # noqa: E731
     log(f"[bench] suite: floor vs verify, {rounds} alternating rounds")
     floors, inproc, parts, opens = [], [], [], []
+    # One unmeasured round first: the first loads of a process pay one-time costs (TorchScript's executors, the
+    # allocator, page cache) that would otherwise land on whichever of floor and verify runs first.
+    _core.measure_floor(opened, "cpu", 0, 2, aoti_cache)
+    verification.run([str(corpus), "--no-isolate", "--quiet"] + (["--aoti-cache", aoti_cache] if aoti_cache else []),
+                     out=quiet)
     for _ in range(rounds):
         t0 = time.perf_counter()
         _core.Corpus.open(str(corpus))  # verify opens (parses, validates, hashes the manifests) the corpus too
@@ -291,7 +298,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     cli = [_wall([exe, str(corpus), "--quiet", *env_cache])[0] for _ in range(rounds)]
     cli_flat = [_wall([exe, str(corpus), "--quiet", "--no-isolate", *env_cache])[0] for _ in range(rounds)]
     start = [_wall([exe, "--help"])[0] for _ in range(rounds)]
-    loop_cmd = [sys.executable, "-m", "torchconform.naive_loop", str(corpus), *env_cache]
+    loop_cmd = [sys.executable, "-m", "torchconform.tools.naive_loop", str(corpus), *env_cache]
     loops = []
     for _ in range(max(1, rounds // 2)):
         wall, done = _wall(loop_cmd)
@@ -322,7 +329,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
 
 
 def bench_compile(corpus: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    from .aoti import compile_corpus
+    from ..writing.aoti import compile_corpus
 
     with tempfile.TemporaryDirectory(prefix="torchconform-aoti-") as cache:
         out = {}
@@ -420,7 +427,7 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{o['runner_seconds'] * 1e6:.0f} us: **{(o['ratio'] - 1) * 100:+.1f}%** "
                        f"(median of {int(o['rounds'])} rounds of {int(o['calls'])} calls).")
         p = s["python_loop"]
-        out += [f"- The obvious Python loop (`python -m torchconform.naive_loop`, `torch.jit.load` + call + "
+        out += [f"- The obvious Python loop (`python -m torchconform.tools.naive_loop`, `torch.jit.load` + call + "
                 f"`assert_close`): {p['wall_s']:.2f} s as a command ({p['in_loop_s']:.2f} s in the loop; "
                 f"`import torch` alone {p['import_torch_s']:.2f} s); {p['passed']} checks passed, {p['failed']} "
                 f"failed, {p['unloadable']} artifacts did not load. `torchconform-run` / loop = "
@@ -477,7 +484,7 @@ def run(corpus: Path, out: Path, *, models: list[str], threads: list[int], polic
     if any(t < 1 for t in threads):
         raise ValueError("--threads takes positive integers")
     out.mkdir(parents=True, exist_ok=True)
-    from .aoti import compile_corpus
+    from ..writing.aoti import compile_corpus
 
     compile_corpus(corpus, devices=["cpu"], cache=Path(aoti_cache) if aoti_cache else None, log=log)
     result: dict[str, Any] = {

@@ -1,0 +1,429 @@
+"""
+torchconform's C++ core (corpus reader, runner, comparator) for Python.
+
+Types of the compiled module, made with ``pybind11-stubgen torchconform._core`` from the built module;
+tests/python/test_layout.py checks that it names exactly what the module has.
+"""
+from __future__ import annotations
+import collections.abc
+import typing
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_case', 'runtimes', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+class CorpusError(ValueError):
+    pass
+class UsageError(ValueError):
+    pass
+class Leaf:
+    """
+    One compared leaf of an output tree (a tensor or a scalar), or a mismatch
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def custom_tolerance(self) -> bool:
+        ...
+    @property
+    def dtype(self) -> str:
+        ...
+    @property
+    def kind(self) -> str:
+        ...
+    @property
+    def loosened(self) -> bool:
+        ...
+    @property
+    def max_abs(self) -> float:
+        ...
+    @property
+    def max_rel(self) -> float:
+        ...
+    @property
+    def max_ulp(self) -> float:
+        ...
+    @property
+    def message(self) -> str:
+        ...
+    @property
+    def mismatched(self) -> int:
+        ...
+    @property
+    def ok(self) -> bool:
+        ...
+    @property
+    def path(self) -> str:
+        ...
+    @property
+    def tolerance(self) -> str:
+        ...
+    @property
+    def total(self) -> int:
+        ...
+    @property
+    def worst_actual(self) -> str:
+        ...
+    @property
+    def worst_expected(self) -> str:
+        ...
+    @property
+    def worst_index(self) -> str:
+        ...
+class Comparison:
+    def __bool__(self) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def summary(self) -> str:
+        ...
+    def tolerance_note(self) -> str:
+        ...
+    @property
+    def first_failure(self) -> typing.Any:
+        ...
+    @property
+    def leaves(self) -> list[Leaf]:
+        ...
+    @property
+    def loosened(self) -> bool:
+        ...
+    @property
+    def max_abs(self) -> float:
+        ...
+    @property
+    def max_rel(self) -> float:
+        ...
+    @property
+    def max_ulp(self) -> float:
+        ...
+    @property
+    def mismatched(self) -> int:
+        ...
+    @property
+    def ok(self) -> bool:
+        ...
+    @property
+    def total(self) -> int:
+        ...
+class InputSet:
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def mark(self) -> typing.Any:
+        ...
+    @property
+    def method(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def prelude(self) -> list[str]:
+        ...
+    @property
+    def seed(self) -> int | None:
+        ...
+    @property
+    def xfail(self) -> str | None:
+        ...
+class Variant:
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def error(self) -> str:
+        ...
+    @property
+    def file(self) -> str | None:
+        ...
+    @property
+    def input_sets(self) -> list[str]:
+        ...
+    @property
+    def kind(self) -> str:
+        ...
+    @property
+    def mark(self) -> typing.Any:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def runtimes(self) -> list[str]:
+        ...
+    @property
+    def sha256(self) -> str | None:
+        ...
+    @property
+    def transform(self) -> str:
+        ...
+    @property
+    def xfail(self) -> str | None:
+        ...
+class Case:
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def dir(self) -> str:
+        ...
+    @property
+    def error(self) -> str:
+        ...
+    @property
+    def exported_torch(self) -> str:
+        ...
+    @property
+    def input_sets(self) -> list[InputSet]:
+        ...
+    @property
+    def manifest_json(self) -> str:
+        """
+        the manifest text as verified (hash, schema, depth); '' for a broken case
+        """
+    @property
+    def mark(self) -> typing.Any:
+        ...
+    @property
+    def mode(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def variants(self) -> list[Variant]:
+        ...
+    @property
+    def xfail(self) -> str | None:
+        ...
+class Corpus:
+    @staticmethod
+    def open(path: str) -> Corpus:
+        """
+        Parse and hash-check corpus.json and every manifest; raises CorpusError.
+        """
+    def select(self, globs: collections.abc.Sequence[str]) -> list[str]:
+        ...
+    @property
+    def cases(self) -> list[Case]:
+        ...
+    @property
+    def exported_python(self) -> str:
+        ...
+    @property
+    def exported_torch(self) -> str:
+        ...
+    @property
+    def format_version(self) -> int:
+        ...
+    @property
+    def index_sha256(self) -> str:
+        ...
+    @property
+    def root(self) -> str:
+        ...
+class SetResult:
+    def __repr__(self) -> str:
+        ...
+    def to_json(self) -> str:
+        """
+        the result as the JSON report writes it (the one mapping)
+        """
+    @property
+    def artifact(self) -> str:
+        ...
+    @property
+    def call_seconds(self) -> float:
+        ...
+    @property
+    def calls(self) -> int:
+        ...
+    @property
+    def case(self) -> str:
+        ...
+    @property
+    def compare_seconds(self) -> float:
+        ...
+    @property
+    def comparison(self) -> Comparison:
+        ...
+    @property
+    def decode_seconds(self) -> float:
+        ...
+    @property
+    def device(self) -> str:
+        ...
+    @property
+    def error(self) -> str:
+        ...
+    @property
+    def error_kind(self) -> str:
+        ...
+    @property
+    def failed_call(self) -> int:
+        ...
+    @property
+    def first_call_seconds(self) -> float:
+        ...
+    @property
+    def id(self) -> str:
+        ...
+    @property
+    def input_set(self) -> str:
+        ...
+    @property
+    def line(self) -> str:
+        ...
+    @property
+    def load_seconds(self) -> float:
+        ...
+    @property
+    def loosened(self) -> bool:
+        ...
+    @property
+    def output(self) -> typing.Any:
+        """
+        what the artifact returned, as torch objects sharing the C++ tensors' storage
+        """
+    @property
+    def read_seconds(self) -> float:
+        ...
+    @property
+    def runtime(self) -> str:
+        ...
+    @property
+    def seconds(self) -> float:
+        ...
+    @property
+    def setup_seconds(self) -> float:
+        ...
+    @property
+    def steady_seconds(self) -> float:
+        ...
+    @property
+    def verdict(self) -> str:
+        ...
+    @property
+    def vs_artifact(self) -> Comparison | None:
+        ...
+    @property
+    def xfail_reason(self) -> str:
+        ...
+class VerifyOptions:
+    """
+    What parse_verify_args made of a command line
+    """
+    @property
+    def aoti_cache(self) -> str:
+        ...
+    @property
+    def cases(self) -> list[str]:
+        ...
+    @property
+    def corpus(self) -> str:
+        ...
+    @property
+    def device(self) -> str:
+        ...
+    @property
+    def isolate(self) -> bool:
+        ...
+    @property
+    def json(self) -> str:
+        ...
+    @property
+    def junit(self) -> str:
+        ...
+    @property
+    def quiet(self) -> bool:
+        ...
+    @property
+    def repeat(self) -> int:
+        ...
+    @property
+    def threads(self) -> int:
+        ...
+    @property
+    def timeout(self) -> float | None:
+        ...
+def aoti_package_path(cache: str, program_sha256: str, device_type: str, torch_version: str = '2.13.0') -> str:
+    """
+    Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an exported program (see torchconform compile): the one definition of the cache key.
+    """
+def applicable_mark(corpus: Corpus, case: str, artifact: str, input_set: str, torch_version: str) -> str | None:
+    """
+    The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version`, or None: the runner's precedence (variant, then set, then case) and version conditions.
+    """
+def bench_artifact(corpus: Corpus, case: str, artifact: str, method: str, args: tuple, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, aoti_cache: str = '', warmup_calls: typing.SupportsInt | typing.SupportsIndex = 3, warmup_seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2, min_calls: typing.SupportsInt | typing.SupportsIndex = 15, min_seconds: typing.SupportsFloat | typing.SupportsIndex = 0.5, max_calls: typing.SupportsInt | typing.SupportsIndex = 100000) -> tuple[float, float, list[float]]:
+    """
+    Load one artifact of a case the way the runner does (artifact '' = the TorchScript artifact, a variant name, or 'export@aoti') and time calls of `method` on `args` in C++; returns (load_seconds, first_call_seconds, [seconds per timed call]).
+    """
+def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None) -> Comparison:
+    """
+    Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.
+    """
+def compare_output(corpus: Corpus, case: str, artifact: str, input_set: str, actual: typing.Any) -> Comparison:
+    """
+    An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name).
+    """
+def corpus_schema() -> str:
+    """
+    docs/corpus-schema.json as compiled into the runner
+    """
+def default_aoti_cache() -> str:
+    ...
+def libtorch_version() -> str:
+    ...
+def load_set(corpus: Corpus, case: str, input_set: str) -> tuple[typing.Any, typing.Any]:
+    """
+    (inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).
+    """
+def measure_call_overhead(corpus: Corpus, case: str, input_set: str, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, calls: typing.SupportsInt | typing.SupportsIndex = 200, rounds: typing.SupportsInt | typing.SupportsIndex = 9) -> dict[str, float]:
+    """
+    Per-call time of the runner's checked call loop against a raw Module::forward loop on the same artifact and input set (medians over alternating rounds).
+    """
+def measure_floor(corpus: Corpus, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, repeat: typing.SupportsInt | typing.SupportsIndex = 2, aoti_cache: str = '') -> dict[str, float]:
+    """
+    Raw LibTorch load + `repeat` calls of every artifact and input set of the corpus, in this process, inputs decoded beforehand, nothing hashed or compared: the floor a verification run is measured against.
+    """
+def parse_verify_args(args: collections.abc.Sequence[str], default_corpus: str = '') -> VerifyOptions:
+    """
+    The verification's one option table (torchconform-run's): a VerifyOptions, or UsageError.
+    """
+def plan(corpus: Corpus, case: str) -> list[tuple[str, str, str]]:
+    """
+    (artifact, runtime, input set) of every result a full run of the case produces, in run order.
+    """
+def plan_artifacts(corpus: Corpus, case: str) -> list:
+    """
+    The case's plan, artifact by artifact (status run | failed_capture | not_run, label, runtime, variant, kind, file, sets, why): what faces that run artifacts elsewhere (the compat probe) iterate.
+    """
+def printable(text: str) -> str:
+    """
+    Corpus text made safe to print (control, invisible and bidirectional characters escaped): the one definition the CLI, the reports and the Python faces share.
+    """
+def run_case(corpus: Corpus, case: str, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, repeat: typing.SupportsInt | typing.SupportsIndex = 2, sets: collections.abc.Sequence[str] = [], aoti_cache: str = '') -> list[SetResult]:
+    """
+    Run one case (or the named input sets of it) with the C++ runner, on its TorchScript artifact and every variant; returns one SetResult per (artifact, input set).
+    """
+def runtimes() -> list[tuple[str, bool, str]]:
+    """
+    (name, available, detail) of each runtime this build of the runner has.
+    """
+def validate(definition: str, json_text: str) -> str:
+    """
+    Validate JSON text against a corpus-schema definition ('manifest', 'corpus', 'policy'...): '' when valid, else the first problem as '<json path>: <what>'.
+    """
+def validate_with_schema(schema_text: str, json_text: str) -> str:
+    """
+    The corpus validator on another schema (one that uses only the keywords it implements; others raise).
+    """
+def verify(options: VerifyOptions, out: collections.abc.Callable[[str], None], progress: collections.abc.Callable[[str], None] = None) -> tuple[int, list[SetResult], str]:
+    """
+    The run torchconform-run does (options from parse_verify_args), with the same lines sent to `out` and `progress`; returns (exit_code, results, the JSON report document). Raises CorpusError / UsageError before any case runs.
+    """
+def verify_usage(prog: str) -> str:
+    ...
+def version_matches(version: str, spec: str) -> bool:
+    """
+    Whether a torch version satisfies an xfail mark's condition ('<2.14', '>=2.13,<3'): the runner's rule.
+    """
+__version__: str  # pyproject.toml's version, compiled in

@@ -1,0 +1,210 @@
+"""The Python package shows the flow: shared helpers, then authoring, writing, tools and faces, each importing only
+from its own layer or those below; no import cycle; no module reaching into another's private names. Read from the
+source with ``ast`` (imports inside functions count too), each rule with a negative control on a made-up package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "export" / "torchconform"
+
+# A module may import from its own layer and those before it. The package's __init__ and __main__ stand above all
+# (they re-export the public API and start the CLI).
+LAYERS = ["shared", "authoring", "writing", "tools", "faces"]
+SHARED = {"_core", "safeload", "schema", "verification"}
+TOP = {"", "__main__"}
+
+
+def modules(root: Path) -> dict[str, Path]:
+    """Dotted name (relative to the package) -> file, for every module of the package under ``root``."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def imports(root: Path) -> dict[str, list[tuple[str, list[str], int]]]:
+    """Module -> [(imported module, names imported from it, line)], intra-package only; ``from . import x`` names
+    the submodule x where one exists (else the package itself)."""
+    mods = modules(root)
+    known = set(mods) | {"_core"}
+    graph: dict[str, list[tuple[str, list[str], int]]] = {m: [] for m in mods}
+    for name, path in mods.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        package = [p for p in package if p]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                    target = [*base, *(node.module.split(".") if node.module else [])]
+                elif node.module and node.module.split(".")[0] == "torchconform":
+                    target = node.module.split(".")[1:]
+                else:
+                    continue
+                dotted = ".".join(target)
+                for alias in node.names:
+                    sub = f"{dotted}.{alias.name}" if dotted else alias.name
+                    if sub in known:
+                        graph[name].append((sub, [], node.lineno))
+                    else:
+                        graph[name].append((dotted, [alias.name], node.lineno))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "torchconform":
+                        graph[name].append((".".join(alias.name.split(".")[1:]), [], node.lineno))
+    return graph
+
+
+def layer(module: str) -> str | None:
+    if module in TOP:
+        return None
+    head = module.split(".")[0]
+    return "shared" if head in SHARED else head
+
+
+def cycles(graph: dict[str, list[tuple[str, list[str], int]]]) -> list[list[str]]:
+    """Every import cycle found by a depth-first search (each reported once, from where it was entered)."""
+    found, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = "open"
+        for target, _, _ in graph.get(m, []):
+            if target == m or target in TOP:  # the package itself: importing it from inside is its __init__'s job
+                continue
+            if state.get(target) == "open":
+                found.append([*path[path.index(target):], target] if target in path else [m, target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
+def layer_violations(graph: dict[str, list[tuple[str, list[str], int]]]) -> list[str]:
+    out = []
+    for m, edges in graph.items():
+        here = layer(m)
+        for target, _, line in edges:
+            there = layer(target)
+            if here is None or there is None:
+                continue
+            if there not in LAYERS or here not in LAYERS:
+                out.append(f"{m}:{line}: {target} is in no known layer")
+            elif LAYERS.index(there) > LAYERS.index(here):
+                out.append(f"{m}:{line}: the {here} layer imports {target} ({there}, a later layer)")
+    return out
+
+
+def private_imports(graph: dict[str, list[tuple[str, list[str], int]]]) -> list[str]:
+    return [f"{m}:{line}: imports {n} from {target}" for m, edges in graph.items() for target, names, line in edges
+            for n in names if n.startswith("_") and not n.endswith("__") and n != "_core" and target != m]
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    assert cycles(imports(PACKAGE)) == []
+
+
+def test_each_layer_imports_only_from_itself_and_those_before_it() -> None:
+    graph = imports(PACKAGE)
+    assert {layer(m) for m in graph} - {None} == set(LAYERS), "every module belongs to a layer"
+    assert layer_violations(graph) == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    assert private_imports(imports(PACKAGE)) == []
+
+
+def test_the_old_registry_cases_cycle_is_gone() -> None:
+    graph = imports(PACKAGE)
+    registry = {t for t, _, _ in graph["authoring.registry"]}
+    assert "authoring.builtin" in registry  # the registry lists the built-in cases...
+    builtin = {t for m, edges in graph.items() if m.startswith("authoring.builtin") for t, _, _ in edges}
+    assert "authoring.registry" not in builtin  # ...which never import the registry back
+
+
+@pytest.fixture
+def bad_package(tmp_path: Path) -> Path:
+    """A made-up package with each fault once: a cycle, a layer inversion, a private import."""
+    root = tmp_path / "pkg"
+    for d in ("authoring", "writing", "faces"):
+        (root / d).mkdir(parents=True)
+        (root / d / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "authoring" / "a.py").write_text("from . import b\n")
+    (root / "authoring" / "b.py").write_text("def f():\n    from .a import thing\n")  # a cycle, inside a function
+    (root / "writing" / "w.py").write_text("from ..faces.cli import main\n")  # writing -> faces: inverted
+    (root / "writing" / "x.py").write_text("def _helper():\n    pass\n")
+    (root / "faces" / "cli.py").write_text("from ..writing.x import _helper\n")  # private
+    return root
+
+
+def test_negative_controls_each_rule_finds_its_fault(bad_package: Path) -> None:
+    graph = imports(bad_package)
+    assert [sorted(c) for c in cycles(graph)] == [["authoring.a", "authoring.a", "authoring.b"]]
+    assert [v.split(":")[0] for v in layer_violations(graph)] == ["writing.w"]
+    assert private_imports(graph) == ["faces.cli:1: imports _helper from writing.x"]
+
+
+def test_one_version_string(runner: Path) -> None:
+    """pyproject.toml's version is the package's, the compiled core's and the runner's (through CMake)."""
+    import re
+    import subprocess
+    import sys
+
+    import torchconform
+    from torchconform import _core
+
+    pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1)
+    assert torchconform.__version__ == _core.__version__ == version
+    done = subprocess.run([str(runner), "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"torchconform-run {version} (LibTorch "), done.stdout
+    done = subprocess.run([sys.executable, "-m", "torchconform", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == f"torchconform {version}", done.stdout + done.stderr
+
+
+def stub_names(text: str) -> dict[str, set[str]]:
+    """Top-level names of a stub ("" key) and each class's members."""
+    tree = ast.parse(text)
+    out: dict[str, set[str]] = {"": set()}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out[""].add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[""].add(node.target.id)
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+    out[""].discard("__all__")
+    return out
+
+
+def module_names(module) -> dict[str, set[str]]:
+    def public(names):
+        return {n for n in names if not n.startswith("_") or n in ("__version__", "__bool__", "__repr__")}
+
+    out = {"": public(dir(module))}
+    for name in out[""]:
+        obj = getattr(module, name)
+        if isinstance(obj, type):  # a class: its own members (an exception class adds none)
+            out[name] = set() if issubclass(obj, Exception) else public(vars(obj))
+    return out
+
+
+def test_the_core_stub_names_exactly_what_the_module_has() -> None:
+    from torchconform import _core
+
+    stub = (PACKAGE / "_core.pyi").read_text()
+    assert stub_names(stub) == module_names(_core)
+    # Negative control: a binding the stub lacks, and a stub entry the module lacks, are both found.
+    less = stub.replace("def version_matches(", "def version_matches_gone(")
+    assert stub_names(less) != module_names(_core)
