@@ -426,6 +426,50 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
     return faces
 
 
+SHARDS = 2  # the machine's cores: each runner process runs its cases one at a time, on one thread
+
+
+def run_sharded(runner: Path, corpus: Path, names: list[str], report: Path, timeout: float,
+                limit: float) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """The runner on the mutated corpus as SHARDS processes side by side (each ``--case``-selects every SHARDS-th
+    case, on one thread), their results merged in corpus order into ``report`` (what the Python faces read: the
+    summary's counts summed, the worst exit status); the returned process carries every shard's output."""
+    procs = []
+    for k in range(SHARDS):
+        out = report.with_name(f"report-{k}.json")
+        picks = [a for n in names[k::SHARDS] for a in ("--case", n)]
+        cmd = [str(runner), str(corpus), *picks, "--json", str(out), "--quiet", "--threads", "1", "--timeout",
+               str(timeout)]
+        # Output to files, not pipes: a shard blocked on a full pipe would wait for the one read first.
+        logs = (out.with_suffix(".stdout"), out.with_suffix(".stderr"))
+        with logs[0].open("w") as o, logs[1].open("w") as e:
+            procs.append((subprocess.Popen(cmd, stdout=o, stderr=e), out, logs))
+    # The whole run's limit: the runner's own per-case timeouts must end any case long before it.
+    deadline = time.monotonic() + limit
+    done, docs, rows = [], [], []
+    for proc, out, logs in procs:
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired as e:
+            for p, _, _ in procs:
+                p.kill()
+            raise SystemExit(f"the runner hung on the mutated corpus (no end within {limit} s)") from e
+        stdout, stderr = (path.read_text(errors="replace") for path in logs)
+        if proc.returncode < 0 or not out.exists():
+            raise SystemExit(f"the runner itself died (status {proc.returncode}):\n{stderr[-3000:]}")
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+        docs.append(json.loads(out.read_text()))
+        rows += docs[-1]["results"]
+    order = {n: i for i, n in enumerate(names)}
+    rows.sort(key=lambda row: order.get(row["case"], len(order)))  # stable: each case's rows keep their order
+    summary = {k: (max if k == "exit_code" else sum)(d["summary"][k] for d in docs) for k in docs[0]["summary"]}
+    report.write_text(json.dumps({**docs[0], "results": rows, "summary": summary}))
+    worst = max(done, key=lambda d: d.returncode)
+    merged = subprocess.CompletedProcess(worst.args, worst.returncode, "".join(d.stdout for d in done),
+                                         "".join(d.stderr for d in done))
+    return merged, rows
+
+
 def run(runner: Path, count: int, seed: int, corpus_json: int = 20, semantic: int = 0, faces: bool = True,
         keep: Path | None = None, timeout: float = 120) -> dict[str, Any]:
     t0 = time.monotonic()
@@ -443,17 +487,9 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, semantic: in
         (corpus / "corpus.json").write_text(json.dumps({**golden, "cases": index}, indent=1))
         report = work / "report.json"
         t_run = time.monotonic()
-        # The whole run's limit: the runner's own per-case timeouts must end any case long before it.
-        limit = 900 + (count + semantic) // 2
-        try:
-            r = subprocess.run([str(runner), str(corpus), "--json", str(report), "--quiet", "--timeout",
-                                str(timeout)], capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired as e:
-            raise SystemExit(f"the runner hung on the mutated corpus (no end within {limit} s)") from e
-        if r.returncode < 0 or not report.exists():
-            raise SystemExit(f"the runner itself died (status {r.returncode}):\n{r.stderr[-3000:]}")
+        r, rows = run_sharded(runner, corpus, [c["name"] for c in index], report, timeout,
+                              limit=900 + (count + semantic) // 2)
         run_seconds = time.monotonic() - t_run
-        rows = json.loads(report.read_text())["results"]
         by_case: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_case.setdefault(row["case"], []).append(row)
