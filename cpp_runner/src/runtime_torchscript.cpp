@@ -25,6 +25,44 @@ torch::jit::Method resolve(const torch::jit::Module& root, const std::string& do
   return *method;
 }
 
+// A value as the method's schema types it. Corpus data files hold untyped containers (a pickled Python list is a
+// List[Any], a dict a Dict[Any, Any]); TorchScript checks argument types before a call, so a `List[Tensor]` or
+// `Dict[str, Tensor]` argument would be refused. Containers are rebuilt with the schema's element types, recursively
+// (List, Dict, Tuple, NamedTuple, Optional); a value that does not fit is left as it is, and the call's own type check
+// names the argument.
+c10::IValue as_schema_type(const c10::IValue& v, const c10::TypePtr& type) {
+  if (const auto opt = type->cast<c10::OptionalType>())
+    return v.isNone() ? v : as_schema_type(v, opt->getElementType());
+  if (const auto list = type->cast<c10::ListType>(); list && v.isList()) {
+    c10::impl::GenericList out(list->getElementType());
+    out.reserve(v.toList().size());
+    for (const c10::IValue& x : v.toList()) out.push_back(as_schema_type(x, list->getElementType()));
+    return out;
+  }
+  if (const auto dict = type->cast<c10::DictType>(); dict && v.isGenericDict()) {
+    c10::impl::GenericDict out(dict->getKeyType(), dict->getValueType());
+    for (const auto& kv : v.toGenericDict())
+      out.insert(as_schema_type(kv.key(), dict->getKeyType()), as_schema_type(kv.value(), dict->getValueType()));
+    return out;
+  }
+  if (const auto tuple = type->cast<c10::TupleType>(); tuple && v.isTuple()) {
+    const auto& items = v.toTupleRef().elements();
+    if (items.size() != tuple->elements().size()) return v;
+    std::vector<c10::IValue> out;
+    for (size_t i = 0; i < items.size(); ++i) out.push_back(as_schema_type(items[i], tuple->elements()[i]));
+    return tuple->schema() ? c10::ivalue::Tuple::createNamed(std::move(out), tuple)
+                           : c10::ivalue::Tuple::create(std::move(out));
+  }
+  return v;
+}
+
+std::vector<c10::IValue> as_schema_types(std::vector<c10::IValue> args, const torch::jit::Method& method) {
+  const auto& params = method.function().getSchema().arguments();  // params[0] is self
+  for (size_t i = 0; i < args.size() && i + 1 < params.size(); ++i)
+    args[i] = as_schema_type(args[i], params[i + 1].type());
+  return args;
+}
+
 class TorchScript final : public Runtime {
  public:
   RuntimeKind kind() const override { return RuntimeKind::kTorchScript; }
@@ -77,7 +115,9 @@ class TorchScript final : public Runtime {
         }
       }
       torch::jit::Method method = resolve(*module, s.method, who);
-      return Call([module, method, args = std::move(args)]() mutable { return method(args); });
+      return Call([module, method, args = as_schema_types(std::move(args), method)]() mutable {
+        return method(args);
+      });
     };
     return out;
   }
