@@ -19,13 +19,14 @@ else:
     # compiled for one LibTorch and is absent there; exporting and the probe do not need it. A core that exists but
     # fails to load (undefined symbols...) still raises above.
     _core = None  # type: ignore[assignment]
-from .authoring.api import Export, Inputs, XFail, case, declare
+from .authoring.api import Export, Inputs, Optimizations, XFail, case, declare
 from .authoring.case import Built, Call, Case, CaseError, InputSet
 from .authoring.registry import register, select
 
 __all__ = [
     "Built", "Call", "Case", "CaseError", "Comparison", "Corpus", "CorpusError", "Export", "InputSet", "Inputs",
-    "SetResult", "UsageError", "XFail", "case", "compare", "declare", "register", "run_case", "select", "_core",
+    "Optimizations", "SetResult", "UsageError", "XFail", "case", "compare", "declare", "register", "run_case",
+    "select", "_core",
 ]
 if _core is not None:
     __version__ = _core.__version__  # pyproject.toml's, compiled in (the one version string)

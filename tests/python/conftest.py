@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +140,13 @@ def perturbed_corpus(tmp_path: Path) -> Path:
     torch.save(expected, path)
     rehash(corpus, "simple_cnn")
     return corpus
+
+
+def semantic_members(artifact: Path) -> dict[str, bytes]:
+    """A TorchScript or torch.export zip without what legitimately varies between exports: ``*.debug_pkl`` (the
+    Python stack of the trace, with the absolute paths of the exporting checkout and venv) and
+    ``.data/serialization_id`` (a hash of the whole archive). Code, constants and weights remain, and so do exported
+    programs' stack traces: the exporter makes their paths relative, so they must not differ between checkouts."""
+    with zipfile.ZipFile(artifact) as z:
+        return {n: z.read(n) for n in z.namelist()
+                if not n.endswith(".debug_pkl") and not n.endswith(".data/serialization_id")}

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from conftest import GOLDEN, ROOT, manifests, sha256
+from conftest import GOLDEN, ROOT, manifests, semantic_members, sha256
 from torchconform import Built, Case, CaseError
 from torchconform.authoring import models
 from torchconform.authoring.builtin import dynamic_router, process_outputs, simple_cnn
@@ -145,16 +144,6 @@ def test_tracer_warnings_are_recorded(tmp_path: Path) -> None:
 def export_cli(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "torchconform", "export", "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600)
-
-
-def semantic_members(artifact: Path) -> dict[str, bytes]:
-    """A TorchScript or torch.export zip without what legitimately varies between exports: ``*.debug_pkl`` (the
-    Python stack of the trace, with the absolute paths of the exporting checkout and venv) and
-    ``.data/serialization_id`` (a hash of the whole archive). Code, constants and weights remain, and so do exported
-    programs' stack traces: the exporter makes their paths relative, so they must not differ between checkouts."""
-    with zipfile.ZipFile(artifact) as z:
-        return {n: z.read(n) for n in z.namelist()
-                if not n.endswith(".debug_pkl") and not n.endswith(".data/serialization_id")}
 
 
 def comparable_manifest(path: Path) -> dict:

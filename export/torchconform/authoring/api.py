@@ -9,7 +9,8 @@ verified from C++ (``torchconform verify`` / ``torchconform-run``), pytest and c
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -50,6 +51,20 @@ class Export:
     input_sets: list[str] | None = None
     expect_failure: str | None = None
     int_outputs_as_tensors: bool = False
+    # The captured program's results, run from C++: expected to fail (e.g. on some LibTorch versions), or compared
+    # under their own tolerance policy ({"default": {...}, "outputs": {...}}; a looser one is shown as LOOSENED).
+    xfail: str | XFail | None = None
+    tolerance: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Optimizations:
+    """Also check the TorchScript artifact's optimized variants (``frozen``, ``optimized``, ``passes``), each with an
+    optional expected failure and tolerance policy by variant name, e.g. ``xfail={"optimized": "MKLDNN constants do
+    not serialize"}``. ``optimizations=True`` is ``Optimizations()``."""
+
+    xfail: dict[str, str | XFail] = field(default_factory=dict)
+    tolerance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 USER_MODES = MODES  # trace, script, hybrid, script_function, export
@@ -59,6 +74,15 @@ def _xfail_mark(x: str | XFail | None) -> Any:
     if x is None or isinstance(x, str):
         return x
     return {"reason": x.reason, **({"torch": x.torch} if x.torch else {})}
+
+
+def _declared_in(model: Callable[..., Any]) -> str:
+    """Where a case was declared, as its author knows it: the file name (a module imported by name keeps it)."""
+    import sys
+
+    module = sys.modules.get(model.__module__)
+    file = getattr(module, "__file__", None)
+    return Path(file).name if file and model.__module__.startswith("torchconform_cases.") else model.__module__
 
 
 def _check_signature(name: str, fn: Callable[..., Any], set_name: str, method: str, args: tuple[Any, ...]) -> None:
@@ -76,15 +100,18 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
             dict[str, Any]], description: str = "", example: str | None = None, seed: int = 0,
             tolerance: dict[str, Any] | None = None, xfail: str | XFail | None = None,
             artifact: Callable[[Any], Any] | None = None, export: Export | None = None,
-            optimizations: bool = False) -> Case:
+            optimizations: bool | Optimizations = False, allow_degenerate: bool = False) -> Case:
     """Declare a case. ``model``: a factory returning the eager ``nn.Module`` (or, for ``script_function``, the
     Python function itself). ``mode``: ``trace``, ``script``, ``hybrid`` (give ``artifact``: a function building the
     TorchScript artifact from the eager model), ``script_function`` or ``export`` (a torch.export program only).
     ``inputs``: name -> tuple of positional arguments or :class:`Inputs`, or a function of a seeded
     ``torch.Generator`` returning that dict. ``example``: the input set traced / exported (default: the first).
     ``tolerance``: ``{"default": {...}, "outputs": {"$[0]": {...}}}`` (docs/corpus-format.md). ``export``: also run
-    the model through torch.export (for mode ``export``: how; default static shapes). ``optimizations``: also check
-    torch.jit.freeze, optimize_for_inference and the explicit passes of the TorchScript artifact."""
+    the model through torch.export (for mode ``export``: how; default static shapes); its ``xfail`` and ``tolerance``
+    apply to the program only. ``optimizations``: also check torch.jit.freeze, optimize_for_inference and the explicit
+    passes of the TorchScript artifact (an :class:`Optimizations` gives each its own mark and tolerance).
+    ``allow_degenerate``: goldens that check little (empty, constant, all within atol) are what the case means: no
+    warning at export, nothing recorded."""
     if mode not in USER_MODES:
         raise CaseError(f"case {name!r}: unknown mode {mode!r} (expected one of {', '.join(USER_MODES)})")
     if mode == "hybrid" and artifact is None:
@@ -135,7 +162,12 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
                                 f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from e
         variants = []
         if optimizations and isinstance(art, torch.jit.ScriptModule):
-            variants += torchscript_variants(art)
+            opts = optimizations if isinstance(optimizations, Optimizations) else Optimizations()
+            try:
+                variants += torchscript_variants(art, xfail={k: _xfail_mark(v) for k, v in opts.xfail.items()},
+                                                 tolerance=dict(opts.tolerance))
+            except CaseError as e:
+                raise CaseError(f"case {name!r}: optimizations: {e}") from e
         program = export or (Export() if mode == "export" else None)
         if program is not None:
             forward_sets = [s.name for s in sets if s.method == "forward"]  # a program has forward only
@@ -144,13 +176,19 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
                 input_sets=program.input_sets if program.input_sets is not None else forward_sets,
                 expect_failure=program.expect_failure,
                 int_outputs_as_tensors=program.int_outputs_as_tensors))
+            if program.xfail is not None or program.tolerance is not None:
+                if variants[-1].artifact is None:
+                    raise CaseError(f"case {name!r}: Export(xfail=/tolerance=) are for the captured program's "
+                                    "results; this capture failed (expect_failure= marks that)")
+                variants[-1].xfail = _xfail_mark(program.xfail)
+                variants[-1].tolerance = program.tolerance
         return Built(eager=eager, artifact=art, input_sets=sets, variants=variants,
-                     model=f"{type(eager).__name__} (user case, declared in {model.__module__})",
+                     model=f"{type(eager).__name__} (user case, declared in {_declared_in(model)})",
                      trace_example=ex.args if mode == "trace" else None)
 
     tol = tolerance or {"default": {"mode": "allclose"}, "outputs": {}}
     return register(Case(name, "export" if mode == "export" else mode, description or name, build, seed, tol,
-                         xfail=_xfail_mark(xfail)))
+                         xfail=_xfail_mark(xfail), allow_degenerate=allow_degenerate))
 
 
 def case(*, mode: str, inputs: Any, name: str | None = None, **kwargs: Any) -> Callable[[Callable[[], Any]], Any]:

@@ -78,6 +78,9 @@ class Case:
     seed: int
     tolerance: dict[str, Any] = field(default_factory=lambda: {"default": {"mode": "allclose"}, "outputs": {}})
     xfail: str | dict[str, str] | None = None  # every input set expected to fail, with the reason (see InputSet)
+    # Goldens that check little (empty, constant, within the absolute tolerance) are warned about at export and
+    # recorded in the manifest; True says the case means them (nothing is recorded).
+    allow_degenerate: bool = False
 
 
 class CaseError(ValueError):

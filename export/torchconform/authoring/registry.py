@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import fnmatch
+import re
+from pathlib import Path
+from typing import Any
 
 from .case import MODES, NAME_RE, Case, CaseError
 
@@ -37,7 +40,6 @@ def load_user_cases(spec: str) -> list[Case]:
     import importlib
     import importlib.util
     import sys
-    from pathlib import Path
 
     before = set(_REGISTRY)
     try:
@@ -45,7 +47,8 @@ def load_user_cases(spec: str) -> list[Case]:
             path = Path(spec)
             if not path.is_file():
                 raise CaseError(f"--cases {spec}: no such file")
-            name = f"torchconform_user_cases_{abs(hash(str(path.resolve())))}"
+            path = path.resolve()
+            name = _module_name(path, sys.modules)
             module_spec = importlib.util.spec_from_file_location(name, path)
             assert module_spec and module_spec.loader
             module = importlib.util.module_from_spec(module_spec)
@@ -61,6 +64,19 @@ def load_user_cases(spec: str) -> list[Case]:
     if not new:
         raise CaseError(f"--cases {spec}: it declares no cases (use torchconform.declare or @torchconform.case)")
     return new
+
+
+def _module_name(path: Path, loaded: dict[str, Any]) -> str:
+    """The name a cases file is imported under: ``torchconform_cases.<file stem>``, the same in every checkout and
+    process. TorchScript puts it in the class names it saves (``__torch__.torchconform_cases.my_cases.Block``), so a
+    name from the absolute path (or from ``hash()``, which differs per process) made a file's artifacts differ byte
+    for byte between two exports; the report shows it too. A second file with the same stem gets ``_2``..."""
+    stem = re.sub(r"\W", "_", path.stem) or "cases"
+    stem = f"_{stem}" if stem[0].isdigit() else stem
+    name, k = f"torchconform_cases.{stem}", 2
+    while name in loaded and getattr(loaded[name], "__file__", None) != str(path):
+        name, k = f"torchconform_cases.{stem}_{k}", k + 1
+    return name
 
 
 def select(patterns: list[str] | None, cases: list[Case] | None = None) -> list[Case]:

@@ -43,7 +43,7 @@ class Variant:
     artifact: Any = None  # a ScriptModule / ExportedProgram; None when the capture failed (see ``error``)
     input_sets: list[str] | None = None  # the sets it applies to; None: every set of the case
     tolerance: dict[str, Any] | None = None  # None: the case's tolerance
-    xfail: str | None = None  # expected to fail (strict), with the reason
+    xfail: str | dict[str, str] | None = None  # expected to fail (strict): the reason, or {"reason", "torch"}
     error: str | None = None  # why the capture failed
     findings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +81,7 @@ def graph_node_counts(artifact: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def torchscript_variants(artifact: torch.jit.ScriptModule, *, xfail: dict[str, str] | None = None,
+def torchscript_variants(artifact: torch.jit.ScriptModule, *, xfail: dict[str, Any] | None = None,
                          tolerance: dict[str, dict[str, Any]] | None = None) -> list[Variant]:
     """freeze, optimize_for_inference and the spec's explicit passes, each on its own copy of ``artifact``.
     ``xfail`` / ``tolerance`` map a variant name to its expected-failure reason / tolerance policy."""
@@ -167,16 +167,18 @@ def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_s
 
 
 _ABS_PATH = re.compile(r"/[^\"'\s,]*?/(site-packages|export/torchconform)/")
+_OTHER_ABS_FILE = re.compile(r'(File ")/(?:[^"\n]*/)?([^"/\n]*")')  # a user's cases file, wherever it lives
 
 
 def _relative_stack_traces(program: torch.export.ExportedProgram) -> None:
     """Nodes keep the Python stack that made them, with absolute paths of the exporting checkout and environment;
     saved as is they would make the program's bytes (and so its hash and its AOTInductor cache key) depend on where
-    the export ran, and disclose those paths. Keep them relative to site-packages/ or the package instead."""
+    the export ran, and disclose those paths. Keep them relative to site-packages/ or the package instead, and any
+    other file (a user's cases file) by its name alone: ``<...>/my_cases.py``."""
     for node in program.graph.nodes:
         trace = node.meta.get("stack_trace")
         if isinstance(trace, str):
-            node.meta["stack_trace"] = _ABS_PATH.sub(r"<\1>/", trace)
+            node.meta["stack_trace"] = _OTHER_ABS_FILE.sub(r"\1<...>/\2", _ABS_PATH.sub(r"<\1>/", trace))
 
 
 def program_details(program: torch.export.ExportedProgram) -> dict[str, Any]:

@@ -20,16 +20,21 @@ def _export(args: argparse.Namespace) -> int:
         # the seed fixed, exporting twice gives the same artifact bytes (docs/corpus-format.md).
         os.execve(sys.executable, [sys.executable, "-m", "torchconform", *sys.argv[1:]],
                   {**os.environ, "PYTHONHASHSEED": "0"})
-    from ..authoring.registry import CaseError, load_user_cases, select
+    from ..authoring.case import CaseError
+    from ..authoring.registry import load_user_cases, select
     from ..writing.writer import write_corpus
 
     try:
         # --cases: the user's own declarations instead of the built-in cases (--case then selects among them).
         declared = [c for spec in args.cases for c in load_user_cases(spec)] if args.cases else None
-        write_corpus(args.out, select(args.case, declared), force=args.force,
-                     log=_stderr(args.quiet) or (lambda m: None))
+        failed = write_corpus(args.out, select(args.case, declared), force=args.force, keep_going=args.keep_going,
+                              log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
+        return 2
+    if failed:  # --keep-going: the corpus holds the others; the run still fails
+        print(f"torchconform export: error: {len(failed)} cases failed and are not in {args.out}:\n  "
+              + "\n  ".join(failed), file=sys.stderr)
         return 2
     return 0
 
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                           "of the built-in ones (repeatable); see examples/README.md")
     exp.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     exp.add_argument("--force", action="store_true", help="replace an existing corpus")
+    exp.add_argument("--keep-going", action="store_true",
+                     help="when some cases fail, write the corpus with the others (the export still exits 2)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 

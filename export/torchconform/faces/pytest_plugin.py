@@ -34,6 +34,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="AOTInductor packages from `torchconform compile` (default: the runner's default cache)")
     group.addoption("--torchconform-timeout", type=float, default=600.0, metavar="SECONDS",
                     help="per-case time limit before a case's results are TIMEOUT (default: 600)")
+    group.addoption("--torchconform-case", action="append", default=[], metavar="GLOB",
+                    help="only cases matching GLOB (repeatable; an unmatched GLOB is an error)")
+    group.addoption("--torchconform-threads", type=int, default=None, metavar="N",
+                    help="intra-op threads for the runner (default: the runner's; goldens are made on 1 thread)")
 
 
 class CorpusFailure(Exception):
@@ -46,12 +50,14 @@ _RUNS: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, Any]]] = {}
 _TALLY: dict[str, dict[str, int]] = {}  # corpus root -> {"ran": items run, "verified": items that compared}
 
 
-def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, n_cases: int) -> dict[tuple[str, str, str],
-                                                                                          dict[str, Any]]:
+def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, cases: list[str],
+            threads: int | None) -> dict[tuple[str, str, str], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="torchconform-pytest-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "torchconform", "verify", corpus, "--device", device, "--json", str(report),
                "--timeout", repr(timeout), "--quiet"] + (["--aoti-cache", aoti_cache] if aoti_cache else [])
+        cmd += [a for name in cases for a in ("--case", name)] + (["--threads", str(threads)] if threads else [])
+        n_cases = len(cases)
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=n_cases * timeout + 300)
         except subprocess.TimeoutExpired as e:
@@ -66,10 +72,11 @@ def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, n_cases: 
 
 class CorpusItem(pytest.Item):
     def __init__(self, *, corpus: Any, case: str, artifact: str, input_set: str, device: str, aoti_cache: str,
-                 timeout: float, **kwargs: Any) -> None:
+                 timeout: float, cases: list[str], threads: int | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.corpus, self.case, self.artifact, self.input_set = corpus, case, artifact, input_set
         self.device, self.aoti_cache, self.timeout = device, aoti_cache, timeout
+        self.cases, self.threads = cases, threads  # the selected cases (the child verifies those only)
 
     def runtest(self) -> None:
         import torch
@@ -80,8 +87,8 @@ class CorpusItem(pytest.Item):
         tally = _TALLY.setdefault(self.corpus.root, {"ran": 0, "verified": 0})
         tally["ran"] += 1  # (after the skip: a device that is absent is not a run that verified nothing)
         if key not in _RUNS:
-            _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout,
-                                 len(self.corpus.cases))
+            _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout, self.cases,
+                                 self.threads)
         result = _RUNS[key].get((self.case, self.artifact, self.input_set))
         if result is None:
             raise CorpusFailure(f"{self.name}: the runner produced no result for it")
@@ -110,14 +117,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from .. import _core
 
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu", "cuda"]}[config.getoption("torchconform_device")]
+    threads = config.getoption("torchconform_threads")
+    if threads is not None and threads < 1:
+        raise pytest.UsageError(f"--torchconform-threads expects an integer >= 1, got {threads}")
     for d in dirs:
         try:
             corpus = _core.Corpus.open(d)
+            chosen = corpus.select(config.getoption("torchconform_case"))
         except _core.CorpusError as e:
             raise pytest.UsageError(f"--torchconform-corpus {d}: {e}") from e
         prefix = "" if len(dirs) == 1 else f"{Path(d).name}::"
         before = len(items)
-        for case in corpus.cases:
+        for case in (c for c in corpus.cases if c.name in chosen):
             for artifact, _runtime, set_name in _core.plan(corpus, case.name):
                 for dev in devices:
                     name = f"{prefix}{case.name}{':' + artifact if artifact else ''}[{set_name}-{dev}]"
@@ -125,7 +136,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                                         artifact=artifact, input_set=set_name, device=dev,
                                                         aoti_cache=config.getoption("torchconform_aoti_cache"),
                                                         timeout=config.getoption("torchconform_timeout"),
-                                                        nodeid=name))
+                                                        cases=chosen, threads=threads, nodeid=name))
         if len(items) == before:
             raise pytest.UsageError(f"--torchconform-corpus {d}: the corpus plans no result at all: nothing to verify")
 

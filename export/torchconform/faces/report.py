@@ -77,7 +77,8 @@ def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[st
             continue
         for v in programs:
             entry: dict[str, Any] = {"case": name, "variant": v["name"], "exportable": "file" in v,
-                                     "transform": v["transform"], "findings": v.get("findings", [])}
+                                     "transform": v["transform"], "findings": v.get("findings", []),
+                                     "has_torchscript": "artifact" in m}
             if "file" not in v:
                 entry["reason"] = v.get("error", "")
                 entry["expected_failure"] = v.get("xfail", {}).get("reason")
@@ -142,8 +143,12 @@ def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> 
                     continue
                 t = r["timing"]
                 verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r["verdicts"].items()))
-                agree = f"{_num(r['max_abs_vs_torchscript'])} / {_num(r['max_ulp_vs_torchscript'])}" \
-                    if r["max_abs_vs_torchscript"] is not None or r["verdicts"].get("PASS") else "-"
+                if not e.get("has_torchscript", True):  # mode "export": nothing to agree with
+                    agree = "- (no TorchScript artifact)"
+                elif r["max_abs_vs_torchscript"] is not None or r["verdicts"].get("PASS"):
+                    agree = f"{_num(r['max_abs_vs_torchscript'])} / {_num(r['max_ulp_vs_torchscript'])}"
+                else:
+                    agree = "-"
                 out.append(f"| {e['case']} | {e['variant']} | yes | {rt} | {device} | {verdicts} | {agree} | "
                            f"{_ms(ts['load_s'])} / {_ms(t['load_s'])} | {_ms(ts['first_call_s'])} / "
                            f"{_ms(t['first_call_s'])} | {_ms(ts['steady_s'])} / {_ms(t['steady_s'])} |")
@@ -234,6 +239,13 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         out.append(f"| {case.name} | {case.mode or '-'} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
                    f"{worst('max_abs')} | {worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
     out.append("")
+    weak = [(name, st["name"], why) for name, m in manifests.items() for st in m.get("input_sets", [])
+            for why in st.get("degenerate", [])]
+    if weak:
+        out += [f"**Goldens that check little** ({len(weak)}): a PASS on these says less than it seems (a runtime "
+                "returning zeros or a constant would pass too). A case that means them declares "
+                "`allow_degenerate=True`.", ""]
+        out += [f"- {_cell(name)}/{_cell(set_name)}: {_cell(why)}" for name, set_name, why in weak] + [""]
 
     for case in index.cases:
         if case.error and case.name in rows:

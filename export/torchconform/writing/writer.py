@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..authoring.warn import collect_warnings
 from ..schema import validate
 from . import protocol
 from .swap import replacing
-from .values import describe, freeze, max_abs_diff
+from .values import degenerate, describe, freeze, max_abs_diff
 
 FORMAT = "torchconform-corpus"
 FORMAT_VERSION = 2  # 2: variants (optimized TorchScript, torch.export programs)
@@ -118,8 +119,13 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
         (case_dir / "variants").mkdir(exist_ok=True)
         path = case_dir / "variants" / (v.name + (".pt2" if v.kind == "exported_program" else ".pt"))
         if v.kind == "exported_program":
-            torch.export.save(v.artifact, str(path))
-            loaded: Any = torch.export.load(str(path))
+            try:  # e.g. a namedtuple output: "Can't serialize TreeSpec of namedtuple" (pytree has no name for it)
+                torch.export.save(v.artifact, str(path))
+                loaded: Any = torch.export.load(str(path))
+            except Exception as e:  # noqa: BLE001 - name the case and the variant, not a traceback
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise CaseError(f"case {case.name!r}: variant {v.name!r}: the captured program does not save and "
+                                f"load again: {type(e).__name__}: {first}") from e
             entry["runtimes"] = ["aoti", "nativert"]
             entry["inputs"] = None  # filled below from the first set
         else:
@@ -163,8 +169,34 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
     entry["findings"] = v.findings
     entry["details"] = v.details
     if v.xfail:
-        entry["xfail"] = {"reason": v.xfail}
+        entry["xfail"] = _mark(v.xfail)
     return entry
+
+
+def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> None:
+    """Every call an input set makes (its prelude's and its method's) binds to the *saved* artifact's schema, which
+    is what the runner calls: a scripted function's save drops its default arguments (``fmt: str = "xyxy"`` becomes a
+    required ``fmt``), so a set that relied on a default would only fail in C++. Said here, naming the argument."""
+    try:
+        saved = torch.jit.load(str(path))
+    except Exception as e:  # noqa: BLE001 - whatever it is, the runner could not load it either
+        raise CaseError(f"case {case.name!r}: the saved artifact does not load again: {type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+    for s in sets:
+        for method, args in [*((c.method, c.args) for c in s.prelude), (s.method, s.args)]:
+            try:
+                schema = protocol.resolve_method(saved, method).schema
+            except AttributeError:
+                continue  # (a missing method is reported by the call itself, with its own message)
+            params = [a for a in schema.arguments[1:] if not a.kwarg_only]  # [0] is self
+            if len(args) > len(params):
+                raise CaseError(f"case {case.name!r}, input set {s.name!r}: {method} takes {len(params)} positional "
+                                f"arguments in the saved artifact ({schema}), the set passes {len(args)}")
+            missing = [a.name for a in params[len(args):] if not a.has_default_value()]
+            if missing:
+                raise CaseError(f"case {case.name!r}, input set {s.name!r}: the saved artifact's {method} has no "
+                                f"default for {', '.join(repr(m) for m in missing)} ({schema}); TorchScript's save "
+                                "drops a scripted function's defaults: pass the argument in the input set")
 
 
 def _save(value: Any, path: Path) -> dict[str, Any]:
@@ -200,6 +232,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         raise CaseError(f"case {case.name!r}: mode 'export' needs its torch.export program (a variant)")
     if built.artifact is not None:
         built.artifact.save(str(artifact_path))
+        _check_saved_signatures(case, artifact_path, built.input_sets)
 
     sets = []
     goldens: dict[str, Any] = {}
@@ -222,6 +255,9 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
             "facts": s.facts,
             **({"xfail": _mark(s.xfail)} if s.xfail else {}),
         })
+        weak = [] if case.allow_degenerate else degenerate(expected, case.tolerance)
+        if weak:
+            sets[-1]["degenerate"] = weak
 
     # What the TorchScript artifact returns in Python, for the variants' records (only run when a variant needs it: the
     # artifact is the runner's to run, and a broken one must not hang the export).
@@ -259,35 +295,62 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def write_corpus(out: Path, cases: list[Case], *, force: bool = False,
-                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
+def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
     The corpus is written into a staging directory beside it and swapped into place at the end (``swap.replacing``),
     so an export that fails part way leaves the previous corpus as it was. An existing corpus is replaced only with
-    ``force``. Exports into the same directory take turns."""
+    ``force``. Exports into the same directory take turns. Every case is tried: when some fail, CaseError lists them
+    all and nothing is written, unless ``keep_going``: then the corpus holds the others and the failures are
+    returned (one message each)."""
     out = Path(out)
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
-        _write_into(staging, cases, log)
-    log(f"wrote {out} ({len(cases)} cases, {time.perf_counter() - t_all:.1f} s)")
+        failed = _write_into(staging, cases, log)
+        exported = len(cases) - len(failed)
+        if failed and (not keep_going or not exported):
+            raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
+                            + (" (nothing written; --keep-going writes the others)" if exported else "")
+                            + ":\n  " + "\n  ".join(failed))
+    log(f"wrote {out} ({exported} cases, {time.perf_counter() - t_all:.1f} s)"
+        + (f"; {len(failed)} failed and left out" if failed else ""))
+    return failed
 
 
-def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> None:
+def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> list[str]:
+    """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
+    failed: list[str] = []
     try:
         index = []
         for i, case in enumerate(cases, 1):
             t0 = time.perf_counter()
-            manifest = export_case(case, tmp / case.name)
+            try:
+                manifest = export_case(case, tmp / case.name)
+            except CaseError as e:
+                failed.append(str(e))
+                shutil.rmtree(tmp / case.name, ignore_errors=True)
+                log(f"[{i}/{len(cases)}] {case.name}: FAILED: {str(e).splitlines()[0]}")
+                continue
             index.append({"name": case.name, "manifest": f"{case.name}/{MANIFEST}",
                           "sha256": sha256_file(tmp / case.name / MANIFEST)})
             log(f"[{i}/{len(cases)}] {case.name}: {case.mode}, {len(manifest['input_sets'])} input sets, "
                 f"{len(manifest['tracer_warnings'])} distinct tracer warnings ({time.perf_counter() - t0:.1f} s)")
+            for v in manifest["variants"]:  # what Python saw when it ran the variant: say it now, not only there
+                for n, check in v.get("python_check", {}).items():
+                    if "error" in check and not v.get("xfail"):
+                        log(f"  warning: {case.name}:{v['name']}/{n}: the variant fails this set in Python: "
+                            f"{check['error']}")
+            for s in manifest["input_sets"]:
+                for why in s.get("degenerate", []):
+                    log(f"  warning: {case.name}/{s['name']}: the golden checks little: {why} (allow_degenerate=True "
+                        "if that is what the case means)")
         corpus = {"format": FORMAT, "format_version": FORMAT_VERSION, "exported_with": environment(),
                   "cases": index}
         assert not validate("corpus", corpus), validate("corpus", corpus)
         (tmp / CORPUS_INDEX).write_text(json.dumps(corpus, indent=2) + "\n")
     finally:
         torch.set_num_threads(threads)
+    return failed
