@@ -114,6 +114,13 @@ def test_marks_apply_per_probed_version(tmp_path):
     assert _core.applicable_mark(opened, "process_outputs", variant["name"], "*", "2.13.0") == reason
 
 
+def test_another_interpreter_finds_the_package_on_the_path_compat_gives_it():
+    """What compat puts on another interpreter's PYTHONPATH holds the package (a move of compat.py broke it once:
+    Debian's torch 1.13.1 then said "No module named 'torchconform'"; this interpreter found it anyway, through the
+    editable install)."""
+    assert (compat.EXPORT_ROOT / "torchconform" / "tools" / "compat_probe.py").is_file(), compat.EXPORT_ROOT
+
+
 def test_package_key_for_another_torch_is_the_runners():
     sha = "ab" * 32
     assert _core.aoti_package_path("/c", sha, "cpu") == _core.aoti_package_path("/c", sha, "cpu",

@@ -42,7 +42,8 @@ FAILING = {XPASS, CRASH}
 KIND_CLASS = {"missing_package": NOT_RUN, "not_run": NOT_RUN, "load": LOAD, "corpus": LOAD, "call": CALL,
               "crash": CRASH, "timeout": CRASH}
 
-EXPORT_ROOT = Path(__file__).resolve().parents[1]  # export/: what another interpreter puts on PYTHONPATH
+# export/ (above the torchconform package): what another interpreter puts on PYTHONPATH.
+EXPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
