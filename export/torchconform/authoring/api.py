@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from .case import MODES, Built, Case, CaseError, InputSet
-from .registry import register
+from .registry import CASES_FILE_PACKAGE, register
 from .variants import capture, torchscript_variants
 
 
@@ -82,7 +82,8 @@ def _declared_in(model: Callable[..., Any]) -> str:
 
     module = sys.modules.get(model.__module__)
     file = getattr(module, "__file__", None)
-    return Path(file).name if file and model.__module__.startswith("torchconform_cases.") else model.__module__
+    from_file = model.__module__.startswith(CASES_FILE_PACKAGE + ".")
+    return Path(file).name if file and from_file else model.__module__
 
 
 def _check_signature(name: str, fn: Callable[..., Any], set_name: str, method: str, args: tuple[Any, ...]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from .case import MODES, NAME_RE, Case, CaseError
 
 _REGISTRY: dict[str, Case] = {}  # the users' cases, by name, in declaration order
+CASES_FILE_PACKAGE = "torchconform_cases"  # what a cases file given by path is imported under (see _module_name)
 
 
 def register(case: Case) -> Case:
@@ -73,9 +74,9 @@ def _module_name(path: Path, loaded: dict[str, Any]) -> str:
     for byte between two exports; the report shows it too. A second file with the same stem gets ``_2``..."""
     stem = re.sub(r"\W", "_", path.stem) or "cases"
     stem = f"_{stem}" if stem[0].isdigit() else stem
-    name, k = f"torchconform_cases.{stem}", 2
+    name, k = f"{CASES_FILE_PACKAGE}.{stem}", 2
     while name in loaded and getattr(loaded[name], "__file__", None) != str(path):
-        name, k = f"torchconform_cases.{stem}_{k}", k + 1
+        name, k = f"{CASES_FILE_PACKAGE}.{stem}_{k}", k + 1
     return name
 
 
