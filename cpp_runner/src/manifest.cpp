@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <utility>
 
 namespace torchconform {
 namespace fs = std::filesystem;
@@ -231,18 +232,21 @@ const char* to_string(VariantKind kind) {
   return kind == VariantKind::kExportedProgram ? "exported_program" : "torchscript";
 }
 
+namespace {
+// The one table of runtime names (the corpus schema's `runtimes` enum, plus "torchscript" for TorchScript files).
+constexpr std::pair<RuntimeKind, const char*> kRuntimeNames[] = {
+    {RuntimeKind::kTorchScript, "torchscript"}, {RuntimeKind::kAoti, "aoti"}, {RuntimeKind::kNativeRT, "nativert"}};
+}  // namespace
+
 const char* to_string(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kTorchScript: return "torchscript";
-    case RuntimeKind::kAoti: return "aoti";
-    case RuntimeKind::kNativeRT: return "nativert";
-  }
+  for (const auto& [k, name] : kRuntimeNames)
+    if (k == kind) return name;
   return "?";
 }
 
 std::optional<RuntimeKind> runtime_kind_from(const std::string& name) {
-  for (RuntimeKind k : {RuntimeKind::kTorchScript, RuntimeKind::kAoti, RuntimeKind::kNativeRT})
-    if (name == to_string(k)) return k;
+  for (const auto& [k, n] : kRuntimeNames)
+    if (name == n) return k;
   return std::nullopt;
 }
 

@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -18,11 +19,11 @@ using nlohmann::json;
 
 constexpr int kMaxJsonDepth = 64;
 
-// The keywords this validator implements. Annotations ($schema, $id, title, description, definitions) are ignored
-// by design; anything else in the schema is refused, so a keyword nobody implemented can never pass silently.
+// The keywords this validator implements. Annotations ($schema, $id, $comment, title, description, definitions) are
+// ignored by design; anything else in the schema is refused, so a keyword nobody implemented can never pass silently.
 const std::set<std::string>& keywords() {
   static const std::set<std::string> k = {
-      "$schema", "$id", "title", "description", "definitions", "$ref", "type", "required", "properties",
+      "$schema", "$id", "$comment", "title", "description", "definitions", "$ref", "type", "required", "properties",
       "additionalProperties", "items", "enum", "const", "minimum", "maximum", "pattern", "minLength", "maxLength",
       "minItems", "maxItems"};
   return k;
@@ -98,6 +99,33 @@ const json& schema_root() {
   return root;
 }
 
+// One JSON-pointer token of a $ref (RFC 6901 inside an RFC 3986 fragment): %XX decoded, then ~1 -> '/', ~0 -> '~'.
+// A token that still holds a '/' points deeper than a definition, which is not implemented.
+std::string pointer_token(const std::string& raw) {
+  std::string decoded;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+      decoded += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      decoded += raw[i];
+    }
+  }
+  TORCH_CHECK(decoded.find('/') == std::string::npos, "unsupported $ref #/definitions/", raw,
+              " (only #/definitions/<name> is implemented)");
+  std::string token;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    if (decoded[i] == '~' && i + 1 < decoded.size() && (decoded[i + 1] == '0' || decoded[i + 1] == '1')) {
+      token += decoded[i + 1] == '1' ? '/' : '~';
+      ++i;
+    } else {
+      token += decoded[i];
+    }
+  }
+  return token;
+}
+
 // The first violation as "path: what", or "". `root` resolves "#/definitions/..." references.
 std::string check(const json& root, const json& schema, const json& v, const std::string& path) {
   if (schema.is_boolean()) return schema.get<bool>() ? "" : path + ": the schema allows no value here";
@@ -109,8 +137,11 @@ std::string check(const json& root, const json& schema, const json& v, const std
     const std::string ref = schema["$ref"].get<std::string>();
     if (ref == "#") return check(root, root, v, path);
     const std::string prefix = "#/definitions/";
-    TORCH_CHECK(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref);
-    return check(root, root.at("definitions").at(ref.substr(prefix.size())), v, path);
+    TORCH_CHECK(ref.rfind(prefix, 0) == 0, "unsupported $ref ", ref, " (only #/definitions/<name> is implemented)");
+    const std::string name = pointer_token(ref.substr(prefix.size()));
+    TORCH_CHECK(root.contains("definitions") && root["definitions"].contains(name), "$ref ", ref,
+                " names no definition");
+    return check(root, root["definitions"][name], v, path);
   }
   if (schema.contains("type")) {
     std::vector<std::string> types;
