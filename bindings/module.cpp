@@ -205,6 +205,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("description", &InputSetSpec::description)
       .def_readonly("method", &InputSetSpec::method)
       .def_readonly("seed", &InputSetSpec::seed)
+      .def_readonly("keywords", &InputSetSpec::keywords, "names of the last arguments, passed by keyword")
       .def_property_readonly("xfail", [](const InputSetSpec& s) { return local_reason(s.xfail); })
       .def_property_readonly("mark", [](const InputSetSpec& s) { return mark_dict(s.xfail); })
       .def_property_readonly("prelude", [](const InputSetSpec& s) {
@@ -232,13 +233,28 @@ PYBIND11_MODULE(_core, m) {
       })
       .def_property_readonly("sha256", [](const VariantSpec& v) {
         return v.file ? std::optional<std::string>(v.file->sha256) : std::nullopt;
-      });
+      })
+      .def_property_readonly(
+          "pytree_types",
+          [](const VariantSpec& v) {
+            py::list out;
+            for (const auto& t : v.pytree_types)
+              out.append(py::dict(py::arg("name") = t.name,
+                                  py::arg("kind") = t.kind == PytreeType::Kind::kDataclass ? "dataclass"
+                                                    : t.kind == PytreeType::Kind::kMapping ? "mapping"
+                                                                                           : "namedtuple",
+                                  py::arg("fields") = t.fields, py::arg("none_fields") = t.none_fields));
+            return out;
+          },
+          "user containers in the program's specs: [{name, kind: namedtuple|dataclass, fields, none_fields}]");
 
   py::class_<CaseSpec>(m, "Case")
       .def_readonly("name", &CaseSpec::name)
       .def_readonly("mode", &CaseSpec::mode)
       .def_readonly("description", &CaseSpec::description)
       .def_readonly("exported_torch", &CaseSpec::exported_torch)
+      .def_readonly("operator_namespaces", &CaseSpec::operator_namespaces)
+      .def_readonly("operator_libraries", &CaseSpec::operator_libraries)
       .def_readonly("input_sets", &CaseSpec::sets)
       .def_readonly("error", &CaseSpec::error)
       .def_property_readonly("xfail", [](const CaseSpec& c) { return local_reason(c.xfail); })

@@ -14,17 +14,6 @@
 #include <sstream>
 
 namespace torchconform {
-namespace {
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// snprintf rather than ostringstream throughout: compare() runs after every call of a verification, and stream
-// construction was a measurable part of its cost on small outputs (docs/bench.md).
-std::string fmt(double v, const char* format = "%.9g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
 
 std::string dtype_name(c10::ScalarType t) {
   switch (t) {
@@ -43,6 +32,19 @@ std::string dtype_name(c10::ScalarType t) {
     default: return c10::toString(t);
   }
 }
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// snprintf rather than ostringstream throughout: compare() runs after every call of a verification, and stream
+// construction was a measurable part of its cost on small outputs (docs/bench.md).
+std::string fmt(double v, const char* format = "%.9g") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
 
 // Maps the bit pattern of a float to an integer that is monotonic in the value, with +0 and -0 both at 0.
 int64_t ordered(double v, c10::ScalarType dtype) {

@@ -160,7 +160,40 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
       ProgramInput pi;
       pi.tensor = in.at("kind") == "tensor";
       if (!pi.tensor) pi.value = json_scalar(in.contains("value") ? in.at("value") : json(), vwho + ": inputs");
+      if (in.contains("dtype")) pi.dtype = in.at("dtype").get<std::string>();
+      if (in.contains("shape")) {
+        pi.shape.emplace();
+        for (const json& d : in.at("shape")) {
+          ProgramDim dim;
+          if (d.is_number_integer()) {
+            dim.size = d.get<int64_t>();
+          } else if (d.contains("symbol")) {
+            dim.symbol = d.at("symbol").get<std::string>();
+            dim.min = d.contains("min") ? d.at("min").get<int64_t>() : 0;
+            if (d.contains("max") && !d.at("max").is_null()) dim.max = d.at("max").get<int64_t>();
+          } else if (d.contains("expr")) {
+            dim.expr = d.at("expr").get<std::string>();
+          } else {
+            throw CorpusError(vwho + ": inputs: a dimension needs a size, a symbol or an expr");
+          }
+          pi.shape->push_back(std::move(dim));
+        }
+      }
       v.inputs.push_back(std::move(pi));
+    }
+    if (f.has("pytree_types")) {
+      for (const json& t : f.array("pytree_types")) {
+        PytreeType pt;
+        pt.name = t.at("name").get<std::string>();
+        const std::string kind = t.at("kind").get<std::string>();
+        pt.kind = kind == "dataclass" ? PytreeType::Kind::kDataclass
+                  : kind == "mapping" ? PytreeType::Kind::kMapping
+                                      : PytreeType::Kind::kNamedTuple;
+        for (const json& x : t.at("fields")) pt.fields.push_back(x.get<std::string>());
+        if (t.contains("none_fields"))
+          for (const json& x : t.at("none_fields")) pt.none_fields.push_back(x.get<std::string>());
+        v.pytree_types.push_back(std::move(pt));
+      }
     }
     if (f.has("int_outputs_as_tensors"))
       v.int_outputs_as_tensors = f.at("int_outputs_as_tensors", json::value_t::boolean, "a boolean").get<bool>();
@@ -189,6 +222,12 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
   c.exported_torch = Fields{f.object("exported_with"), who + ": exported_with"}.str("torch");
   if (f.has("xfail")) c.xfail = parse_xfail(f.object("xfail"), who + ": xfail");
   c.tolerance = parse_policy(f.object("tolerance"), who + ": tolerance");
+  if (f.has("operators")) {
+    const Fields of{f.object("operators"), who + ": operators"};
+    for (const json& n : of.array("namespaces")) c.operator_namespaces.push_back(n.get<std::string>());
+    if (of.has("libraries"))
+      for (const json& l : of.array("libraries")) c.operator_libraries.push_back(l.get<std::string>());
+  }
 
   std::set<std::string> names;
   for (const json& s : f.array("input_sets")) {
@@ -216,6 +255,14 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
     if (sfn.has("xfail")) spec.xfail = parse_xfail(sfn.object("xfail"), swho + ": xfail");
     spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
     spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
+    if (sfn.has("keywords")) {
+      std::set<std::string> seen;
+      for (const json& k : sfn.array("keywords")) {
+        if (!seen.insert(k.get<std::string>()).second)
+          throw CorpusError(swho + ": keyword '" + k.get<std::string>() + "' appears twice");
+        spec.keywords.push_back(k.get<std::string>());
+      }
+    }
     c.sets.push_back(std::move(spec));
   }
   if (c.sets.empty()) throw CorpusError(who + ": no input sets");

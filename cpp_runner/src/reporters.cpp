@@ -48,7 +48,20 @@ class Console final : public Reporter {
     if (!skipped.empty()) out_(skipped);
   }
   void device(const std::string& policy) override { out_("policy: " + policy); }
-  void result(const SetResult& r) override { out_(format_result(r)); }
+  // A multi-line message (TorchScript's errors quote the failing source over several lines) is printed as indented
+  // "| " lines below its result line. The text stays escaped: only the escape of a line feed is shown as a break,
+  // and what follows it is indented, so nothing from a corpus can print a line that starts like a result.
+  void result(const SetResult& r) override {
+    const std::string line = format_result(r);
+    const std::string lf = "\\x0a";
+    size_t start = 0;
+    for (size_t at = line.find(lf); at != std::string::npos; at = line.find(lf, start)) {
+      const std::string part = line.substr(start, at - start);
+      if (!part.empty() && part.find_first_not_of(' ') != std::string::npos) out_(start ? "      | " + part : part);
+      start = at + lf.size();
+    }
+    out_(start ? "      | " + line.substr(start) : line);
+  }
   void end(const std::vector<SetResult>& results) override { out_(format_summary(results)); }
 
  private:

@@ -223,6 +223,20 @@ SetResult error_result(const CaseSpec& c, const std::string& set_name, const Run
   return r;
 }
 
+SplitArgs split_keywords(const InputSetSpec& s, std::vector<c10::IValue> args, const std::string& who) {
+  if (s.keywords.size() > args.size())
+    throw CorpusError(who + ": the set names " + std::to_string(s.keywords.size()) + " keyword arguments but holds " +
+                          std::to_string(args.size()) + " values",
+                      ErrorKind::kCorpus);
+  SplitArgs out;
+  const size_t n = args.size() - s.keywords.size();
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (i < n) out.positional.push_back(std::move(args[i]));
+    else out.keywords.emplace_back(s.keywords[i - n], std::move(args[i]));
+  }
+  return out;
+}
+
 std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets,
                                 const std::function<void(const SetResult&)>& on_result) {
   std::vector<SetResult> results;
@@ -258,6 +272,17 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     }
     Loaded loaded;
     try {
+      const auto missing = missing_operator_namespaces(c);
+      if (!missing.empty()) {
+        std::string names, libs;
+        for (const auto& n : missing) names += (names.empty() ? "'" : ", '") + n + "'";
+        for (const auto& l : c.operator_libraries) libs += (libs.empty() ? "" : ", ") + l;
+        throw CorpusError(artifact_who(c, a) + ": not run: it calls operators of namespace " + names + ", which no "
+                              "library loaded into this runner registers; load the library that defines them with "
+                              "--load-library PATH" +
+                              (libs.empty() ? std::string() : " (loaded when the case was exported: " + libs + ")"),
+                          ErrorKind::kNotRun);
+      }
       loaded = runtime_for(a.runtime).load(c, a, o, LoadMode::kVerified);
     } catch (const std::exception& e) {
       // Without its artifact no input set can run: each one reports the same error.

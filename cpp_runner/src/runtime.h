@@ -57,6 +57,14 @@ const Runtime& aoti_runtime();
 const Runtime& nativert_runtime();
 
 // ---- helpers the runtimes and the run share ----------------------------------------------------------------------
+// An input set's arguments split into the positional ones and those passed by keyword (the last
+// s.keywords.size(), in that order). Throws CorpusError (kind corpus) when the set holds fewer values than keywords.
+struct SplitArgs {
+  std::vector<c10::IValue> positional;
+  std::vector<std::pair<std::string, c10::IValue>> keywords;
+};
+SplitArgs split_keywords(const InputSetSpec& s, std::vector<c10::IValue> args, const std::string& who);
+
 std::string torch_message(const c10::Error& e);
 // `copy`: tensors are copied even when already on the device (with conj/neg bits resolved, as torch.load gives).
 c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false);

@@ -40,6 +40,8 @@ class NativeRT final : public Runtime {
     out.prepare = [who, runner](const InputSetSpec& s, std::vector<c10::IValue> args) {
       if (!s.prelude.empty())
         throw CorpusError(who + "/" + s.name + ": an exported program has no methods for the set's prelude");
+      if (!s.keywords.empty())  // (untested here: no LibTorch on these machines exports NativeRT)
+        throw CorpusError(who + "/" + s.name + ": keyword arguments are not passed to NativeRT yet", ErrorKind::kCall);
       return Call([runner, args]() { return runner->run(args, {}); });
     };
     return out;

@@ -56,10 +56,14 @@ c10::IValue as_schema_type(const c10::IValue& v, const c10::TypePtr& type) {
   return v;
 }
 
-std::vector<c10::IValue> as_schema_types(std::vector<c10::IValue> args, const torch::jit::Method& method) {
+// The call's arguments typed by the method's schema: positional ones by position, keyword ones by name.
+SplitArgs as_schema_types(SplitArgs args, const torch::jit::Method& method) {
   const auto& params = method.function().getSchema().arguments();  // params[0] is self
-  for (size_t i = 0; i < args.size() && i + 1 < params.size(); ++i)
-    args[i] = as_schema_type(args[i], params[i + 1].type());
+  for (size_t i = 0; i < args.positional.size() && i + 1 < params.size(); ++i)
+    args.positional[i] = as_schema_type(args.positional[i], params[i + 1].type());
+  for (auto& [name, value] : args.keywords)
+    for (const auto& p : params)
+      if (p.name() == name) value = as_schema_type(value, p.type());
   return args;
 }
 
@@ -115,8 +119,10 @@ class TorchScript final : public Runtime {
         }
       }
       torch::jit::Method method = resolve(*module, s.method, who);
-      return Call([module, method, args = as_schema_types(std::move(args), method)]() mutable {
-        return method(args);
+      SplitArgs split = as_schema_types(split_keywords(s, std::move(args), who), method);
+      torch::jit::Kwargs kwargs(split.keywords.begin(), split.keywords.end());
+      return Call([module, method, positional = std::move(split.positional), kwargs]() mutable {
+        return method(positional, kwargs);
       });
     };
     return out;

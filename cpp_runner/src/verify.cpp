@@ -3,10 +3,15 @@
 #include "reporters.h"
 #include "runtime.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/jit/runtime/operator.h>
 #include <torch/cuda.h>
+
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 namespace torchconform {
@@ -55,6 +60,10 @@ const std::vector<Option>& table() {
        "AOTInductor packages from `torchconform compile` (default: $TORCHCONFORM_AOTI_CACHE, else "
        "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti)",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.aoti_cache = v; }},
+      {"--load-library", "PATH",
+       "load an operator library first (repeatable), e.g. torchvision's for torchvision::nms; a case that needs "
+       "operators no loaded library registers is an ERROR naming them",
+       [](VerifyOptions& o, const std::string&, const std::string& v) { o.libraries.push_back(v); }},
       {"--quiet", nullptr, "no progress lines on stderr",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.quiet = true; }},
   };
@@ -106,6 +115,31 @@ std::string verify_usage(const std::string& prog) {
   return os.str();
 }
 
+void load_library(const std::string& path) {
+  if (!dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+    const char* why = dlerror();
+    throw UsageError("--load-library " + printable(path) + ": cannot load it: " + printable(why ? why : "unknown"));
+  }
+}
+
+std::vector<std::string> missing_operator_namespaces(const CaseSpec& c) {
+  if (c.operator_namespaces.empty()) return {};
+  std::set<std::string> registered;
+  for (const auto& op : torch::jit::getAllOperators()) {
+    const std::string& name = op->schema().name();
+    const auto sep = name.find("::");
+    if (sep != std::string::npos) registered.insert(name.substr(0, sep));
+  }
+  for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    const auto sep = name.name.find("::");
+    if (sep != std::string::npos) registered.insert(name.name.substr(0, sep));
+  }
+  std::vector<std::string> missing;
+  for (const auto& ns : c.operator_namespaces)
+    if (!registered.count(ns)) missing.push_back(ns);
+  return missing;
+}
+
 std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* skipped) {
   if (spec != "cpu" && spec != "cuda" && spec != "all")
     throw UsageError("--device must be cpu, cuda or all, got '" + spec + "'");
@@ -129,6 +163,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     throw UsageError("--timeout is enforced by killing a case's process; --no-isolate runs every case in this "
                      "process, where nothing can stop it: use one or the other");
   const double timeout = options.timeout.value_or(600);
+  for (const auto& path : options.libraries) load_library(path);  // before any case: children inherit them
   std::string skipped;
   const auto devices = resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);

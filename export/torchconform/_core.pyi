@@ -110,6 +110,11 @@ class InputSet:
     def mark(self) -> typing.Any:
         ...
     @property
+    def keywords(self) -> list[str]:
+        """
+        names of the last arguments, passed by keyword
+        """
+    @property
     def method(self) -> str:
         ...
     @property
@@ -146,6 +151,11 @@ class Variant:
     @property
     def name(self) -> str:
         ...
+    @property
+    def pytree_types(self) -> list:
+        """
+        user containers in the program's specs: [{name, kind: namedtuple|dataclass, fields, none_fields}]
+        """
     @property
     def runtimes(self) -> list[str]:
         ...
@@ -187,6 +197,12 @@ class Case:
         ...
     @property
     def name(self) -> str:
+        ...
+    @property
+    def operator_libraries(self) -> list[str]:
+        ...
+    @property
+    def operator_namespaces(self) -> list[str]:
         ...
     @property
     def variants(self) -> list[Variant]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -247,32 +248,36 @@ def test_the_pytest_plugin_selects_cases_and_threads(tmp_path: Path) -> None:
     assert r.returncode == 4 and "--torchconform-threads expects an integer >= 1" in r.stdout + r.stderr
 
 
-NAMEDTUPLE = """
-    from typing import NamedTuple
+CUSTOM_NODE = """
     import torch
     from torch import nn
+    from torch.utils import _pytree as pytree
     import torchconform as tc
 
-    class Out(NamedTuple):
-        logits: torch.Tensor
-        probs: torch.Tensor
+    class Boxes:  # a container the model's own code registers, with no serialized name
+        def __init__(self, t):
+            self.t = t
+
+    pytree.register_pytree_node(Boxes, lambda b: ([b.t], None), lambda xs, _: Boxes(xs[0]))
 
     class Head(nn.Module):
         def forward(self, x):
-            return Out(x * 2, torch.softmax(x, -1))
+            return Boxes(x * 2)
 
     tc.declare("head", model=Head, mode="export", inputs={"a": (torch.randn(2, 3),)})
 """
 
 
 def test_a_program_that_does_not_serialize_is_an_error_naming_the_case(tmp_path: Path) -> None:
-    """A namedtuple output in mode export crashed `torchconform export` with a traceback (torch.export.save:
-    "Can't serialize TreeSpec of namedtuple")."""
-    (tmp_path / "cases.py").write_text(textwrap.dedent(NAMEDTUPLE))
+    """A namedtuple output crashed `torchconform export` with a traceback (torch.export.save: "Can't serialize
+    TreeSpec of namedtuple"); namedtuples are now named by the exporter (test_program_containers_in_and_out). A
+    container type only the model's code knows stays an error, naming the case and the set, not a traceback."""
+    (tmp_path / "cases.py").write_text(textwrap.dedent(CUSTOM_NODE))
     r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "cases.py"),
                         "--out", str(tmp_path / "c")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "case 'head': variant 'export': the captured program does not save and load again" in r.stderr, r.stderr
+    assert "case 'head', input set 'a': the eager model's output: $: cannot store a value of type Boxes" in r.stderr, \
+        r.stderr
 
 
 DEGENERATE = """
@@ -315,30 +320,281 @@ def test_goldens_that_check_little_are_warned_about(tmp_path: Path, run_cli) -> 
     assert "degenerate" not in json.loads((corpus / "zero_head" / "manifest.json").read_text())["input_sets"][0]
 
 
-GUARDS = """
+PROGRAM = """
+    import collections
+    import dataclasses
+    from typing import Dict, NamedTuple, Optional
     import torch
     from torch import nn
     import torchconform as tc
 
-    class Center(nn.Module):
-        def forward(self, x):
-            return x - x.mean(0)
+    class Pair(NamedTuple):  # a namedtuple output: torch.export.save refused it ("Can't serialize TreeSpec")
+        logits: torch.Tensor
+        probs: torch.Tensor
+
+    @dataclasses.dataclass
+    class ModelOutput:  # transformers' return_dict=True outputs, registered for torch.export
+        last_hidden_state: torch.Tensor
+        pooler_output: torch.Tensor
+        attentions: Optional[torch.Tensor] = None
+
+    torch.export.register_dataclass(ModelOutput, serialized_type_name="cases.ModelOutput")
+
+    class Features(collections.OrderedDict):  # transformers' own ModelOutput registration: keys as the context
+        pass
+
+    torch.utils._pytree.register_pytree_node(
+        Features, lambda d: (list(d.values()), list(d.keys())), lambda v, k: Features(zip(k, v)),
+        serialized_type_name="cases.Features")
+
+    class Model(nn.Module):
+        def forward(self, d: Dict[str, torch.Tensor]):  # a dict argument, captured with the keys (b, a)
+            x = d["a"] - 2 * d["b"]
+            c = x - x.mean(0)  # reads every row: out of bounds when a static batch of 3 is given 2 rows
+            seg = collections.OrderedDict([("out", c.relu()), ("aux", c.sigmoid())])  # torchvision segmentation
+            return (Pair(c * 2, torch.softmax(c, -1)), seg, ModelOutput(c.tanh(), c.mean(1)),
+                    Features(last=c.cos(), first=c.sin()))
 
     g = torch.Generator().manual_seed(0)
-    tc.declare("center", model=Center, mode="script", export=tc.Export(),  # static shapes: batch 3
-               inputs={"b3": (torch.randn(3, 4, generator=g),), "b5": (torch.randn(5, 4, generator=g),),
-                       "b2": (torch.randn(2, 4, generator=g),)})
+    r = lambda *s: torch.randn(*s, generator=g)
+    tc.declare("program", model=Model, mode="export",  # static shapes: batch 3
+               inputs={"ba": ({"b": r(3, 4), "a": r(3, 4)},), "ab": ({"a": r(3, 4), "b": r(3, 4)},),
+                       "b5": ({"b": r(5, 4), "a": r(5, 4)},), "b2": ({"b": r(2, 4), "a": r(2, 4)},),
+                       "f64": ({"b": r(3, 4).double(), "a": r(3, 4).double()},)})
 """
 
 
-def test_a_set_outside_a_programs_guards_is_reported_at_export(tmp_path: Path) -> None:
-    """A program exported with a static batch of 3, declared for sets of 5 and 2 rows: the exporter recorded Python's
-    "Guard failed" in the manifest and said nothing. It now prints what Python saw for every variant and set at
-    export. (The runner does not refuse such sets yet: AOTInductor's own check, AOTI_RUNTIME_CHECK_INPUTS, is
-    stricter than the program's recorded ranges: a package for a dynamic batch of min 1 checks it as >= 2.)"""
-    (tmp_path / "cases.py").write_text(textwrap.dedent(GUARDS))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "cases.py"),
-                        "--out", str(tmp_path / "corpus")], capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def program_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One exported program covering gaps 1, 3 and 4 (one AOTInductor compile), exported and compiled."""
+    tmp = tmp_path_factory.mktemp("program")
+    (tmp / "cases.py").write_text(textwrap.dedent(PROGRAM))
+    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp / "cases.py"),
+                        "--out", str(tmp / "corpus")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    warned = [ln for ln in r.stderr.splitlines() if "the variant fails this set in Python" in ln]
-    assert [ln.split(":export/")[1].split(":")[0] for ln in warned] == ["b5", "b2"], r.stderr  # not b3
+    c = subprocess.run([sys.executable, "-m", "torchconform", "compile", str(tmp / "corpus")], capture_output=True,
+                       text=True, timeout=600)
+    assert c.returncode == 0, c.stderr
+    return tmp / "corpus", r
+
+
+def test_program_containers_in_and_out(program_corpus: tuple[Path, subprocess.CompletedProcess[str]],
+                                       run_cli) -> None:
+    """Gap 1: a dict argument ("exported_program variants take no dict arguments yet") is flattened by the keys the
+    program was captured with; "ab" passes its dict in the other order (flattening by position would swap a and b:
+    a - 2b != b - 2a, so a FAIL, the built-in control). Gap 3: a namedtuple, an OrderedDict and a registered
+    dataclass and a registered dict subclass (transformers' ModelOutput) come back from the program (the runner
+    rebuilt tuple/list/dict only: "unsupported container"), and
+    `compile` loads the program without the model's code (structural stand-ins for the dataclass and namedtuple)."""
+    corpus, _ = program_corpus
+    m = json.loads((corpus / "program" / "manifest.json").read_text())
+    assert {t["name"]: t["kind"] for t in m["variants"][0]["pytree_types"]} == {
+        "cases.ModelOutput": "dataclass", "torchconform_cases.cases.Pair": "namedtuple", "cases.Features": "mapping"}
+    r, rows = results(run_cli, corpus)
+    assert {(x["input_set"], x["verdict"]) for x in rows if x["input_set"] in ("ab", "ba")} == {
+        ("ab", "PASS"), ("ba", "PASS")}, r.stdout
+
+
+def test_sets_outside_a_programs_guards_are_refused(program_corpus: tuple[Path, subprocess.CompletedProcess[str]],
+                                                    run_cli, tmp_path: Path) -> None:
+    """Gap 4: a program exported for a static batch of 3 was run on 5 rows (a PASS, with only a Resize.cpp warning)
+    and on 2 (out of bounds, a shape FAIL). The manifest now records each input's guards (dtype, static sizes, symbol
+    ranges) and the runner refuses a call that breaks them with an ERROR that says which; the export printed what
+    Python saw for each such set."""
+    corpus, exported = program_corpus
+    warned = [ln for ln in exported.stderr.splitlines() if "the variant fails this set in Python" in ln]
+    assert sorted(ln.split(":export/")[1].split(":")[0] for ln in warned) == ["b2", "b5"], exported.stderr
+    # Python's module does not check dtypes (it runs the float32 program on float64): the exporter says it
+    assert "program:export: input set 'f64': input leaf 0 is float64, the program was captured for float32" in \
+        exported.stderr, exported.stderr
+    r, rows = results(run_cli, corpus)
+    verdicts = {x["input_set"]: (x["verdict"], x.get("error", "")) for x in rows}
+    assert r.returncode == 2 and {k for k, (v, _) in verdicts.items() if v == "PASS"} == {"ab", "ba"}, r.stdout
+    assert all(error_kind == "call" for error_kind in [x["error_kind"] for x in rows if x["verdict"] == "ERROR"])
+    assert "dimension 0 is 5, the program was captured for 3 only (static)" in verdicts["b5"][1]
+    assert "dimension 0 is 2, the program was captured for 3 only (static)" in verdicts["b2"][1]
+    assert "is float64, the program was captured for float32" in verdicts["f64"][1]
+    # Negative control: the same corpus with the guards taken out of the manifest runs the 5-row set (no ERROR
+    # names a guard): the refusal above is the runner's check, not something else failing.
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(corpus, bare)
+    mpath = bare / "program" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    for entry in m["variants"][0]["inputs"]:
+        entry.pop("shape", None)
+        entry.pop("dtype", None)
+    mpath.write_text(json.dumps(m))
+    rehash(bare, "program")
+    r, rows = results(run_cli, bare)
+    b5 = next(x for x in rows if x["input_set"] == "b5")
+    assert "captured for" not in b5.get("error", "") and b5["verdict"] != "ERROR", r.stdout
+
+
+OPS_LIBRARY = r"""
+#include <torch/library.h>
+#include <ATen/ATen.h>
+// A stand-in for torchvision's operator library (torchvision::nms, roi_align...): its own namespace.
+at::Tensor scale_shift(const at::Tensor& x, double a, double b) { return x * a + b; }
+TORCH_LIBRARY(tcdemo, m) { m.def("scale_shift(Tensor x, float a, float b) -> Tensor"); }
+TORCH_LIBRARY_IMPL(tcdemo, CPU, m) { m.impl("scale_shift", scale_shift); }
+// the shape function torch.export traces with (torch.library.register_fake does the same from Python)
+at::Tensor scale_shift_meta(const at::Tensor& x, double, double) { return at::empty_like(x); }
+TORCH_LIBRARY_IMPL(tcdemo, Meta, m) { m.impl("scale_shift", scale_shift_meta); }
+"""
+
+CUSTOM_OPS = """
+    import torch
+    from torch import nn
+    import torchconform as tc
+
+    torch.ops.load_library(LIBRARY)
+
+    class Calibrate(nn.Module):
+        def forward(self, x):
+            return torch.ops.tcdemo.scale_shift(x, 2.0, 0.5).relu()
+
+    g = torch.Generator().manual_seed(0)
+    tc.declare("calibrate", model=Calibrate, mode="script", export=tc.Export(),
+               inputs={"a": (torch.randn(3, 4, generator=g),)})
+"""
+
+
+@pytest.fixture(scope="module")
+def ops_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A custom operator library built here from a few lines of C++ (TORCH_LIBRARY), as torchvision ships one."""
+    from torch.utils import cpp_extension
+
+    build = tmp_path_factory.mktemp("ops")
+    (build / "tcdemo.cpp").write_text(OPS_LIBRARY)
+    return Path(cpp_extension.load(name="tcdemo_ops", sources=[str(build / "tcdemo.cpp")], build_directory=str(build),
+                                   is_python_module=False, verbose=False))
+
+
+def test_custom_operator_libraries_are_recorded_and_loaded_on_request(ops_library: Path, tmp_path: Path,
+                                                                       run_cli) -> None:
+    """Gap 2: torchconform-run knew no operator outside LibTorch ("Unknown builtin op: torchvision::nms") and
+    `compile` failed on a program that used one. The corpus now records the operator namespaces a case calls and the
+    libraries loaded at export; the runner says which namespace is missing and how to load it (it never loads a
+    library named by a corpus: that would run the corpus's code), and `--load-library` / `compile --load-library`
+    make the case run."""
+    corpus = export(tmp_path, CUSTOM_OPS.replace("LIBRARY", repr(str(ops_library))))
+    m = json.loads((corpus / "calibrate" / "manifest.json").read_text())
+    assert m["operators"] == {"namespaces": ["tcdemo"], "libraries": [ops_library.name]}, m.get("operators")
+    # compile without the library: an error naming the namespace and the option, not a traceback
+    tc = [sys.executable, "-m", "torchconform"]
+    c = subprocess.run([*tc, "compile", str(corpus)], capture_output=True, text=True, timeout=600)
+    assert c.returncode == 2 and "operators of namespace 'tcdemo'" in c.stderr and "--load-library" in c.stderr, \
+        c.stderr
+    c = subprocess.run([*tc, "compile", str(corpus), "--load-library", str(ops_library)], capture_output=True,
+                       text=True, timeout=600)
+    assert c.returncode == 0, c.stderr
+    # the runner without the library: every artifact is an ERROR that names the namespace (not a PASS, not a mark)
+    r, rows = results(run_cli, corpus)
+    assert r.returncode == 2 and {x["verdict"] for x in rows} == {"ERROR"}, r.stdout
+    assert all("operators of namespace 'tcdemo'" in x["error"] and ops_library.name in x["error"] for x in rows)
+    r, rows = results(run_cli, corpus, "--load-library", ops_library)
+    assert r.returncode == 0 and {(x["artifact"], x["verdict"]) for x in rows} == {
+        ("", "PASS"), ("export@aoti", "PASS")}, r.stdout
+    # the same option in `torchconform verify` (the core's one table) and in the pytest plugin
+    v = subprocess.run([*tc, "verify", str(corpus), "--load-library", str(ops_library), "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    assert v.returncode == 0, v.stdout + v.stderr
+    p = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q", "-p",
+                        "no:cacheprovider", "-o", "addopts=", f"--torchconform-load-library={ops_library}"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0 and "2 passed" in p.stdout, p.stdout + p.stderr
+    bad = run_cli(corpus, "--load-library", tmp_path / "nope.so")
+    assert bad.returncode == 2 and "--load-library" in bad.stderr and "nope.so" in bad.stderr, bad.stderr
+
+
+def test_multi_line_errors_print_as_indented_lines(tmp_path: Path, run_cli) -> None:
+    """Gap 10: TorchScript's errors span lines (the failing declaration, the cast details) and printed as one line
+    of \\x0a escapes. The console now breaks them into indented "| " lines; the text stays escaped otherwise, and the
+    JSON report keeps the message as one string."""
+    import shutil
+
+    from conftest import GOLDEN
+
+    corpus = tmp_path / "c"
+    shutil.copytree(GOLDEN, corpus)
+    m = json.loads((corpus / "simple_cnn" / "manifest.json").read_text())
+    name = m["input_sets"][0]["name"]
+    torch.save(("not a tensor",), corpus / "simple_cnn" / m["input_sets"][0]["inputs"]["file"])
+    rehash(corpus, "simple_cnn")
+    r, rows = results(run_cli, corpus, "--case", "simple_cnn")
+    row = next(x for x in rows if x["input_set"] == name and not x["artifact"])
+    assert row["verdict"] == "ERROR" and "\\x0a" in row["error"], row  # the report: one escaped string
+    shown = run_cli(corpus, "--case", "simple_cnn").stdout.splitlines()
+    at = next(i for i, ln in enumerate(shown) if ln.startswith(f"ERROR simple_cnn/{name} "))
+    follow = list(itertools.takewhile(lambda ln: ln.startswith("      | "), shown[at + 1:]))
+    assert len(follow) >= 2, shown[at:at + 4]
+    assert "Declaration: forward(" in "\n".join(follow), follow
+    assert not any("\\x0a" in ln for ln in shown), "a line feed escape is still printed"
+    assert "Expected a value of type 'Tensor'" in shown[at], shown[at]
+
+
+KEYWORDS = """
+    from typing import Optional
+    import torch
+    from torch import nn
+    import torchconform as tc
+
+    class Decoder(nn.Module):  # GPT-2's shape: (input_ids, past=None, attention_mask=None), a dict out
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(16, 8)
+
+        def forward(self, input_ids: torch.Tensor, past: Optional[torch.Tensor] = None,
+                    attention_mask: Optional[torch.Tensor] = None):
+            h = self.emb(input_ids)
+            if past is not None:
+                h = h + past
+            if attention_mask is not None:
+                h = h * attention_mask.unsqueeze(-1)
+            return {"hidden": h, "pooled": h.sum(1)}
+
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    sets = {"masked": tc.Inputs((ids,), kwargs={"attention_mask": mask}),
+            "flipped": tc.Inputs((ids.flip(1),), kwargs={"attention_mask": mask.flip(1)})}
+    tc.declare("gpt_trace", model=Decoder, mode="trace", inputs=sets, export=tc.Export()STRICT)
+    tc.declare("gpt_script", model=Decoder, mode="script", inputs=sets)
+"""
+
+
+def test_keyword_inputs_and_trace_options(tmp_path: Path, run_cli) -> None:
+    """Gap 6: input sets could not pass keyword arguments (GPT-2's attention_mask after a None `past`: a None cannot
+    be traced positionally) and a trace could not be non-strict (a dict output failed). Sets now take `kwargs=`
+    (stored after the positional values, their names in the manifest's `keywords`), the trace names every argument
+    (torch.jit.trace ignores example_kwarg_inputs beside positional examples), and `trace_strict=False` is passed
+    through; the runner calls TorchScript and the exported program with the keywords."""
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    (strict / "cases.py").write_text(textwrap.dedent(KEYWORDS.replace("STRICT", "")))
+    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(strict / "cases.py"),
+                        "--out", str(strict / "c")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "case 'gpt_trace': torch.jit.trace failed" in r.stderr, r.stderr  # the default
+    corpus = export(tmp_path / "ok", KEYWORDS.replace("STRICT", ", trace_strict=False"))
+    m = json.loads((corpus / "gpt_trace" / "manifest.json").read_text())
+    assert [s.get("keywords") for s in m["input_sets"]] == [["attention_mask"], ["attention_mask"]]
+    traced = torch.jit.load(str(corpus / "gpt_trace" / "artifact.pt"))
+    assert [a.name for a in traced.forward.schema.arguments] == ["self", "input_ids", "attention_mask"]
+    c = subprocess.run([sys.executable, "-m", "torchconform", "compile", str(corpus)], capture_output=True, text=True,
+                       timeout=600)
+    assert c.returncode == 0, c.stderr
+    r, rows = results(run_cli, corpus)
+    assert r.returncode == 0, r.stdout
+    assert {(x["case"], x["artifact"], x["verdict"]) for x in rows} == {
+        ("gpt_trace", "", "PASS"), ("gpt_trace", "export@aoti", "PASS"), ("gpt_script", "", "PASS")}, r.stdout
+    # Negative control: the same values passed positionally (the keyword names dropped from the manifest) reach the
+    # scripted model's `past`, not its mask: a FAIL, so the PASS above depends on the keywords reaching the call.
+    mpath = corpus / "gpt_script" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    for s in m["input_sets"]:
+        del s["keywords"]
+    mpath.write_text(json.dumps(m))
+    rehash(corpus, "gpt_script")
+    r, rows = results(run_cli, corpus, "--case", "gpt_script")
+    assert {x["verdict"] for x in rows} <= {"FAIL", "ERROR"} and r.returncode != 0, r.stdout

@@ -11,6 +11,9 @@
 
 namespace torchconform {
 
+// The corpus's name of a dtype: "float32", "int64", "bool"... (c10::toString for any other).
+std::string dtype_name(c10::ScalarType t);
+
 enum class ToleranceMode {
   kAllClose,  // |actual - expected| <= atol + rtol * |expected|, per-dtype defaults
   kUlp,       // at most max_ulp representable values apart, in the tensor's own dtype

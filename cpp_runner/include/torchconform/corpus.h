@@ -79,16 +79,40 @@ struct InputSetSpec {
   std::string method = "forward";
   std::optional<int64_t> seed;  // torch::manual_seed(seed) before every checked call
   std::vector<PreludeCall> prelude;
-  FileRef inputs;
+  FileRef inputs;  // the call's arguments: positional ones, then the values of `keywords`, in that order
   FileRef expected;
   std::optional<Mark> xfail;  // expected to fail (strict: a pass fails the run)
+  // The names of the last keywords.size() arguments of `inputs`, passed by keyword (manifest `keywords`).
+  std::vector<std::string> keywords;
 };
 
-// One positional input leaf of an exported program, flattened: a tensor (passed to the program) or a constant the
-// program was specialized on at capture (the input set must pass that very value).
+// One dimension of an exported program's input as its guards allow it: a static size, a symbol with its range (one
+// symbol on several dimensions: they are equal), or an expression of other symbols (recorded, not checked).
+struct ProgramDim {
+  std::optional<int64_t> size;  // static
+  std::string symbol;           // dynamic
+  int64_t min = 0;
+  std::optional<int64_t> max;   // unbounded when absent
+  std::string expr;             // derived
+};
+
+// One input leaf of an exported program, flattened: a tensor (passed to the program) or a constant the program was
+// specialized on at capture (the input set must pass that very value).
 struct ProgramInput {
   bool tensor = true;
   c10::IValue value;  // the constant, when !tensor
+  std::string dtype;  // tensor: the dtype the program was captured with ("" when the manifest does not say)
+  std::optional<std::vector<ProgramDim>> shape;  // tensor: the guards on its dimensions, when recorded
+};
+
+// A user container in an exported program's input/output spec (manifest `pytree_types`): by the name the program
+// serializes it under, a namedtuple (rebuilt as a tuple), a registered dataclass (a dict of its fields) or a registered
+// dict subclass whose context is its keys (a dict: transformers' ModelOutput).
+struct PytreeType {
+  enum class Kind { kNamedTuple, kDataclass, kMapping };
+  std::string name;
+  Kind kind = Kind::kNamedTuple;
+  std::vector<std::string> fields, none_fields;
 };
 
 // Another artifact of the case's model (manifest key `variants`), checked on the same input sets against the same
@@ -104,6 +128,7 @@ struct VariantSpec {
   std::vector<RuntimeKind> runtimes;    // exported_program: aoti, nativert
   std::vector<ProgramInput> inputs;     // exported_program: the flattened positional inputs
   bool int_outputs_as_tensors = false;  // exported_program: 0-dim integer tensors stand for Python ints
+  std::vector<PytreeType> pytree_types;  // exported_program: user containers in its specs
   TolerancePolicy tolerance;            // the case's unless the variant has its own
   std::optional<Mark> xfail;
 };
@@ -120,6 +145,9 @@ struct CaseSpec {
   std::string exported_torch;
   std::vector<InputSetSpec> sets;
   std::optional<Mark> xfail;  // every input set expected to fail
+  // Operator namespaces outside LibTorch that the case's artifacts call (e.g. torchvision), and the libraries
+  // that had been loaded when it was exported (file names: a hint for the error, never loaded from the corpus).
+  std::vector<std::string> operator_namespaces, operator_libraries;
   std::vector<VariantSpec> variants;
   // Non-empty when the case's manifest could not be read or validated: the case reports this error and the
   // corpus's other cases still run.

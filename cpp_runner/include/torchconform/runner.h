@@ -201,7 +201,17 @@ struct VerifyOptions {
   std::optional<double> timeout;
   std::string aoti_cache;   // empty: default_aoti_cache()
   bool quiet = false;       // no progress lines (the faces' progress sink)
+  // Operator libraries to load before anything runs (e.g. torchvision's libtorchvision.so): given by the user,
+  // never taken from a corpus (loading a library runs its code).
+  std::vector<std::string> libraries;
 };
+
+// Loads an operator library into this process (dlopen, global symbols, as torch.ops.load_library does). Throws
+// UsageError naming the path and the loader's reason.
+void load_library(const std::string& path);
+
+// The namespaces among `c.operator_namespaces` that no operator registered in this process belongs to.
+std::vector<std::string> missing_operator_namespaces(const CaseSpec& c);
 
 // The one option table of a verification: `torchconform-run` parses its command line with it and `torchconform
 // verify` hands its arguments to it through the bindings, so both accept exactly the same values. `default_corpus`:

@@ -40,6 +40,7 @@ class Inputs:
     description: str = ""
     seed: int | None = None
     xfail: str | XFail | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # arguments passed by keyword (e.g. attention_mask=)
 
 
 @dataclass(frozen=True)
@@ -86,22 +87,34 @@ def _declared_in(model: Callable[..., Any]) -> str:
     return Path(file).name if file and from_file else model.__module__
 
 
-def _check_signature(name: str, fn: Callable[..., Any], set_name: str, method: str, args: tuple[Any, ...]) -> None:
+def _check_signature(name: str, fn: Callable[..., Any], set_name: str, method: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> None:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return  # builtins and some scripted callables have no Python signature: the call itself will tell
     try:
-        sig.bind(*args)
+        sig.bind(*args, **kwargs)
     except TypeError as e:
         raise CaseError(f"case {name!r}: input set {set_name!r} does not match {method}{sig}: {e}") from None
+
+
+def _trace(eager: torch.nn.Module, example: InputSet, *, strict: bool) -> torch.jit.ScriptModule:
+    """torch.jit.trace on the example set. With keyword arguments every argument is given by name
+    (``example_kwarg_inputs``): given positional example inputs as well, torch.jit.trace ignores the keyword ones and
+    the traced forward silently loses those parameters (torch 2.13)."""
+    if not example.kwargs:
+        return torch.jit.trace(eager, example.args, strict=strict)
+    bound = inspect.signature(eager.forward).bind(*example.args, **example.kwargs)
+    return torch.jit.trace(eager, example_kwarg_inputs=dict(bound.arguments), strict=strict)
 
 
 def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str, Any] | Callable[[torch.Generator],
             dict[str, Any]], description: str = "", example: str | None = None, seed: int = 0,
             tolerance: dict[str, Any] | None = None, xfail: str | XFail | None = None,
             artifact: Callable[[Any], Any] | None = None, export: Export | None = None,
-            optimizations: bool | Optimizations = False, allow_degenerate: bool = False) -> Case:
+            optimizations: bool | Optimizations = False, allow_degenerate: bool = False,
+            trace_strict: bool = True) -> Case:
     """Declare a case. ``model``: a factory returning the eager ``nn.Module`` (or, for ``script_function``, the
     Python function itself). ``mode``: ``trace``, ``script``, ``hybrid`` (give ``artifact``: a function building the
     TorchScript artifact from the eager model), ``script_function`` or ``export`` (a torch.export program only).
@@ -112,7 +125,8 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
     apply to the program only. ``optimizations``: also check torch.jit.freeze, optimize_for_inference and the explicit
     passes of the TorchScript artifact (an :class:`Optimizations` gives each its own mark and tolerance).
     ``allow_degenerate``: goldens that check little (empty, constant, all within atol) are what the case means: no
-    warning at export, nothing recorded."""
+    warning at export, nothing recorded. ``trace_strict``: ``torch.jit.trace(strict=...)``; False lets a traced
+    model return dicts and lists (their structure is then fixed by the trace)."""
     if mode not in USER_MODES:
         raise CaseError(f"case {name!r}: unknown mode {mode!r} (expected one of {', '.join(USER_MODES)})")
     if mode == "hybrid" and artifact is None:
@@ -142,16 +156,16 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
                 raise CaseError(f"case {name!r}: input set {set_name!r} calls method {spec.method!r}, which the "
                                 f"model does not have")
             _check_signature(name, target.forward if isinstance(target, torch.nn.Module) else target, set_name,
-                             spec.method, spec.args)
+                             spec.method, spec.args, spec.kwargs)
             sets.append(InputSet(set_name, spec.args, spec.description or set_name, seed=spec.seed,
-                                 xfail=_xfail_mark(spec.xfail), method=spec.method))
+                                 xfail=_xfail_mark(spec.xfail), method=spec.method, kwargs=dict(spec.kwargs)))
         ex = next((s for s in sets if s.name == example), None) if example else sets[0]
         if ex is None:
             raise CaseError(f"case {name!r}: example {example!r} is not one of the input sets {list(sets_in)}")
         with torch.no_grad():  # warnings reach export_case, which records them in the manifest
             try:
                 if mode == "trace":
-                    art = torch.jit.trace(eager, ex.args)
+                    art = _trace(eager, ex, strict=trace_strict)
                 elif mode in ("script", "script_function"):
                     art = torch.jit.script(eager)
                 elif mode == "hybrid":
@@ -174,6 +188,7 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
             forward_sets = [s.name for s in sets if s.method == "forward"]  # a program has forward only
             variants.append(capture(
                 "export", eager, ex.args, program.dynamic_shapes, description="torch.export of the model",
+                kwargs=ex.kwargs,
                 input_sets=program.input_sets if program.input_sets is not None else forward_sets,
                 expect_failure=program.expect_failure,
                 int_outputs_as_tensors=program.int_outputs_as_tensors))
@@ -185,7 +200,7 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
                 variants[-1].tolerance = program.tolerance
         return Built(eager=eager, artifact=art, input_sets=sets, variants=variants,
                      model=f"{type(eager).__name__} (user case, declared in {_declared_in(model)})",
-                     trace_example=ex.args if mode == "trace" else None)
+                     trace_example=tuple(ex.args) + tuple(ex.kwargs.values()) if mode == "trace" else None)
 
     tol = tolerance or {"default": {"mode": "allclose"}, "outputs": {}}
     return register(Case(name, "export" if mode == "export" else mode, description or name, build, seed, tol,

@@ -49,6 +49,8 @@ class InputSet:
     # {"reason": ..., "torch": "<2.14"} limits the mark to runtimes whose LibTorch version matches.
     xfail: str | dict[str, str] | None = None
     method: str = "forward"  # the method called (an exported method of the artifact, or forward)
+    # Arguments passed by keyword, after the positional ones (stored after them; the manifest's `keywords`).
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

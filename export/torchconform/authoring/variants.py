@@ -15,10 +15,11 @@ exporter refuses to write the corpus if the capture starts working while the mar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -81,6 +82,38 @@ def graph_node_counts(artifact: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+# Namespaces every LibTorch registers itself; any other one an artifact calls comes from a library (torchvision's
+# torchvision::nms, a user's TORCH_LIBRARY) that the runner must load before the artifact can run.
+LIBTORCH_NAMESPACES = frozenset({
+    "aten", "prim", "prims", "quantized", "_quantized", "prepacked", "mkldnn", "mkldnn_prepacked", "onednn",
+    "profiler", "cuda", "_caffe2", "tensorexpr", "static_runtime", "inductor", "higher_order", "quantized_decomposed",
+    "_c10d_functional", "c10d", "_dtensor", "xnnpack", "sparse", "fbgemm", "_test", "debugprims", "rngprims"})
+
+
+def operator_namespaces(artifact: Any) -> set[str]:
+    """The operator namespaces outside LibTorch's that a TorchScript artifact (every method of every submodule, or a
+    scripted function) or an exported program calls."""
+    kinds: set[str] = set()
+    if HAS_EXPORT and isinstance(artifact, torch.export.ExportedProgram):
+        for node in artifact.graph.nodes:
+            if node.op == "call_function" and hasattr(node.target, "namespace"):
+                kinds.add(f"{node.target.namespace}::")
+    else:
+        def walk(block: Any) -> None:
+            for node in block.nodes():
+                kinds.add(node.kind())
+                for b in node.blocks():
+                    walk(b)
+
+        if isinstance(artifact, torch.jit.ScriptModule):
+            for module in artifact.modules():
+                for name in module._c._method_names():
+                    walk(module._c._get_method(name).graph)
+        elif hasattr(artifact, "graph"):
+            walk(artifact.graph)
+    return {k.split("::")[0] for k in kinds if "::" in k} - LIBTORCH_NAMESPACES
+
+
 def torchscript_variants(artifact: torch.jit.ScriptModule, *, xfail: dict[str, Any] | None = None,
                          tolerance: dict[str, dict[str, Any]] | None = None) -> list[Variant]:
     """freeze, optimize_for_inference and the spec's explicit passes, each on its own copy of ``artifact``.
@@ -132,7 +165,8 @@ def _raised_at(e: BaseException) -> str | None:
 
 def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_shapes: Any, *, description: str,
             input_sets: list[str] | None = None, expect_failure: str | None = None,
-            int_outputs_as_tensors: bool = False, findings: list[str] | None = None) -> Variant:
+            int_outputs_as_tensors: bool = False, findings: list[str] | None = None,
+            kwargs: dict[str, Any] | None = None) -> Variant:
     """``torch.export.export(module, args, dynamic_shapes=...)`` in eval mode without grad.
 
     With ``expect_failure`` (the reason), a failing capture is recorded as a strict expected failure, and a capture
@@ -145,7 +179,7 @@ def capture(name: str, module: torch.nn.Module, args: tuple[Any, ...], dynamic_s
                        error=reason, findings=list(findings or []))
     try:
         with torch.no_grad(), _torch_logs_collected() as logs:
-            program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+            program = torch.export.export(module, args, kwargs=kwargs or None, dynamic_shapes=dynamic_shapes)
     except Exception as e:  # noqa: BLE001 - the failure is the finding
         if expect_failure is None:
             detail = "\n  ".join(line for line in str(e).strip().splitlines()[1:6] if line.strip())
@@ -252,23 +286,89 @@ def _torch_logs_collected() -> Iterator[list[str]]:
             collected.append("partial graph printed by torch.export:\n" + "\n".join(graph[:40]))
 
 
-def flat_input_kinds(args: tuple[Any, ...]) -> list[Any]:
-    """How the runner feeds an input set to an AOTInductor program: the positional arguments flattened; tensors are
-    passed, anything else must equal the constant the program was specialized on: ``{"kind": "tensor"}`` or
-    ``{"kind": "const", "value": v}``."""
-    out: list[Any] = []
+def program_input_leaves(program: torch.export.ExportedProgram, args: tuple[Any, ...], kwargs: dict[str, Any],
+                         what: str) -> list[Any]:
+    """An input set's leaves in the order the program takes them: its positional arguments flattened by the program's
+    own input spec (tuples and lists by position, dicts by the keys the program was captured with, in that order),
+    which is how the runner flattens them too. Raises CaseError naming ``what`` when the set has another structure."""
+    spec = program.call_spec.in_spec
+    try:
+        return spec.flatten_up_to((tuple(args), dict(kwargs)))
+    except Exception as e:  # noqa: BLE001 - pytree says which node differs
+        raise CaseError(f"{what}: the input set's structure is not the one the program was captured with "
+                        f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
 
-    def walk(v: Any) -> None:
-        if isinstance(v, torch.Tensor):
-            out.append({"kind": "tensor"})
-        elif isinstance(v, (tuple, list)):
-            for x in v:
-                walk(x)
-        elif isinstance(v, dict):
-            raise CaseError("exported_program variants take no dict arguments yet (the runner flattens tuples and "
-                            "lists only)")
-        else:
-            out.append({"kind": "const", "value": v})
 
-    walk(args)
+def program_inputs(program: torch.export.ExportedProgram, leaves: list[Any]) -> list[dict[str, Any]]:
+    """The manifest's ``inputs``: per leaf, ``{"kind": "tensor", "dtype", "shape"}`` or ``{"kind": "const",
+    "value"}`` (a constant the program was specialized on). ``shape`` holds the program's guards on that tensor: an
+    int for a static dimension, ``{"symbol", "min", "max"}`` for a dynamic one (``max`` null when unbounded; one symbol
+    on several dimensions means they must be equal), ``{"expr"}`` for a derived one. The runner refuses a call that
+    breaks them: AOTInductor's code does not check its inputs and reads out of bounds."""
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    user = [spec.arg for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
+    out: list[dict[str, Any]] = []
+    for i, leaf in enumerate(leaves):
+        if not isinstance(leaf, torch.Tensor):
+            out.append({"kind": "const", "value": leaf})
+            continue
+        entry: dict[str, Any] = {"kind": "tensor"}
+        node = placeholders.get(getattr(user[i], "name", "")) if i < len(user) else None
+        val = node.meta.get("val") if node is not None else None
+        if isinstance(val, torch.Tensor):
+            entry["dtype"] = str(val.dtype).replace("torch.", "")
+            entry["shape"] = [_dim(d, program.range_constraints) for d in val.shape]
+        out.append(entry)
     return out
+
+
+def _dim(d: Any, ranges: dict[Any, Any]) -> Any:
+    if isinstance(d, int):
+        return d
+    expr = d.node.expr
+    if getattr(expr, "is_Symbol", False):
+        r = ranges.get(expr)
+        return {"symbol": str(expr), "min": _bound(r.lower) if r is not None else 0,
+                "max": _bound(r.upper) if r is not None else None}
+    if getattr(expr, "is_Integer", False):
+        return int(expr)
+    return {"expr": str(expr)}
+
+
+def user_pytree_types(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+    """The user containers in the program's input and output specs, by the name its file serializes them under:
+    namedtuples (``{"name", "kind": "namedtuple", "fields"}``), registered dataclasses (``"dataclass"``, with the
+    fields that may be None) and registered dict subclasses whose context is their keys (``"mapping"``: transformers'
+    ModelOutput; ``fields`` are the keys seen). ``torchconform compile`` registers structural stand-ins for them
+    (no code from the corpus runs), and the runner rebuilds a namedtuple as a tuple, a dataclass or a mapping as a
+    str-keyed dict."""
+    from torch.utils import _pytree as pytree
+
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(spec: Any) -> None:
+        if spec.type is pytree.namedtuple and pytree.is_namedtuple_class(spec.context):
+            cls = spec.context
+            node = pytree.SUPPORTED_SERIALIZED_TYPES.get(cls)
+            name = node.serialized_type_name if node is not None else None
+            if name is None or name == pytree.NO_SERIALIZED_TYPE_NAME_FOUND:
+                name = f"{cls.__module__}.{cls.__qualname__}"
+                pytree._register_namedtuple(cls, serialized_type_name=name)  # what torch.export.save needs
+            found[name] = {"name": name, "kind": "namedtuple", "fields": list(cls._fields)}
+        elif isinstance(spec.type, type) and issubclass(spec.type, dict) and spec.type not in (dict, OrderedDict):
+            # e.g. transformers' ModelOutput (an OrderedDict registered with its keys as the context)
+            node = pytree.SUPPORTED_SERIALIZED_TYPES.get(spec.type)
+            name = node.serialized_type_name if node is not None else f"{spec.type.__module__}.{spec.type.__qualname__}"
+            fields = sorted({*found.get(name, {}).get("fields", []), *map(str, spec.context)})
+            found[name] = {"name": name, "kind": "mapping", "fields": fields}
+        elif dataclasses.is_dataclass(spec.type):
+            node = pytree.SUPPORTED_SERIALIZED_TYPES.get(spec.type)
+            name = node.serialized_type_name if node is not None else f"{spec.type.__module__}.{spec.type.__qualname__}"
+            fields, none_fields = spec.context
+            found[name] = {"name": name, "kind": "dataclass", "fields": list(fields), "none_fields": list(none_fields)}
+        for child in spec.children() if hasattr(spec, "children") else spec.children_specs:
+            walk(child)
+
+    walk(program.call_spec.in_spec)
+    walk(program.call_spec.out_spec)
+    return sorted(found.values(), key=lambda t: t["name"])

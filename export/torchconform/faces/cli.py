@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import sys
@@ -53,6 +54,16 @@ def _compile(args: argparse.Namespace) -> int:
         devices = ["cpu"]
         print("torchconform compile: skipped device cuda: CUDA is not available to this torch", file=sys.stderr)
     try:
+        for path in args.load_library:
+            try:
+                torch.ops.load_library(path)
+            except (OSError, RuntimeError) as e:
+                raise ValueError(f"--load-library {path}: cannot load it: {e}") from e
+        for module in args.imports:
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # noqa: BLE001 - whatever the module raises: say which and why
+                raise ValueError(f"--import {module}: {type(e).__name__}: {e}") from e
         records = compile_corpus(args.corpus, devices=devices, cache=args.aoti_cache, cases=args.case or [],
                                  force=args.force, log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
@@ -169,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     com.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     com.add_argument("--aoti-cache", type=Path, help=cache_help)
     com.add_argument("--force", action="store_true", help="compile again even when the cache has the package")
+    com.add_argument("--load-library", action="append", default=[], metavar="PATH",
+                     help="load an operator library first (torch.ops.load_library; repeatable), for programs that "
+                          "call operators outside LibTorch")
+    com.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                     help="import a Python module first (repeatable), e.g. torchvision for its operators, or the "
+                          "module that registers a pytree type the programs use")
     com.add_argument("--quiet", action="store_true", help="no progress lines")
     com.set_defaults(run=_compile)
 

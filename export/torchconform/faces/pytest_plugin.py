@@ -38,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only cases matching GLOB (repeatable; an unmatched GLOB is an error)")
     group.addoption("--torchconform-threads", type=int, default=None, metavar="N",
                     help="intra-op threads for the runner (default: the runner's; goldens are made on 1 thread)")
+    group.addoption("--torchconform-load-library", action="append", default=[], metavar="PATH",
+                    help="operator library for the runner to load first (repeatable), e.g. torchvision's")
 
 
 class CorpusFailure(Exception):
@@ -51,12 +53,13 @@ _TALLY: dict[str, dict[str, int]] = {}  # corpus root -> {"ran": items run, "ver
 
 
 def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, cases: list[str],
-            threads: int | None) -> dict[tuple[str, str, str], dict[str, Any]]:
+            threads: int | None, libraries: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="torchconform-pytest-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "torchconform", "verify", corpus, "--device", device, "--json", str(report),
                "--timeout", repr(timeout), "--quiet"] + (["--aoti-cache", aoti_cache] if aoti_cache else [])
         cmd += [a for name in cases for a in ("--case", name)] + (["--threads", str(threads)] if threads else [])
+        cmd += [a for path in libraries for a in ("--load-library", path)]
         n_cases = len(cases)
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=n_cases * timeout + 300)
@@ -72,11 +75,12 @@ def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, cases: li
 
 class CorpusItem(pytest.Item):
     def __init__(self, *, corpus: Any, case: str, artifact: str, input_set: str, device: str, aoti_cache: str,
-                 timeout: float, cases: list[str], threads: int | None, **kwargs: Any) -> None:
+                 timeout: float, cases: list[str], threads: int | None, libraries: list[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.corpus, self.case, self.artifact, self.input_set = corpus, case, artifact, input_set
         self.device, self.aoti_cache, self.timeout = device, aoti_cache, timeout
         self.cases, self.threads = cases, threads  # the selected cases (the child verifies those only)
+        self.libraries = libraries
 
     def runtest(self) -> None:
         import torch
@@ -88,7 +92,7 @@ class CorpusItem(pytest.Item):
         tally["ran"] += 1  # (after the skip: a device that is absent is not a run that verified nothing)
         if key not in _RUNS:
             _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout, self.cases,
-                                 self.threads)
+                                 self.threads, self.libraries)
         result = _RUNS[key].get((self.case, self.artifact, self.input_set))
         if result is None:
             raise CorpusFailure(f"{self.name}: the runner produced no result for it")
@@ -136,7 +140,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                                         artifact=artifact, input_set=set_name, device=dev,
                                                         aoti_cache=config.getoption("torchconform_aoti_cache"),
                                                         timeout=config.getoption("torchconform_timeout"),
-                                                        cases=chosen, threads=threads, nodeid=name))
+                                                        cases=chosen, threads=threads, nodeid=name,
+                                                        libraries=config.getoption("torchconform_load_library")))
         if len(items) == before:
             raise pytest.UsageError(f"--torchconform-corpus {d}: the corpus plans no result at all: nothing to verify")
 

@@ -167,7 +167,8 @@ def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[s
                          "file": a["file"], "int_outputs_as_tensors": a["int_outputs_as_tensors"], "repeat": repeat,
                          "sets": [{"name": n, "inputs": {k: v for k, v in sets[n]["inputs"].items()},
                                    "method": sets[n]["method"], "seed": sets[n]["seed"],
-                                   "prelude": sets[n]["prelude"]} for n in a["sets"]]})
+                                   "prelude": sets[n]["prelude"], "keywords": sets[n].get("keywords", [])}
+                                  for n in a["sets"]]})
     return jobs, direct
 
 
@@ -250,7 +251,7 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
     except _core.CorpusError:
         return []  # the cells report the corpus as unreadable
     jobs = [{"corpus": str(corpus), "case": c.name, "variant": v.name,
-             "file": {"file": v.file, "sha256": v.sha256},
+             "file": {"file": v.file, "sha256": v.sha256}, "pytree_types": v.pytree_types,
              "package": _core.aoti_package_path(str(cache), v.sha256, "cpu", runtime.torch or runtime.name)}
             for c in opened.cases if not c.error for v in c.variants
             if v.kind == "exported_program" and v.file and "aoti" in v.runtimes]

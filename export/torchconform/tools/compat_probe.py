@@ -117,7 +117,8 @@ def run(jobs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
                 outputs = []
                 with torch.inference_mode():
                     for _ in range(job["repeat"]):
-                        out = protocol.call(target, s["method"], inputs, s["seed"])
+                        args, kwargs = protocol.split_keywords(inputs, s.get("keywords", []))
+                        out = protocol.call(target, s["method"], args, s["seed"], kwargs)
                         if job.get("int_outputs_as_tensors"):
                             out = protocol.ints_from_tensors(out)
                         outputs.append(out)
@@ -146,7 +147,7 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
             data = _verified(job, job["file"])
             compile_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}", job["file"]["sha256"], "cpu",
-                            target)
+                            target, job.get("pytree_types", []))
             out.append({**rec, "status": "compiled", "seconds": time.perf_counter() - t0})
         except Exception as e:  # noqa: BLE001 - the runner then reports the package as missing
             out.append({**rec, "status": "error", "message": _first_line(e), "seconds": time.perf_counter() - t0})

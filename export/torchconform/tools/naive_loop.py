@@ -59,7 +59,8 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
                 with torch.inference_mode():
                     for _ in range(repeat):
                         try:
-                            out = protocol.call(target, method, inputs, s.get("seed"))
+                            args, kwargs = protocol.split_keywords(inputs, s.get("keywords", []))
+                            out = protocol.call(target, method, args, s.get("seed"), kwargs)
                             torch.testing.assert_close(out, expected, equal_nan=True)
                             passed += 1
                         except Exception:  # noqa: BLE001 - a mismatch or a failing call: count it

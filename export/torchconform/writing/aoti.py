@@ -46,6 +46,10 @@ def _programs(corpus: Path, cases: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def _exported_with(libraries: list[str]) -> str:
+    return f" (loaded when the case was exported: {', '.join(libraries)})" if libraries else ""
+
+
 def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = None, cases: list[str] | None = None,
                    force: bool = False, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
                    ) -> list[dict[str, Any]]:
@@ -58,6 +62,14 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
                          f"{_core.libtorch_version()}: packages must be compiled by the torch the runner runs")
     records = []
     programs = _programs(Path(corpus), cases or [])
+    registered = {name.split("::")[0] for name in torch._C._dispatch_get_all_op_names()}
+    for c, _ in programs:
+        missing = [ns for ns in c.operator_namespaces if ns not in registered]
+        if missing:
+            raise ValueError(f"{c.name}: its programs call operators of namespace "
+                             f"{', '.join(repr(n) for n in missing)}, which nothing in this process registers: load "
+                             "the library with --load-library PATH or import the module that registers them with "
+                             "--import MODULE" + _exported_with(c.operator_libraries))
     jobs = [(c, v, d) for c, v in programs for d in devices]
     for i, (c, v, device) in enumerate(jobs, 1):
         target = package_path(cache, v.sha256, device)
@@ -72,7 +84,7 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
             log(f"{label}: the cached package is unusable ({problem}); compiling it again")
         log(f"{label}: compiling with AOTInductor (takes a while; cached afterwards)...")
         t0 = time.perf_counter()
-        compile_program(Path(c.dir) / v.file, f"{c.name}/{v.file}", v.sha256, device, target)
+        compile_program(Path(c.dir) / v.file, f"{c.name}/{v.file}", v.sha256, device, target, v.pytree_types)
         seconds = time.perf_counter() - t0
         records.append({**rec, "status": "compiled", "seconds": seconds})
         log(f"{label}: compiled in {seconds:.1f} s -> {target}")

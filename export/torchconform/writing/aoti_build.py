@@ -5,13 +5,17 @@ core's key for that version) both call it; the cache key itself exists once, in 
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,12 +44,51 @@ def cached_package_problem(package: Path, program_sha256: str) -> str:
     return ""
 
 
-def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: str, target: Path) -> None:
+def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
+    """Registers a structural stand-in for each user container a program's specs name (manifest ``pytree_types``),
+    so that torch.export.load can rebuild its specs without the model's code: a namedtuple with the same fields, a
+    dataclass with the same fields, under the same serialized name. Nothing from the corpus is imported or run. A
+    name already registered (the real class, or an earlier stand-in) is kept when its fields agree."""
+    from torch.utils import _pytree as pytree
+
+    for t in types:
+        fields = list(t["fields"]) + list(t.get("none_fields", []))
+        known = pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE.get(t["name"])
+        if known is not None:
+            have = (list(known._fields) if hasattr(known, "_fields") else
+                    [f.name for f in dataclasses.fields(known)] if dataclasses.is_dataclass(known) else fields)
+            if t["kind"] == "mapping":
+                continue  # (any keys: the program's spec names them)
+            if sorted(have) != sorted(fields):
+                raise ValueError(f"{what}: pytree type {t['name']!r} is registered in this process with fields "
+                                 f"{have}, the program was captured with {fields}")
+            continue
+        ident = re.sub(r"\W", "_", t["name"].rsplit(".", 1)[-1]) or "StandIn"
+        try:
+            if t["kind"] == "mapping":  # a dict subclass flattened to its values with its keys as the context
+                cls = type(ident, (dict,), {})
+                pytree.register_pytree_node(cls, lambda d: (list(d.values()), list(d.keys())),
+                                            lambda values, keys, cls=cls: cls(zip(keys, values)),
+                                            serialized_type_name=t["name"])
+            elif t["kind"] == "namedtuple":
+                pytree._register_namedtuple(collections.namedtuple(ident, fields), serialized_type_name=t["name"])
+            else:
+                cls = dataclasses.make_dataclass(ident, [(f, Any) for f in fields])
+                torch.export.register_dataclass(cls, serialized_type_name=t["name"])
+        except Exception as e:  # noqa: BLE001 - e.g. a field name a namedtuple refuses
+            raise ValueError(f"{what}: cannot register a stand-in for pytree type {t['name']!r}: "
+                             f"{type(e).__name__}: {e}") from e
+
+
+def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: str, target: Path,
+                    pytree_types: list[dict[str, Any]] | None = None) -> None:
     """Compiles the exported program (a path, or its hash-checked bytes) for ``device`` into ``target``
-    (``<key>/model.pt2``). Raises ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
+    (``<key>/model.pt2``). ``pytree_types``: the user containers its specs name (register_stand_ins). Raises
+    ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
     data = program.getvalue() if isinstance(program, io.BytesIO) else Path(program).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:  # the corpus was opened (and hashed) a moment ago: re-check
         raise ValueError(f"{what}: SHA-256 changed while compiling")
+    register_stand_ins(pytree_types or [], what)
     try:
         # Never a plain torch.export.load: it unpickles some records with weights_only=False (safeload.py).
         loaded = load_exported_program(io.BytesIO(data), what)

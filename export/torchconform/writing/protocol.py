@@ -24,11 +24,22 @@ def apply_prelude(target: Any, prelude: Iterable[tuple[str, Sequence[Any]]]) -> 
         resolve_method(target, method)(*args)
 
 
-def call(target: Any, method: str, args: Sequence[Any], seed: int | None) -> Any:
-    """One checked call: the seed (if any), then ``method`` (forward: the target itself) on ``args``."""
+def call(target: Any, method: str, args: Sequence[Any], seed: int | None,
+         kwargs: dict[str, Any] | None = None) -> Any:
+    """One checked call: the seed (if any), then ``method`` (forward: the target itself) on ``args`` and
+    ``kwargs``."""
     if seed is not None:
         torch.manual_seed(seed)
-    return (target if method == "forward" else resolve_method(target, method))(*args)
+    return (target if method == "forward" else resolve_method(target, method))(*args, **(kwargs or {}))
+
+
+def split_keywords(values: Sequence[Any], keywords: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """An inputs file's values as (positional, keyword) arguments: the last ``len(keywords)`` are passed by keyword,
+    under those names (the manifest's ``keywords``; the C++ runner splits them the same way)."""
+    n = len(values) - len(keywords)
+    if n < 0:
+        raise ValueError(f"the set names {len(keywords)} keyword arguments but holds {len(values)} values")
+    return tuple(values[:n]), dict(zip(keywords, values[n:]))
 
 
 def ints_from_tensors(value: Any) -> Any:

@@ -1,7 +1,9 @@
-"""Nested values as the corpus stores them: tensors, tuples, lists, str-keyed dicts, None, bool, int, float, str."""
+"""Nested values as the corpus stores them: tensors, tuples, lists, str-keyed dicts, None, bool, int, float, str
+(namedtuples are stored as tuples, OrderedDicts and dataclasses as dicts)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -13,12 +15,16 @@ DTYPE_NAMES = {
 }
 
 
+class UnstorableValue(TypeError):
+    """A value the corpus cannot hold (a dtype or container type the C++ reader does not rebuild)."""
+
+
 def freeze(value: Any, where: str = "$") -> Any:
     """A copy that owns compact storage (a view would drag its whole base storage into the file), with the
     container types checked: anything the C++ reader cannot rebuild is refused here, not discovered there."""
     if isinstance(value, torch.Tensor):
         if value.dtype not in DTYPE_NAMES:
-            raise TypeError(f"{where}: unsupported dtype {value.dtype}")
+            raise UnstorableValue(f"{where}: unsupported dtype {value.dtype}")
         return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
     if isinstance(value, tuple):
         return tuple(freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
@@ -29,11 +35,15 @@ def freeze(value: Any, where: str = "$") -> Any:
             value = dict(value)
         for k in value:
             if not isinstance(k, str):
-                raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__}")
+                raise UnstorableValue(f"{where}: dict keys must be str, got {type(k).__name__}")
         return {k: freeze(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # e.g. a model output registered with torch.export.register_dataclass: stored as the dict of its fields,
+        # which is how the runner rebuilds it from an exported program's output spec
+        return {f.name: freeze(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"{where}: cannot store a value of type {type(value).__name__} in a corpus")
+    raise UnstorableValue(f"{where}: cannot store a value of type {type(value).__name__} in a corpus")
 
 
 def describe(value: Any) -> str:

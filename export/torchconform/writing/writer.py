@@ -17,12 +17,20 @@ from typing import Any, Callable
 import torch
 
 from ..authoring.case import NAME_RE, Built, Case, CaseError, InputSet
-from ..authoring.variants import Variant, flat_input_kinds, graph_node_counts, script_copy
+from ..authoring.variants import (
+    Variant,
+    graph_node_counts,
+    operator_namespaces,
+    program_input_leaves,
+    program_inputs,
+    script_copy,
+    user_pytree_types,
+)
 from ..authoring.warn import collect_warnings
 from ..schema import validate
 from . import protocol
 from .swap import replacing
-from .values import degenerate, describe, freeze, max_abs_diff
+from .values import UnstorableValue, degenerate, describe, freeze, max_abs_diff
 
 FORMAT = "torchconform-corpus"
 FORMAT_VERSION = 2  # 2: variants (optimized TorchScript, torch.export programs)
@@ -55,7 +63,7 @@ def apply_prelude(target: Any, s: InputSet) -> None:
 
 def call(target: Any, s: InputSet) -> Any:
     """One checked call of the set (protocol.call: the seed, then the method)."""
-    return protocol.call(target, s.method, s.args, s.seed)
+    return protocol.call(target, s.method, s.args, s.seed, s.kwargs)
 
 
 def invoke(target: Any, s: InputSet) -> Any:
@@ -72,7 +80,8 @@ def eager_expected(built: Built, s: InputSet) -> Any:
         return freeze(invoke(target, s))
 
 
-def _python_output(target: Any, s: InputSet, run: Callable[[Any, tuple[Any, ...]], Any] | None = None) -> Any:
+def _python_output(target: Any, s: InputSet, run: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
+                   ) -> Any:
     """What a loaded artifact returns for ``s`` in Python (a fresh copy for a prelude); an exception is returned, not
     raised: the caller records it."""
     try:
@@ -84,7 +93,7 @@ def _python_output(target: Any, s: InputSet, run: Callable[[Any, tuple[Any, ...]
                 return freeze(call(target, s))
             if s.seed is not None:
                 torch.manual_seed(s.seed)
-            return freeze(run(target, s.args))
+            return freeze(run(target, s.args, s.kwargs))
     except Exception as e:  # noqa: BLE001 - recorded by the caller
         return e
 
@@ -93,8 +102,8 @@ def _mark(xfail: str | dict[str, str]) -> dict[str, str]:
     return {"reason": xfail} if isinstance(xfail, str) else dict(xfail)
 
 
-def _call_program(program: torch.export.ExportedProgram, args: tuple[Any, ...]) -> Any:
-    return program.module()(*args)
+def _call_program(program: torch.export.ExportedProgram, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return program.module()(*args, **kwargs)
 
 
 def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens: dict[str, Any],
@@ -119,7 +128,8 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
         (case_dir / "variants").mkdir(exist_ok=True)
         path = case_dir / "variants" / (v.name + (".pt2" if v.kind == "exported_program" else ".pt"))
         if v.kind == "exported_program":
-            try:  # e.g. a namedtuple output: "Can't serialize TreeSpec of namedtuple" (pytree has no name for it)
+            try:  # e.g. a user pytree type with no serialized name: "Can't serialize TreeSpec of ..."
+                types = user_pytree_types(v.artifact)  # (names the namedtuples torch.export.save needs named)
                 torch.export.save(v.artifact, str(path))
                 loaded: Any = torch.export.load(str(path))
             except Exception as e:  # noqa: BLE001 - name the case and the variant, not a traceback
@@ -128,6 +138,8 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
                                 f"load again: {type(e).__name__}: {first}") from e
             entry["runtimes"] = ["aoti", "nativert"]
             entry["inputs"] = None  # filled below from the first set
+            if types:
+                entry["pytree_types"] = types
         else:
             v.artifact.save(str(path))
             try:
@@ -142,12 +154,22 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
         for n in names:
             s = by_name[n]
             if v.kind == "exported_program":
-                kinds = flat_input_kinds(freeze(s.args))
+                leaves = program_input_leaves(v.artifact, s.args, s.kwargs,
+                                              f"case {case.name!r}: variant {v.name!r}: input set {n!r}")
+                kinds = program_inputs(v.artifact, [freeze(x) for x in leaves])
                 if entry["inputs"] is None:
                     entry["inputs"] = kinds
                 elif kinds != entry["inputs"]:
                     raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} passes {kinds}, the "
                                     f"program was specialized on {entry['inputs']}")
+                # The program's module does not check dtypes in Python (it runs a float32 program on float64), the
+                # runner does (AOTInductor's kernels would reinterpret the bytes): say it now.
+                wrong = [f"input leaf {i} is {str(x.dtype).replace('torch.', '')}, the program was captured for "
+                         f"{k['dtype']}" for i, (x, k) in enumerate(zip(leaves, kinds))
+                         if isinstance(x, torch.Tensor) and "dtype" in k
+                         and str(x.dtype).replace("torch.", "") != k["dtype"]]
+                if wrong:
+                    v.findings.append(f"input set {n!r}: {'; '.join(wrong)}: the runner refuses the call")
                 if s.prelude or s.method != "forward":
                     raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} calls "
                                     f"{'a prelude' if s.prelude else s.method}; an exported program has forward only")
@@ -183,7 +205,8 @@ def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> Non
         raise CaseError(f"case {case.name!r}: the saved artifact does not load again: {type(e).__name__}: "
                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
     for s in sets:
-        for method, args in [*((c.method, c.args) for c in s.prelude), (s.method, s.args)]:
+        calls = [*((c.method, c.args, {}) for c in s.prelude), (s.method, s.args, s.kwargs)]
+        for method, args, kwargs in calls:
             try:
                 schema = protocol.resolve_method(saved, method).schema
             except AttributeError:
@@ -192,7 +215,13 @@ def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> Non
             if len(args) > len(params):
                 raise CaseError(f"case {case.name!r}, input set {s.name!r}: {method} takes {len(params)} positional "
                                 f"arguments in the saved artifact ({schema}), the set passes {len(args)}")
-            missing = [a.name for a in params[len(args):] if not a.has_default_value()]
+            names = {a.name for a in schema.arguments[1:]}
+            unknown = [k for k in kwargs if k not in names or k in {a.name for a in params[:len(args)]}]
+            if unknown:  # e.g. a trace that dropped a keyword parameter the set passes
+                raise CaseError(f"case {case.name!r}, input set {s.name!r}: the saved artifact's {method} "
+                                f"({schema}) takes no keyword argument {', '.join(repr(k) for k in unknown)} "
+                                "(or takes it positionally from the set already)")
+            missing = [a.name for a in params[len(args):] if not a.has_default_value() and a.name not in kwargs]
             if missing:
                 raise CaseError(f"case {case.name!r}, input set {s.name!r}: the saved artifact's {method} has no "
                                 f"default for {', '.join(repr(m) for m in missing)} ({schema}); TorchScript's save "
@@ -239,8 +268,14 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
     for s in built.input_sets:
         if not NAME_RE.match(s.name):
             raise CaseError(f"case {case.name!r}: input set name {s.name!r} must match {NAME_RE.pattern}")
-        args = freeze(s.args)
-        expected = eager_expected(built, s)
+        try:  # keyword arguments are stored after the positional ones, their names in the manifest
+            args = freeze(tuple(s.args) + tuple(s.kwargs.values()))
+        except UnstorableValue as e:
+            raise CaseError(f"case {case.name!r}, input set {s.name!r}: the inputs: {e}") from e
+        try:
+            expected = eager_expected(built, s)
+        except UnstorableValue as e:  # e.g. a user pytree type (the program may still capture it)
+            raise CaseError(f"case {case.name!r}, input set {s.name!r}: the eager model's output: {e}") from e
         goldens[s.name] = expected
         sets.append({
             "name": s.name,
@@ -248,6 +283,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
             "method": s.method,
             "seed": s.seed,
             "prelude": [{"method": c.method, "args": list(c.args)} for c in s.prelude],
+            **({"keywords": list(s.kwargs)} if s.kwargs else {}),
             "inputs": _save(args, case_dir / "sets" / f"{s.name}.inputs.pt"),
             "expected": _save(expected, case_dir / "sets" / f"{s.name}.expected.pt"),
             "inputs_signature": describe(args),
@@ -288,11 +324,30 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "variants": [_write_variant(case, v, built, case_dir, goldens, artifact_output) for v in built.variants],
         "input_sets": sets,
     }
+    namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
+                               if a is not None))
+    if namespaces:  # which libraries were loaded is a hint for the runner's error (it never loads them itself)
+        manifest["operators"] = {"namespaces": sorted(namespaces),
+                                 "libraries": sorted({Path(p).name for p in torch.ops.loaded_libraries})}
     problem = validate("manifest", json.loads(json.dumps(manifest)))
     if problem:  # the writer and the schema disagree: a bug here, never a corpus the runner would refuse
         raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
     (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _sizes(manifest: dict[str, Any]) -> str:
+    """What each file of a case costs: the artifact, every variant (each holds its own copy of the weights: TorchScript
+    and .pt2 archives cannot share storage with another file), and the input sets with their goldens."""
+    def mb(n: int) -> str:
+        return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+    parts = [f"artifact {mb(manifest['artifact']['bytes'])}"] if "artifact" in manifest else []
+    parts += [f"{v['name']} {mb(v['bytes'])}" for v in manifest["variants"] if "bytes" in v]
+    data = sum(s[k]["bytes"] for s in manifest["input_sets"] for k in ("inputs", "expected"))
+    total = data + sum(int(p["bytes"]) for p in [manifest.get("artifact", {"bytes": 0}), *manifest["variants"]]
+                       if "bytes" in p)
+    return ", ".join([*parts, f"input sets and goldens {mb(data)}"]) + f" (total {mb(total)})"
 
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
@@ -338,11 +393,15 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> lis
                           "sha256": sha256_file(tmp / case.name / MANIFEST)})
             log(f"[{i}/{len(cases)}] {case.name}: {case.mode}, {len(manifest['input_sets'])} input sets, "
                 f"{len(manifest['tracer_warnings'])} distinct tracer warnings ({time.perf_counter() - t0:.1f} s)")
+            log(f"  sizes: {_sizes(manifest)}")
             for v in manifest["variants"]:  # what Python saw when it ran the variant: say it now, not only there
                 for n, check in v.get("python_check", {}).items():
                     if "error" in check and not v.get("xfail"):
                         log(f"  warning: {case.name}:{v['name']}/{n}: the variant fails this set in Python: "
                             f"{check['error']}")
+                for finding in v.get("findings", []):
+                    if "the runner refuses the call" in finding:
+                        log(f"  warning: {case.name}:{v['name']}: {finding}")
             for s in manifest["input_sets"]:
                 for why in s.get("degenerate", []):
                     log(f"  warning: {case.name}/{s['name']}: the golden checks little: {why} (allow_degenerate=True "
