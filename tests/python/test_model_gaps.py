@@ -451,9 +451,12 @@ CUSTOM_OPS = """
 
     torch.ops.load_library(LIBRARY)
 
+    def calibrate(x: torch.Tensor) -> torch.Tensor:  # a helper, as torchvision's batched_nms calls nms
+        return torch.ops.tcdemo.scale_shift(x, 2.0, 0.5)
+
     class Calibrate(nn.Module):
         def forward(self, x):
-            return torch.ops.tcdemo.scale_shift(x, 2.0, 0.5).relu()
+            return calibrate(x).relu()
 
     g = torch.Generator().manual_seed(0)
     tc.declare("calibrate", model=Calibrate, mode="script", export=tc.Export(),

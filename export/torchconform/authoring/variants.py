@@ -105,12 +105,15 @@ def operator_namespaces(artifact: Any) -> set[str]:
                 for b in node.blocks():
                     walk(b)
 
+        # inlined graphs: an operator called from a scripted helper function (torchvision's batched_nms calls
+        # torchvision::nms) sits behind a prim::CallFunction in the method's own graph
         if isinstance(artifact, torch.jit.ScriptModule):
             for module in artifact.modules():
                 for name in module._c._method_names():
-                    walk(module._c._get_method(name).graph)
+                    method = module._c._get_method(name)
+                    walk(getattr(method, "inlined_graph", None) or method.graph)
         elif hasattr(artifact, "graph"):
-            walk(artifact.graph)
+            walk(getattr(artifact, "inlined_graph", None) or artifact.graph)
     return {k.split("::")[0] for k in kinds if "::" in k} - LIBTORCH_NAMESPACES
 
 
