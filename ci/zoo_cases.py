@@ -1,0 +1,160 @@
+"""The model zoo (ci/zoo.sh): real torchvision and transformers models, random weights, small inputs, exported the
+way a user would declare them. Needs torch 2.14.1 + torchvision 0.29.1 + transformers (ci/zoo.sh sets them up);
+nothing is downloaded (weights=None, weights_backbone=None, configs built here).
+
+What a model cannot do in PyTorch is declared as a strict expected failure with PyTorch's reason, so that the zoo's
+report has no result that is torchconform's fault."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torchvision import models as tvm
+
+import torchconform as tc
+
+
+def images(g: torch.Generator, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    return [torch.rand(*s, generator=g) for s in shapes]
+
+
+def batches(g: torch.Generator, size: int, batch_sizes: tuple[int, ...] = (1, 2)) -> dict[str, tuple]:
+    return {f"b{b}_{size}": (torch.rand(b, 3, size, size, generator=g),) for b in batch_sizes}
+
+
+batch = torch.export.Dim("batch", min=1, max=8)
+DYN_BATCH = ({0: batch},)
+
+# ---- classification: trace, the TorchScript optimizations, torch.export with a dynamic batch (captured on batch 2:
+# an example of batch 1 specializes the batch to 1) --------------------------------------------------------------------
+CONVNETS = {
+    "resnet18": lambda: tvm.resnet18(weights=None),
+    "mobilenet_v3_small": lambda: tvm.mobilenet_v3_small(weights=None),
+    "efficientnet_b0": lambda: tvm.efficientnet_b0(weights=None),
+    "regnet_y_400mf": lambda: tvm.regnet_y_400mf(weights=None),
+    "shufflenet_v2_x0_5": lambda: tvm.shufflenet_v2_x0_5(weights=None),
+    "squeezenet1_1": lambda: tvm.squeezenet1_1(weights=None),
+    "mnasnet0_5": lambda: tvm.mnasnet0_5(weights=None),
+    "densenet121": lambda: tvm.densenet121(weights=None),
+}
+for name, factory in CONVNETS.items():
+    tc.declare(name, model=factory, mode="trace", inputs=lambda g: batches(g, 64), example="b2_64",
+               export=tc.Export(dynamic_shapes=DYN_BATCH),
+               optimizations=tc.Optimizations(xfail={
+                   "optimized": "torch.jit.optimize_for_inference on CPU folds conv weights into MKLDNN tensors, "
+                                "which TorchScript cannot serialize: the saved module does not load again"}))
+
+# Scripted as well (the other TorchScript path): a model torch.jit.script compiles from its source.
+tc.declare("resnet18_script", model=lambda: tvm.resnet18(weights=None), mode="script",
+           inputs=lambda g: batches(g, 64, (1, 3)))
+
+
+def small_vit() -> torch.nn.Module:
+    model = tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                                  num_classes=10)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zero-initialises the head
+    return model
+
+
+tc.declare("vit_tiny", model=small_vit, mode="trace", inputs=lambda g: batches(g, 32), example="b2_32",
+           export=tc.Export(dynamic_shapes=DYN_BATCH))
+
+# ---- segmentation: OrderedDict outputs ------------------------------------------------------------------------------
+SEGMENTATION = {
+    "deeplabv3_mobilenet_v3_large": lambda: tvm.segmentation.deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=5),
+    "lraspp_mobilenet_v3_large": lambda: tvm.segmentation.lraspp_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=5),
+}
+for name, factory in SEGMENTATION.items():
+    tc.declare(name, model=factory, mode="trace", trace_strict=False, inputs=lambda g: batches(g, 64), example="b2_64",
+               export=tc.Export(dynamic_shapes=DYN_BATCH))
+
+# ---- detection: List[Tensor] inputs, torchvision::nms / roi_align, scripted -------------------------------------
+DETECTION = {
+    "fasterrcnn_mobilenet_v3_large_320_fpn": lambda: tvm.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=5, box_score_thresh=0.0),
+    "ssdlite320_mobilenet_v3_large": lambda: tvm.detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=5, score_thresh=0.0),
+}
+
+
+class Detections(torch.nn.Module):
+    """torchvision's detection models return their detections in eager mode but a (losses, detections) tuple when
+    scripted (a documented API difference, with a warning): compare the detections in both."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        if torch.jit.is_scripting():
+            return self.model(images)[1]
+        return self.model(images)
+
+
+for name, factory in DETECTION.items():
+    tc.declare(name, model=lambda factory=factory: Detections(factory()), mode="script",
+               inputs=lambda g: {"one": (images(g, (3, 96, 128)),), "two": (images(g, (3, 96, 128), (3, 80, 80)),)})
+
+# ---- transformers: small configs, keyword inputs (attention_mask) ----------------------------------------------------
+try:
+    import transformers
+except ImportError:  # (ci/zoo.sh installs it; the torchvision half still runs without)
+    transformers = None
+
+if transformers is not None:
+    def tokens(g: torch.Generator, b: int, n: int, vocab: int = 100) -> torch.Tensor:
+        return torch.randint(1, vocab, (b, n), generator=g)
+
+    def text_sets(g: torch.Generator) -> dict[str, tc.Inputs]:
+        ids, ids2 = tokens(g, 2, 12), tokens(g, 1, 12)
+        mask = torch.ones(2, 12, dtype=torch.long)
+        mask[1, 8:] = 0  # padding in the second row
+        return {"padded": tc.Inputs((ids,), kwargs={"attention_mask": mask}),
+                "single": tc.Inputs((ids2,), kwargs={"attention_mask": torch.ones(1, 12, dtype=torch.long)})}
+
+    def encoder(cls: type, config: type, return_dict: bool = False, **kw: object):
+        def make() -> torch.nn.Module:
+            return cls(config(**kw, return_dict=return_dict))
+        return make
+
+    small = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=64)
+    TEXT = {
+        "bert_tiny": encoder(transformers.BertModel, transformers.BertConfig, **small),
+        "distilbert_tiny": encoder(transformers.DistilBertModel, transformers.DistilBertConfig, vocab_size=100,
+                                   dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64),
+        # (use_cache=False: the key/value cache object it returns otherwise is not a tensor the tracer can type)
+        "gpt2_tiny": encoder(transformers.GPT2Model, transformers.GPT2Config, vocab_size=100, n_embd=32, n_layer=2,
+                             n_head=2, n_positions=64, use_cache=False),
+        # return_dict=True: transformers' ModelOutput (a registered OrderedDict subclass) out of the program
+        "bert_tiny_dict": encoder(transformers.BertModel, transformers.BertConfig, return_dict=True, **small),
+        "roberta_tiny": encoder(transformers.RobertaModel, transformers.RobertaConfig, **{**small,
+                                                                                         "pad_token_id": 0}),
+    }
+    for name, factory in TEXT.items():
+        # (static shapes: the program is checked on the set it was captured with; the runner refuses the other)
+        tc.declare(name, model=factory, mode="trace", trace_strict=False, inputs=text_sets,
+                   export=tc.Export(input_sets=["padded"]))
+
+    def t5_tiny() -> torch.nn.Module:
+        # (return_dict=False fails inside transformers 5.24's T5 itself: "'tuple' object has no attribute
+        # 'last_hidden_state'"; its ModelOutput comes out of the trace as a dict and out of the program as a mapping)
+        cfg = transformers.T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                                    decoder_start_token_id=0, use_cache=False)
+        return transformers.T5Model(cfg)
+
+    def seq2seq_sets(g: torch.Generator) -> dict[str, tc.Inputs]:
+        return {"enc8_dec4": tc.Inputs((tokens(g, 2, 8),), kwargs={"decoder_input_ids": tokens(g, 2, 4)})}
+
+    tc.declare("t5_tiny", model=t5_tiny, mode="trace", trace_strict=False, inputs=seq2seq_sets, export=tc.Export())
+
+    def vit_hf() -> torch.nn.Module:
+        cfg = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, return_dict=False)
+        return transformers.ViTModel(cfg)
+
+    tc.declare("vit_hf_tiny", model=vit_hf, mode="trace", trace_strict=False,
+               inputs=lambda g: {"b2": (torch.rand(2, 3, 32, 32, generator=g),)}, export=tc.Export())
