@@ -96,17 +96,18 @@ RunOptions run_options(const std::string& device, int threads, int repeat, const
   return o;
 }
 
-// A mark as Python sees it: the reason where it applies to this LibTorch (what this runner would apply), and the
-// mark as written ({"reason", "torch"}) for faces that judge another PyTorch's results (applicable_mark with that
-// version).
+// A mark as Python sees it: the reason where it applies to this LibTorch on CPU (what this runner would apply there),
+// and the mark as written ({"reason", "torch", "device"}) for faces that judge another PyTorch's results or another
+// device (applicable_mark with that version and device).
 std::optional<std::string> local_reason(const std::optional<Mark>& m) {
-  return m && m->applies_to(libtorch_version()) ? std::optional<std::string>(m->reason) : std::nullopt;
+  return m && m->applies_to(libtorch_version(), "cpu") ? std::optional<std::string>(m->reason) : std::nullopt;
 }
 py::object mark_dict(const std::optional<Mark>& m) {
   if (!m) return py::none();
   py::dict d;
   d["reason"] = m->reason;
   d["torch"] = m->torch;
+  d["device"] = m->device;
   return std::move(d);
 }
 
@@ -403,7 +404,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "applicable_mark",
       [](const Corpus& corpus, const std::string& name, const std::string& artifact, const std::string& set,
-         const std::string& torch_version) {
+         const std::string& torch_version, const std::string& device) {
         const CaseSpec& c = find_case(corpus, name);
         const VariantSpec* variant = nullptr;
         const std::string variant_name = artifact.substr(0, artifact.find('@'));
@@ -414,11 +415,13 @@ PYBIND11_MODULE(_core, m) {
         for (const auto& x : c.sets)
           if (x.name == set) s = &x;
         if (!s && set != "*") throw CorpusError(c.name + ": no input set named '" + set + "'");
-        return applicable_mark(c, s, variant, torch_version);
+        return applicable_mark(c, s, variant, torch_version, device);
       },
       py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("torch_version"),
-      "The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version`, or None: "
-      "the runner's precedence (variant, then set, then case) and version conditions.");
+      py::arg("device") = "cpu",
+      "The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version` on "
+      "`device` (a device type), or None: the runner's precedence (variant, then set, then case), version and device "
+      "conditions.");
   // Registered before the functions that return it, so their signatures name it.
   py::class_<VerifyOptions>(m, "VerifyOptions", "What parse_verify_args made of a command line")
       .def_readonly("corpus", &VerifyOptions::corpus)
@@ -431,6 +434,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("isolate", &VerifyOptions::isolate)
       .def_readonly("timeout", &VerifyOptions::timeout)
       .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
+      .def_readonly("allow_tf32", &VerifyOptions::allow_tf32)
       .def_readonly("quiet", &VerifyOptions::quiet);
   m.def("parse_verify_args", &parse_verify_args, py::arg("args"), py::arg("default_corpus") = "",
         "The verification's one option table (torchconform-run's): a VerifyOptions, or UsageError.");

@@ -108,7 +108,7 @@ c10::IValue json_scalar(const json& v, const std::string& who) {
 // An xfail mark as written; its version condition is checked for syntax here and applied per version at use.
 Mark parse_xfail(const json& j, const std::string& who) {
   const Fields f{j, who};
-  Mark m{f.str("reason"), f.has("torch") ? f.str("torch") : ""};
+  Mark m{f.str("reason"), f.has("torch") ? f.str("torch") : "", f.has("device") ? f.str("device") : ""};
   if (!m.torch.empty()) {
     try {
       version_matches("0", m.torch);
@@ -319,9 +319,9 @@ ErrorKind error_kind_from(const std::string& name) {
 }
 
 std::optional<std::string> applicable_mark(const CaseSpec& c, const InputSetSpec* set, const VariantSpec* variant,
-                                           const std::string& torch_version) {
+                                           const std::string& torch_version, const std::string& device_type) {
   for (const std::optional<Mark>* m : {variant ? &variant->xfail : nullptr, set ? &set->xfail : nullptr, &c.xfail})
-    if (m && *m && (*m)->applies_to(torch_version)) return (*m)->reason;
+    if (m && *m && (*m)->applies_to(torch_version, device_type)) return (*m)->reason;
   return std::nullopt;
 }
 

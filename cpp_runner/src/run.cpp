@@ -85,9 +85,10 @@ void apply_policy(const RunOptions& o) {
   torch::jit::setTensorExprFuserEnabled(false);
   if (o.threads > 0) at::set_num_threads(o.threads);
   // CUDA conformance runs compare against float32 goldens computed in IEEE float32: no TF32 in matmuls or
-  // convolutions, deterministic cuDNN algorithms, no autotuning. (No effect on CPU runs.)
-  at::globalContext().setAllowTF32CuBLAS(false);
-  at::globalContext().setAllowTF32CuDNN(false);
+  // convolutions (unless a measurement run asks for it), deterministic cuDNN algorithms, no autotuning. (No effect
+  // on CPU runs.)
+  at::globalContext().setAllowTF32CuBLAS(o.allow_tf32);
+  at::globalContext().setAllowTF32CuDNN(o.allow_tf32);
   at::globalContext().setDeterministicCuDNN(true);
   at::globalContext().setBenchmarkCuDNN(false);
 }
@@ -96,7 +97,10 @@ std::string describe_policy(const RunOptions& o) {
   std::ostringstream os;
   os << "device " << o.device.str() << ", threads " << at::get_num_threads() << ", calls per input set "
      << std::max(1, o.repeat) << ", InferenceMode, TensorExpr fuser off";
-  if (o.device.is_cuda()) os << ", TF32 off (cuBLAS, cuDNN), cuDNN deterministic, cuDNN benchmark off";
+  if (o.device.is_cuda())
+    os << (o.allow_tf32 ? ", TF32 ON (cuBLAS, cuDNN; --allow-tf32, a measurement: the goldens are IEEE float32)"
+                        : ", TF32 off (cuBLAS, cuDNN)")
+       << ", cuDNN deterministic, cuDNN benchmark off";
   return os.str();
 }
 
@@ -204,7 +208,7 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
 void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const VariantSpec* variant, SetResult& r) {
   // A mark states how a model behaves on a PyTorch version; it never covers a corpus that is unreadable, unsigned
   // or unsafe (that is not a behaviour of the model) nor a runtime this build lacks.
-  const auto mark = applicable_mark(c, s, variant, TORCH_VERSION);
+  const auto mark = applicable_mark(c, s, variant, TORCH_VERSION, r.device.substr(0, r.device.find(':')));
   if (!mark || r.error_kind == ErrorKind::kNotRun || r.error_kind == ErrorKind::kCorpus) return;
   r.xfail_reason = *mark;
   if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;

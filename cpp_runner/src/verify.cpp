@@ -64,6 +64,10 @@ const std::vector<Option>& table() {
        "load an operator library first (repeatable), e.g. torchvision's for torchvision::nms; a case that needs "
        "operators no loaded library registers is an ERROR naming them",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.libraries.push_back(v); }},
+      {"--allow-tf32", nullptr,
+       "let cuBLAS and cuDNN use TF32 on CUDA (a measurement of what TF32 costs: the goldens are IEEE float32, so "
+       "float32 results may fail; conformance runs leave it off)",
+       [](VerifyOptions& o, const std::string&, const std::string&) { o.allow_tf32 = true; }},
       {"--quiet", nullptr, "no progress lines on stderr",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.quiet = true; }},
   };
@@ -183,6 +187,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.threads = options.threads;
     ro.repeat = options.repeat;
     ro.aoti_cache = options.aoti_cache;
+    ro.allow_tf32 = options.allow_tf32;
     apply_policy(ro);
     const std::string policy = describe_policy(ro);
     for (auto& r : reporters) r->device(policy);

@@ -44,8 +44,8 @@ bool version_matches(const std::string& version, const std::string& spec) {
   return true;
 }
 
-bool Mark::applies_to(const std::string& torch_version) const {
-  return torch.empty() || version_matches(torch_version, torch);
+bool Mark::applies_to(const std::string& torch_version, const std::string& device_type) const {
+  return (device.empty() || device == device_type) && (torch.empty() || version_matches(torch_version, torch));
 }
 
 }  // namespace torchconform

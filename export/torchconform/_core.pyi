@@ -328,6 +328,9 @@ class VerifyOptions:
     What parse_verify_args made of a command line
     """
     @property
+    def allow_tf32(self) -> bool:
+        ...
+    @property
     def aoti_cache(self) -> str:
         ...
     @property
@@ -364,9 +367,9 @@ def aoti_package_path(cache: str, program_sha256: str, device_type: str, torch_v
     """
     Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an exported program (see torchconform compile): the one definition of the cache key.
     """
-def applicable_mark(corpus: Corpus, case: str, artifact: str, input_set: str, torch_version: str) -> str | None:
+def applicable_mark(corpus: Corpus, case: str, artifact: str, input_set: str, torch_version: str, device: str = 'cpu') -> str | None:
     """
-    The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version`, or None: the runner's precedence (variant, then set, then case) and version conditions.
+    The xfail reason that applies to one result (artifact label, input set or '*') under `torch_version` on `device` (a device type), or None: the runner's precedence (variant, then set, then case), version and device conditions.
     """
 def bench_artifact(corpus: Corpus, case: str, artifact: str, method: str, args: tuple, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, aoti_cache: str = '', warmup_calls: typing.SupportsInt | typing.SupportsIndex = 3, warmup_seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2, min_calls: typing.SupportsInt | typing.SupportsIndex = 15, min_seconds: typing.SupportsFloat | typing.SupportsIndex = 0.5, max_calls: typing.SupportsInt | typing.SupportsIndex = 100000) -> tuple[float, float, list[float]]:
     """

@@ -59,23 +59,19 @@ def manifests(corpus: Path = GOLDEN) -> dict[str, dict]:
     return {c["name"]: json.loads((corpus / c["manifest"]).read_text()) for c in index["cases"]}
 
 
-def planned(corpus: Path = GOLDEN) -> list[dict]:
-    """Every result a full run of ``corpus`` produces (the C++ plan: artifact x input set, failed captures), each with
-    the xfail mark that applies to it (the variant's, else the input set's, else the case's)."""
+def planned(corpus: Path = GOLDEN, device: str = "cpu") -> list[dict]:
+    """Every result a full run of ``corpus`` on ``device`` produces (the C++ plan: artifact x input set, failed
+    captures), each with the xfail mark that applies to it there (the variant's, else the input set's, else the
+    case's; version and device conditions as the runner applies them)."""
     import torch  # noqa: F401  (before _core)
 
     from torchconform import _core
 
     opened = _core.Corpus.open(str(corpus))
-    ms = manifests(corpus)
     rows = []
     for c in opened.cases:
-        m = ms[c.name]
-        variants = {v["name"]: v for v in m.get("variants", [])}
-        sets = {s["name"]: s for s in m["input_sets"]}
         for artifact, runtime, set_name in _core.plan(opened, c.name):
-            v = variants.get(artifact.split("@")[0], {})
-            mark = (v.get("xfail") or sets.get(set_name, {}).get("xfail") or m.get("xfail") or {}).get("reason")
+            mark = _core.applicable_mark(opened, c.name, artifact, set_name, _core.libtorch_version(), device)
             rows.append({"case": c.name, "artifact": artifact, "runtime": runtime, "set": set_name, "xfail": mark})
     return rows
 

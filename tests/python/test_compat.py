@@ -114,6 +114,41 @@ def test_marks_apply_per_probed_version(tmp_path):
     assert _core.applicable_mark(opened, "process_outputs", variant["name"], "*", "2.13.0") == reason
 
 
+def test_marks_apply_per_device(tmp_path, run_cli):
+    """A mark with a device condition applies on that device type only: in the core's precedence, and in the runner,
+    where a passing set marked for cpu is an XPASS on cpu (the control: the condition is read) and one marked for
+    cuda stays a plain PASS on cpu (the built-in sampling sets rely on it)."""
+    corpus = copy_corpus(tmp_path)
+    mpath = corpus / "process_outputs" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    first, second = m["input_sets"][0]["name"], m["input_sets"][1]["name"]
+    m["input_sets"][0]["xfail"] = {"reason": "cuda only", "device": "cuda"}
+    m["input_sets"][1]["xfail"] = {"reason": "cpu, old torch", "device": "cpu", "torch": "<2.0"}
+    mpath.write_text(json.dumps(m, indent=2) + "\n")
+    rehash(corpus, "process_outputs")
+    opened = _core.Corpus.open(str(corpus))
+    assert _core.applicable_mark(opened, "process_outputs", "", first, "2.13.0", "cuda") == "cuda only"
+    assert _core.applicable_mark(opened, "process_outputs", "", first, "2.13.0", "cpu") is None
+    assert _core.applicable_mark(opened, "process_outputs", "", first, "2.13.0") is None  # cpu unless told
+    assert _core.applicable_mark(opened, "process_outputs", "", second, "1.13.1", "cpu") == "cpu, old torch"
+    assert _core.applicable_mark(opened, "process_outputs", "", second, "2.13.0", "cpu") is None
+    assert _core.applicable_mark(opened, "process_outputs", "", second, "1.13.1", "cuda") is None
+
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 0 and "XPASS" not in r.stdout and "XFAIL" not in r.stdout, r.stdout
+    m["input_sets"][0]["xfail"]["device"] = "cpu"
+    mpath.write_text(json.dumps(m, indent=2) + "\n")
+    rehash(corpus, "process_outputs")
+    r = run_cli(corpus, "--case", "process_outputs")
+    assert r.returncode == 1 and f"XPASS process_outputs/{first} [cpu]" in r.stdout, r.stdout
+    # A device the schema does not know is refused when the case is read, not ignored.
+    m["input_sets"][0]["xfail"]["device"] = "tpu"
+    mpath.write_text(json.dumps(m, indent=2) + "\n")
+    rehash(corpus, "process_outputs")
+    case = next(c for c in _core.Corpus.open(str(corpus)).cases if c.name == "process_outputs")
+    assert "xfail.device" in case.error, case.error
+
+
 def test_another_interpreter_finds_the_package_on_the_path_compat_gives_it():
     """What compat puts on another interpreter's PYTHONPATH holds the package (a move of compat.py broke it once:
     Debian's torch 1.13.1 then said "No module named 'torchconform'"; this interpreter found it anyway, through the

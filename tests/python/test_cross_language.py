@@ -65,7 +65,11 @@ def test_python_and_cpp_agree_bitwise_and_with_golden(case: str, set_name: str, 
     for n, py_out in enumerate((first, second), 1):
         same = _core.compare(to_cpu(py_out), cpp.output, EXACT)
         assert same.ok, f"Python call {n} vs C++: {same.summary()}"
-    # (c) both within tolerance of the eager golden.
+    # (c) both within tolerance of the eager golden, unless the corpus marks the set as failing on this device (the
+    # seeded sampling sets on CUDA: another generator), where the runner must say XFAIL.
+    if _core.applicable_mark(CORPUS, case, "", set_name, _core.libtorch_version(), device):
+        assert cpp.verdict == "XFAIL", cpp.line
+        return
     assert cpp.verdict == "PASS", cpp.line
     vs_golden = _core.compare(ref["expected"], to_cpu(second), ref["tolerance"])
     assert vs_golden.ok, vs_golden.summary()

@@ -52,13 +52,16 @@ const char* to_string(VariantKind kind);  // "torchscript" | "exported_program"
 const char* to_string(RuntimeKind kind);  // "torchscript" | "aoti" | "nativert"
 std::optional<RuntimeKind> runtime_kind_from(const std::string& name);
 
-// An expected-failure mark as the manifest states it (`{"reason", "torch"?}`): with a `torch` condition it applies
-// only where the LibTorch version matches. Kept as written; which mark applies is decided per version at use
-// (applicable_mark), so a face judging another PyTorch's results applies that PyTorch's version.
+// An expected-failure mark as the manifest states it (`{"reason", "torch"?, "device"?}`): with a `torch` condition
+// it applies only where the LibTorch version matches, with a `device` condition only on that device type (a seeded
+// sampling golden made on CPU cannot hold on CUDA, whose generator differs). Kept as written; which mark applies is
+// decided per version and device at use (applicable_mark), so a face judging another PyTorch's results applies that
+// PyTorch's version.
 struct Mark {
   std::string reason;
-  std::string torch;  // a version condition ("<2.14"), or "" for every version
-  bool applies_to(const std::string& torch_version) const;
+  std::string torch;   // a version condition ("<2.14"), or "" for every version
+  std::string device;  // a device type ("cpu", "cuda"), or "" for every device
+  bool applies_to(const std::string& torch_version, const std::string& device_type) const;
 };
 
 struct FileRef {
@@ -173,10 +176,11 @@ struct Corpus {
 };
 
 // The expected-failure reason for one result, if any: the variant's mark comes first, then the input set's, then the
-// case's; the first that applies to `torch_version` wins. The one definition of xfail precedence (the runner calls
-// it with its LibTorch version, `torchconform compat` with the version of the PyTorch it judges).
+// case's; the first that applies to `torch_version` and `device_type` ("cpu", "cuda") wins. The one definition of
+// xfail precedence (the runner calls it with its LibTorch version and the device it runs on, `torchconform compat`
+// with the version of the PyTorch it judges).
 std::optional<std::string> applicable_mark(const CaseSpec& c, const InputSetSpec* set, const VariantSpec* variant,
-                                           const std::string& torch_version);
+                                           const std::string& torch_version, const std::string& device_type);
 
 // SHA-256 as lowercase hex (OpenSSL's libcrypto).
 std::string sha256_hex(const void* data, size_t size);

@@ -23,6 +23,9 @@ struct RunOptions {
   // Where AOTInductor packages compiled from the corpus's exported programs are looked up (`torchconform compile`
   // builds them); empty: default_aoti_cache().
   std::string aoti_cache;
+  // TF32 in cuBLAS matmuls and cuDNN convolutions (CUDA only). Off for conformance runs: the goldens are IEEE
+  // float32. On, a run measures what TF32 would cost a service that enables it (docs/device-results.md).
+  bool allow_tf32 = false;
 };
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
@@ -204,6 +207,7 @@ struct VerifyOptions {
   // Operator libraries to load before anything runs (e.g. torchvision's libtorchvision.so): given by the user,
   // never taken from a corpus (loading a library runs its code).
   std::vector<std::string> libraries;
+  bool allow_tf32 = false;  // RunOptions::allow_tf32
 };
 
 // Loads an operator library into this process (dlopen, global symbols, as torch.ops.load_library does). Throws

@@ -23,10 +23,17 @@ from .variants import capture, torchscript_variants
 @dataclass(frozen=True)
 class XFail:
     """An expected failure with its reason; ``torch`` limits it to runtimes whose LibTorch version matches a
-    specifier such as ``"<2.14"`` or ``">=2.13,<2.15"`` (checked by the runner against the LibTorch it runs)."""
+    specifier such as ``"<2.14"`` or ``">=2.13,<2.15"`` (checked by the runner against the LibTorch it runs);
+    ``device`` ("cpu" or "cuda") limits it to runs on that device type (e.g. seeded sampling, whose CPU golden
+    cannot hold on CUDA's generator)."""
 
     reason: str
     torch: str | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"XFail(device=...) must be 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ USER_MODES = MODES  # trace, script, hybrid, script_function, export
 def _xfail_mark(x: str | XFail | None) -> Any:
     if x is None or isinstance(x, str):
         return x
-    return {"reason": x.reason, **({"torch": x.torch} if x.torch else {})}
+    return {"reason": x.reason, **({"torch": x.torch} if x.torch else {}), **({"device": x.device} if x.device else {})}
 
 
 def _declared_in(model: Callable[..., Any]) -> str:

@@ -46,7 +46,8 @@ class InputSet:
     # Properties the builder asserted about this input (e.g. how many samples each expert receives).
     facts: dict[str, Any] = field(default_factory=dict)
     # Expected to fail, with the reason: the runner reports XFAIL, and XPASS (a failure) once it passes. A dict
-    # {"reason": ..., "torch": "<2.14"} limits the mark to runtimes whose LibTorch version matches.
+    # {"reason": ..., "torch": "<2.14"} limits the mark to runtimes whose LibTorch version matches, "device": "cuda"
+    # to runs on that device type.
     xfail: str | dict[str, str] | None = None
     method: str = "forward"  # the method called (an exported method of the artifact, or forward)
     # Arguments passed by keyword, after the positional ones (stored after them; the manifest's `keywords`).

@@ -191,7 +191,7 @@ def judge_python(opened: Any, version: str, rows: list[dict[str, Any]]) -> list[
                         break
             except _core.CorpusError as e:  # the golden cannot be read (as the runner would refuse it)
                 status, detail = "corpus_error", str(e)
-        mark = _core.applicable_mark(opened, r["case"], r["artifact"], r["set"], version)
+        mark = _core.applicable_mark(opened, r["case"], r["artifact"], r["set"], version, "cpu")  # compat: cpu
         out.append({**classify_python(status, detail, mark), "id": _result_id(r["case"], r["artifact"], r["set"])})
     return out
 

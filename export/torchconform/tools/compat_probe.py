@@ -14,7 +14,8 @@ weights-only; each line: ``{"case", "artifact", "set", "status": "ok"|"corpus_er
 "unsupported", "message", "outputs": "<file of torch.save([output of each call])>"}``; ``corpus_error``: a file the
 corpus does not vouch for or that is unsafe to load (no mark covers it).
 
-``compile`` job: ``{"corpus", "case", "variant", "file": {...}, "package": "<where the parent's key puts it>"}``.
+``compile`` job: ``{"corpus", "case", "variant", "file": {...}, "package": "<where the parent's key puts it>",
+"device": "cpu"|"cuda" (default cpu), "pytree_types"?}``.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         try:
             data = _verified(job, job["file"])
-            compile_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}", job["file"]["sha256"], "cpu",
-                            target, job.get("pytree_types", []))
+            compile_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}", job["file"]["sha256"],
+                            job.get("device", "cpu"), target, job.get("pytree_types", []))
             out.append({**rec, "status": "compiled", "seconds": time.perf_counter() - t0})
         except Exception as e:  # noqa: BLE001 - the runner then reports the package as missing
             out.append({**rec, "status": "error", "message": _first_line(e), "seconds": time.perf_counter() - t0})

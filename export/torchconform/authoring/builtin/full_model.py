@@ -17,6 +17,12 @@ from .common import Dim
 FULL_D_MODEL, FULL_VOCAB = 32, 50  # small so the corpus stays small; 8 heads need d_model % 8 == 0
 SAMPLE_SEED = 1234
 LOW_TEMPERATURE = 0.25
+# The sampling goldens are drawn on CPU (mt19937); on CUDA torch.manual_seed seeds the Philox generator, which draws
+# other numbers: the sets cannot match there. What does hold on CUDA (the same seed gives the same draws, and the
+# draws follow the CPU distribution) is measured by ci/device_measure.py, docs/device-results.md.
+CUDA_SAMPLING = {"reason": "seeded sampling: CUDA's generator (Philox) draws other numbers than the CPU's (mt19937) "
+                           "for the same seed, so a golden sampled on CPU cannot hold on CUDA "
+                           "(docs/device-results.md: what does hold there)", "device": "cuda"}
 
 
 def _probe(fn) -> dict[str, Any]:
@@ -78,10 +84,11 @@ def build_full_model(seed: int) -> Built:
         InputSet("greedy_b3_s10", (x(3, 10), True), "greedy, batch 3, shorter sequence (10)"),
         InputSet("greedy_b2_s24", (x(2, 24), True), "greedy, batch 2, longer sequence (24)"),
         InputSet("sample_b2_s12", (sample_x, False), f"sampling (multinomial), seed {SAMPLE_SEED}",
-                 seed=SAMPLE_SEED),
+                 seed=SAMPLE_SEED, xfail=CUDA_SAMPLING),
         InputSet("sample_b2_s12_t025", (sample_x, False),
                  f"decoder.set_temperature({LOW_TEMPERATURE}) called on the loaded module, then sampling with the "
-                 f"same seed and input as sample_b2_s12", seed=SAMPLE_SEED, prelude=(low_t,)),
+                 f"same seed and input as sample_b2_s12", seed=SAMPLE_SEED, prelude=(low_t,),
+                 xfail=CUDA_SAMPLING),
         InputSet("greedy_b2_s12_t025", (sample_x, True),
                  f"decoder.set_temperature({LOW_TEMPERATURE}), then greedy (argmax is temperature-invariant)",
                  prelude=(low_t,)),
