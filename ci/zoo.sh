@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The model zoo: real torchvision and transformers models (ci/zoo_cases.py: random weights, small inputs, nothing
+# The model zoo: real torchvision, timm and transformers models (ci/zoo_cases.py: random weights, small inputs, nothing
 # downloaded) exported, compiled and verified from C++ and from the pytest plugin with torch 2.14.1 +
 # torchvision 0.29.1 (torchvision does not import beside the pinned 2.13.0), then docs/zoo.md written from the run.
 # Not part of ci/test.sh: the small reproductions of what the zoo found run there (tests/python/test_model_gaps.py).
@@ -8,7 +8,7 @@
 #
 # Sets up what it needs, idempotently, under $TORCHCONFORM_COMPAT_DIR (default .compat/, shared with ci/compat.sh):
 # a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), torchvision==0.29.1,
-# transformers and the build tools, and torchconform built and installed into it (build tree $DIR/build-zoo; the
+# transformers, timm and the build tools, and torchconform built and installed into it (build tree $DIR/build-zoo; the
 # configure step sees a CUDA wheel without a CUDA toolkit and uses its CPU libraries, see CMakeLists.txt).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,12 +19,12 @@ log() { printf '[zoo] %s\n' "$*" >&2; }
 start=$(date +%s)
 mkdir -p "$OUT"
 
-if ! "$VENV/bin/python" -c "import torch, torchvision, transformers, scikit_build_core, pybind11, jsonschema, pytest; \
+if ! "$VENV/bin/python" -c "import torch, torchvision, transformers, timm, scikit_build_core, pybind11, jsonschema, pytest; \
 assert torch.__version__.startswith('2.14.1') and torchvision.__version__.startswith('0.29.1')" 2>/dev/null; then
   log "setting up $VENV: torch==2.14.1 torchvision==0.29.1 transformers (pinned exactly: a CUDA build, ~5.5 GB)"
   [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" "torchvision==0.29.1" \
-    transformers pybind11 scikit-build-core ninja numpy jsonschema pytest
+    transformers "timm==1.0.31" pybind11 scikit-build-core ninja numpy jsonschema pytest
 fi
 PY="$VENV/bin/python"
 

@@ -1,6 +1,6 @@
-"""The model zoo (ci/zoo.sh): real torchvision and transformers models, random weights, small inputs, exported the
-way a user would declare them. Needs torch 2.14.1 + torchvision 0.29.1 + transformers (ci/zoo.sh sets them up);
-nothing is downloaded (weights=None, weights_backbone=None, configs built here).
+"""The model zoo (ci/zoo.sh): real torchvision, timm and transformers models, random weights, small inputs, exported
+the way a user would declare them. Needs torch 2.14.1 + torchvision 0.29.1 + transformers + timm (ci/zoo.sh sets them
+up); nothing is downloaded (weights=None, weights_backbone=None, pretrained=False, configs built here).
 
 What a model cannot do in PyTorch is declared as a strict expected failure with PyTorch's reason, so that the zoo's
 report has no result that is torchconform's fault."""
@@ -23,6 +23,13 @@ def batches(g: torch.Generator, size: int, batch_sizes: tuple[int, ...] = (1, 2)
     return {f"b{b}_{size}": (torch.rand(b, 3, size, size, generator=g),) for b in batch_sizes}
 
 
+def resolutions(g: torch.Generator, size: int, other: tuple[int, int]) -> dict[str, tuple]:
+    """Batches 1 and 2 at ``size`` (the programs' sets: their height and width are static) and batch 2 at another,
+    non-square resolution (the TorchScript artifacts, traced at ``size``, take any)."""
+    h, w = other
+    return {**batches(g, size), f"b2_{h}x{w}": (torch.rand(2, 3, h, w, generator=g),)}
+
+
 batch = torch.export.Dim("batch", min=1, max=8)
 DYN_BATCH = ({0: batch},)
 
@@ -39,8 +46,8 @@ CONVNETS = {
     "densenet121": lambda: tvm.densenet121(weights=None),
 }
 for name, factory in CONVNETS.items():
-    tc.declare(name, model=factory, mode="trace", inputs=lambda g: batches(g, 64), example="b2_64",
-               export=tc.Export(dynamic_shapes=DYN_BATCH),
+    tc.declare(name, model=factory, mode="trace", inputs=lambda g: resolutions(g, 64, (96, 80)), example="b2_64",
+               export=tc.Export(dynamic_shapes=DYN_BATCH, input_sets=["b1_64", "b2_64"]),
                optimizations=tc.Optimizations(xfail={
                    "optimized": "torch.jit.optimize_for_inference on CPU folds conv weights into MKLDNN tensors, "
                                 "which TorchScript cannot serialize: the saved module does not load again"}))
@@ -59,6 +66,25 @@ def small_vit() -> torch.nn.Module:
 
 tc.declare("vit_tiny", model=small_vit, mode="trace", inputs=lambda g: batches(g, 32), example="b2_32",
            export=tc.Export(dynamic_shapes=DYN_BATCH))
+
+# ---- timm (if it imports): a ConvNeXt, a DeiT at 64x64, a MobileViT ---------------------------------------------------
+try:
+    import timm
+except ImportError:  # (ci/zoo.sh installs it; the rest of the zoo runs without)
+    timm = None
+
+if timm is not None:
+    TIMM = {
+        "timm_convnext_atto": lambda: timm.create_model("convnext_atto", pretrained=False, num_classes=10),
+        "timm_deit_tiny": lambda: timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=10,
+                                                     img_size=64),
+        "timm_mobilevitv2_050": lambda: timm.create_model("mobilevitv2_050", pretrained=False, num_classes=10),
+    }
+    for name, factory in TIMM.items():
+        # (the DeiT's position embeddings fix its resolution: only its 64x64 sets)
+        tc.declare(name, model=factory, mode="trace", example="b2_64",
+                   inputs=(lambda g: batches(g, 64)) if "deit" in name else (lambda g: resolutions(g, 64, (96, 80))),
+                   export=tc.Export(dynamic_shapes=DYN_BATCH, input_sets=["b1_64", "b2_64"]))
 
 # ---- segmentation: OrderedDict outputs ------------------------------------------------------------------------------
 SEGMENTATION = {
@@ -150,6 +176,17 @@ if transformers is not None:
         return {"enc8_dec4": tc.Inputs((tokens(g, 2, 8),), kwargs={"decoder_input_ids": tokens(g, 2, 4)})}
 
     tc.declare("t5_tiny", model=t5_tiny, mode="trace", trace_strict=False, inputs=seq2seq_sets, export=tc.Export())
+
+    def bart_tiny() -> torch.nn.Module:
+        # (return_dict=False fails inside transformers 5.24's BART as in T5: its ModelOutput, a mapping, it is)
+        cfg = transformers.BartConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2,
+                                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                                      decoder_ffn_dim=64, max_position_embeddings=64, use_cache=False,
+                                      pad_token_id=0)
+        return transformers.BartModel(cfg)
+
+    tc.declare("bart_tiny", model=bart_tiny, mode="trace", trace_strict=False, inputs=seq2seq_sets,
+               export=tc.Export())
 
     def vit_hf() -> torch.nn.Module:
         cfg = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,

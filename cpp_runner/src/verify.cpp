@@ -44,7 +44,9 @@ const std::vector<Option>& table() {
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.cases.push_back(v); }},
       {"--device", "cpu|cuda|all", "device(s) to verify on (default: cpu; all: the ones that exist)",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.device = v; }},
-      {"--threads", "N", "intra-op threads, N >= 1 (default: LibTorch's)",
+      {"--threads", "N",
+       "intra-op threads, N >= 1 (default: the number the goldens were made with, the corpus's "
+       "exported_with.threads; LibTorch's default where the corpus does not say)",
        [](VerifyOptions& o, const std::string& f, const std::string& v) { o.threads = to_int(f, v); }},
       {"--repeat", "N", "calls per input set, each compared (default: 2)",
        [](VerifyOptions& o, const std::string& f, const std::string& v) { o.repeat = to_int(f, v); }},
@@ -184,12 +186,17 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   for (const auto& device : devices) {
     RunOptions ro;
     ro.device = device;
-    ro.threads = options.threads;
+    // One setting: unless told otherwise, verify with the thread count the goldens were computed with (a different
+    // count may change reduction order, hence the last bits).
+    ro.threads = options.threads ? options.threads : corpus.exported_threads;
     ro.repeat = options.repeat;
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
     apply_policy(ro);
-    const std::string policy = describe_policy(ro);
+    const std::string policy =
+        describe_policy(ro) + (!options.threads && corpus.exported_threads
+                                   ? " (threads: as the goldens were made, exported_with.threads; --threads N to change)"
+                                   : "");
     for (auto& r : reporters) r->device(policy);
     for (size_t i = 0; i < cases.size(); ++i) {
       if (progress && !options.quiet) {

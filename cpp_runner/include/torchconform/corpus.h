@@ -166,6 +166,7 @@ struct Corpus {
   int format_version = 0;
   std::string exported_torch;
   std::string exported_python;
+  int exported_threads = 0;  // intra-op threads the goldens were computed with (exported_with.threads; 0: not said)
   std::vector<CaseSpec> cases;
 
   // Parses corpus.json (errors there throw CorpusError) and every case manifest, hash-checked against corpus.json;

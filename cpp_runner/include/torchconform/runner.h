@@ -195,7 +195,7 @@ struct VerifyOptions {
   std::string corpus;
   std::vector<std::string> cases;  // globs; empty: all
   std::string device = "cpu";      // cpu | cuda | all
-  int threads = 0;                 // 0: LibTorch's default
+  int threads = 0;  // 0: the corpus's exported_with.threads (what the goldens were made with), else LibTorch's
   int repeat = 2;
   std::string json, junit;  // report paths, empty: none
   bool isolate = true;      // each case in its own child process (run_case_isolated)

@@ -37,7 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--torchconform-case", action="append", default=[], metavar="GLOB",
                     help="only cases matching GLOB (repeatable; an unmatched GLOB is an error)")
     group.addoption("--torchconform-threads", type=int, default=None, metavar="N",
-                    help="intra-op threads for the runner (default: the runner's; goldens are made on 1 thread)")
+                    help="intra-op threads for the runner (default: the number the goldens were made with, "
+                         "the corpus's exported_with.threads)")
     group.addoption("--torchconform-load-library", action="append", default=[], metavar="PATH",
                     help="operator library for the runner to load first (repeatable), e.g. torchvision's")
 
