@@ -167,6 +167,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("tolerance", &LeafReport::tolerance)
       .def_readonly("custom_tolerance", &LeafReport::custom_tolerance)
       .def_readonly("loosened", &LeafReport::loosened)
+      .def_readonly("needed_rtol", &LeafReport::needed_rtol)
+      .def_readonly("needed_atol", &LeafReport::needed_atol)
       .def("__repr__", [](const LeafReport& l) {
         return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
       });
@@ -179,6 +181,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("max_abs", &Comparison::max_abs)
       .def_property_readonly("max_rel", &Comparison::max_rel)
       .def_property_readonly("max_ulp", &Comparison::max_ulp)
+      .def_property_readonly("needed_rtol", &Comparison::needed_rtol)
+      .def_property_readonly("needed_atol", &Comparison::needed_atol)
       .def_property_readonly("first_failure", [](const Comparison& c) -> py::object {
         const LeafReport* f = c.first_failure();
         return f ? py::cast(*f) : py::none();

@@ -67,7 +67,7 @@ def small_vit() -> torch.nn.Module:
 tc.declare("vit_tiny", model=small_vit, mode="trace", inputs=lambda g: batches(g, 32), example="b2_32",
            export=tc.Export(dynamic_shapes=DYN_BATCH))
 
-# ---- timm (if it imports): a ConvNeXt, a DeiT at 64x64, a MobileViT ---------------------------------------------------
+# ---- timm (if it imports): a ConvNeXt, a DeiT at 64x64, a MobileViT --------------------------------------------------
 try:
     import timm
 except ImportError:  # (ci/zoo.sh installs it; the rest of the zoo runs without)
@@ -83,7 +83,8 @@ if timm is not None:
     for name, factory in TIMM.items():
         # (the DeiT's position embeddings fix its resolution: only its 64x64 sets)
         tc.declare(name, model=factory, mode="trace", example="b2_64",
-                   inputs=(lambda g: batches(g, 64)) if "deit" in name else (lambda g: resolutions(g, 64, (96, 80))),
+                   inputs=(lambda g: batches(g, 64)) if "deit" in name
+                   else (lambda g: resolutions(g, 64, (96, 80))),
                    export=tc.Export(dynamic_shapes=DYN_BATCH, input_sets=["b1_64", "b2_64"]))
 
 # ---- segmentation: OrderedDict outputs ------------------------------------------------------------------------------

@@ -132,13 +132,19 @@ int64_t floating_loop(const T* ep, const T* ap, int64_t n, c10::ScalarType dtype
     if (std::isnan(x) || std::isnan(y)) {
       ok = std::isnan(x) && std::isnan(y) && tol.equal_nan;
       abs_diff = rel_diff = ulp = ok ? 0 : kInf;
+      if (!ok) leaf.needed_rtol = leaf.needed_atol = kInf;
     } else if (std::isinf(x) || std::isinf(y)) {
       ok = x == y;
       abs_diff = rel_diff = ulp = ok ? 0 : kInf;
+      if (!ok) leaf.needed_rtol = leaf.needed_atol = kInf;
     } else {
       abs_diff = std::fabs(y - x);
       rel_diff = x != 0 ? abs_diff / std::fabs(x) : (abs_diff > 0 ? kInf : 0);
       ulp = ulp_distance(x, y, dtype);
+      // The smallest rtol (at this atol) and atol (at this rtol) that would accept this pair.
+      const double slack_rtol = abs_diff <= atol ? 0 : (x != 0 ? (abs_diff - atol) / std::fabs(x) : kInf);
+      leaf.needed_rtol = std::max(leaf.needed_rtol, slack_rtol);
+      leaf.needed_atol = std::max(leaf.needed_atol, std::max(0.0, abs_diff - rtol * std::fabs(x)));
       switch (tol.mode) {
         case ToleranceMode::kAllClose: ok = abs_diff <= atol + rtol * std::fabs(x); break;
         case ToleranceMode::kUlp: ok = ulp <= static_cast<double>(tol.max_ulp); break;
@@ -179,6 +185,7 @@ void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::Scala
                   (tol.mode == ToleranceMode::kUlp &&
                    static_cast<double>(tol.max_ulp) > std::floor(default_rtol / machine_epsilon(dtype)));
   leaf.total = e_in.numel();
+  leaf.floating = true;
   int64_t worst = -1;
   // float32 and float64 are read in place (contiguous() is free for the usual contiguous outputs); float16 and
   // bfloat16 are widened to float64 first (exactly).
@@ -231,6 +238,9 @@ void finish(LeafReport& leaf) {
     std::ostringstream os;
     os << leaf.mismatched << "/" << leaf.total << " elements mismatched (" << leaf.tolerance << "); worst at "
        << leaf.worst_index << ": expected " << leaf.worst_expected << ", actual " << leaf.worst_actual;
+    if (leaf.floating && std::isfinite(leaf.needed_rtol) + std::isfinite(leaf.needed_atol) > 0)
+      os << "; would pass with rtol >= " << fmt(leaf.needed_rtol) << " (atol as is) or atol >= "
+         << fmt(leaf.needed_atol) << " (rtol as is) or max_ulp >= " << fmt(leaf.max_ulp);
     leaf.message = os.str();
   }
 }
@@ -479,6 +489,8 @@ int64_t Comparison::total() const {
 TORCHCONFORM_MAX_OF(max_abs)
 TORCHCONFORM_MAX_OF(max_rel)
 TORCHCONFORM_MAX_OF(max_ulp)
+TORCHCONFORM_MAX_OF(needed_rtol)
+TORCHCONFORM_MAX_OF(needed_atol)
 #undef TORCHCONFORM_MAX_OF
 
 std::string Comparison::summary() const {
@@ -533,6 +545,9 @@ Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const
       c.leaves.push_back(std::move(leaf));
     }
   }
+  // What no tolerance can pass (an integer, bool or str mismatch, a structural one) needs an unbounded one.
+  for (auto& l : c.leaves)
+    if (!l.floating && !l.ok) l.needed_rtol = l.needed_atol = kInf;
   c.ok = c.first_failure() == nullptr;
   return c;
 }

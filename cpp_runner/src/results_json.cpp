@@ -23,7 +23,8 @@ void to_json(nlohmann::json& j, const LeafReport& l) {
        {"max_rel", num(l.max_rel)}, {"max_ulp", num(l.max_ulp)},
        {"worst_index", l.worst_index}, {"worst_expected", l.worst_expected},
        {"worst_actual", l.worst_actual}, {"tolerance", l.tolerance},
-       {"custom_tolerance", l.custom_tolerance}, {"loosened", l.loosened}};
+       {"custom_tolerance", l.custom_tolerance}, {"loosened", l.loosened},
+       {"needed_rtol", num(l.needed_rtol)}, {"needed_atol", num(l.needed_atol)}};
 }
 
 void from_json(const nlohmann::json& j, LeafReport& l) {
@@ -43,6 +44,10 @@ void from_json(const nlohmann::json& j, LeafReport& l) {
   l.tolerance = j.at("tolerance").get<std::string>();
   l.custom_tolerance = j.at("custom_tolerance").get<bool>();
   l.loosened = j.at("loosened").get<bool>();
+  l.needed_rtol = num(j.at("needed_rtol"));
+  l.needed_atol = num(j.at("needed_atol"));
+  l.floating = l.dtype.rfind("float", 0) == 0 || l.dtype.rfind("bfloat", 0) == 0 || l.dtype.rfind("complex", 0) == 0 ||
+               l.kind == "float";
 }
 
 void to_json(nlohmann::json& j, const Comparison& c) {
@@ -50,6 +55,8 @@ void to_json(nlohmann::json& j, const Comparison& c) {
        {"max_abs", num(c.max_abs())},
        {"max_rel", num(c.max_rel())},
        {"max_ulp", num(c.max_ulp())},
+       {"needed_rtol", num(c.needed_rtol())},
+       {"needed_atol", num(c.needed_atol())},
        {"mismatched", c.mismatched()},
        {"total", c.total()},
        {"tolerance_note", c.tolerance_note()},

@@ -65,6 +65,12 @@ struct LeafReport {
   std::string tolerance;  // "allclose rtol=1.3e-06 atol=1e-05", "exact"...
   bool custom_tolerance = false;  // floating leaf compared under something other than its dtype's default
   bool loosened = false;          // ... under a tolerance that accepts pairs the default rejects
+  // The minimum tolerance that would have passed every element (Polygraphy prints the same): the smallest rtol at
+  // this leaf's atol, the smallest atol at this leaf's rtol (allclose: |a - e| <= atol + rtol * |e|), and max_ulp
+  // above for ULP mode. Integer, bool and non-tensor leaves: 0 when equal, +inf when not (no tolerance applies).
+  double needed_rtol = 0;
+  double needed_atol = 0;
+  bool floating = false;  // a floating tensor leaf (not serialized: the dtype says it)
 };
 
 struct Comparison {
@@ -78,6 +84,8 @@ struct Comparison {
   double max_abs() const;
   double max_rel() const;
   double max_ulp() const;
+  double needed_rtol() const;  // maxima of the leaves' (LeafReport::needed_rtol)
+  double needed_atol() const;
   // One-line description: statistics when ok, the first failure (path, index, values) otherwise.
   std::string summary() const;
   bool loosened() const;  // some leaf was compared under a loosened tolerance

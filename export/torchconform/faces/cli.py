@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shlex
 import sys
@@ -152,6 +153,32 @@ def _compat(args: argparse.Namespace) -> int:
     return code
 
 
+def _tolerances(args: argparse.Namespace) -> int:
+    from .. import verification
+    from ..tools.tolerances import render
+
+    if not args.margin >= 1:
+        print(f"torchconform tolerances: --margin must be >= 1, got {args.margin}", file=sys.stderr)
+        return 2
+    if args.results:
+        try:
+            report = json.loads(args.results.read_text())
+        except (OSError, ValueError) as e:
+            print(f"torchconform tolerances: --results {args.results}: {e}", file=sys.stderr)
+            return 2
+    else:
+        run_args = [str(args.corpus), "--device", args.device, "--quiet"]
+        run_args += [a for g in args.case or [] for a in ("--case", g)]
+        run_args += ["--aoti-cache", str(args.aoti_cache)] if args.aoti_cache else []
+        try:
+            _, _, report = verification.run(run_args)
+        except ValueError as e:  # the core's UsageError / CorpusError
+            print(f"torchconform tolerances: {e}", file=sys.stderr)
+            return 2
+    print(render(report, args.margin, args.suggest), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .. import __version__
 
@@ -204,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--json", type=Path, help="also write the TorchScript -> torch.export migration table as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
     rep.set_defaults(run=_report)
+
+    tol = sub.add_parser("tolerances", help="the minimum tolerance each output needed (measured by the runner), and "
+                                            "with --suggest per-output tolerances that would pass with a margin")
+    tol.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
+    tol.add_argument("--results", type=Path, help="use this JSON report (from verify --json) instead of verifying")
+    tol.add_argument("--device", default="all", help="devices to verify on when no --results (default: all)")
+    tol.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
+    tol.add_argument("--aoti-cache", type=Path, help=cache_help)
+    tol.add_argument("--suggest", action="store_true", help="propose per-output tolerances (nothing is written)")
+    tol.add_argument("--margin", type=float, default=2.0, help="factor over the measured need (default: 2)")
+    tol.set_defaults(run=_tolerances)
 
     ben = sub.add_parser("bench", help="benchmarks: Python eager vs TorchScript (Python, C++) vs AOTInductor per "
                                        "model, and the suite's own speed (docs/bench.md)")

@@ -268,12 +268,12 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         if cond.get("trace_example"):
             out.append(f"- trace example: {_code(cond['trace_example'])}")
         out += ["", "| artifact | input set | device | verdict | max abs | max rel | max ULP | mismatched | "
-                "vs artifact (max abs / ULP) | detail |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "would pass with (rtol / atol / ULP) | vs artifact (max abs / ULP) | detail |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for x in rows[name]:
             art = x["artifact"] or "TorchScript"  # artifact and set names are schema-checked: no escaping
             if x["error"]:
-                out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | "
+                out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | | "
                            f"{_cell(x['error'])} |")
                 continue
             failing = next((leaf for leaf in x["leaves"] if not leaf["ok"]), None)
@@ -285,9 +285,11 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             notes = [n for n in (x.get("tolerance_note", ""), (vs or {}).get("tolerance_note", "")) if n]
             detail = "; ".join([d for d in (detail, *dict.fromkeys(notes)) if d])
             agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
+            # The minimum tolerance that would have passed (each alone, the others as they are).
+            needed = f"{_num(x['needed_rtol'])} / {_num(x['needed_atol'])} / {_num(x['max_ulp'])}"
             out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
-                       f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {agree} | "
-                       f"{_cell(detail)} |")
+                       f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {needed} | "
+                       f"{agree} | {_cell(detail)} |")
         out.append("")
         if m.get("variants"):
             out += ["**Variants** (graph node counts against the TorchScript artifact's):", ""]
