@@ -439,6 +439,11 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("timeout", &VerifyOptions::timeout)
       .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
       .def_readonly("allow_tf32", &VerifyOptions::allow_tf32)
+      .def_property_readonly("localize",
+                             [](const VerifyOptions& o) {
+                               using L = RunOptions::Localize;
+                               return o.localize == L::kAlways ? "always" : o.localize == L::kOff ? "off" : "on_fail";
+                             })
       .def_readonly("quiet", &VerifyOptions::quiet);
   m.def("parse_verify_args", &parse_verify_args, py::arg("args"), py::arg("default_corpus") = "",
         "The verification's one option table (torchconform-run's): a VerifyOptions, or UsageError.");

@@ -255,6 +255,7 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
     if (sfn.has("xfail")) spec.xfail = parse_xfail(sfn.object("xfail"), swho + ": xfail");
     spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
     spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
+    if (sfn.has("submodules")) spec.submodules = file_ref(sfn.object("submodules"), swho + ": submodules");
     if (sfn.has("keywords")) {
       std::set<std::string> seen;
       for (const json& k : sfn.array("keywords")) {

@@ -61,6 +61,21 @@ class Console final : public Reporter {
       start = at + lf.size();
     }
     out_(start ? "      | " + line.substr(start) : line);
+    // The localisation under it: what was replayed, then every diverging submodule (innermost first) and the ones
+    // that could not be replayed. (Names come from the corpus: escaped.)
+    const Localization& l = r.localization;
+    if (!l.note.empty()) out_(printable("      | localize: " + l.note));
+    size_t shown = 0;
+    for (const auto& k : l.checks) {
+      if (k.replayed && k.comparison.ok) continue;
+      if (++shown > 12) {
+        out_("      |   ... (the JSON report has every submodule)");
+        break;
+      }
+      out_(printable("      |   " + k.path + " (" + (k.method.empty() ? "-" : k.method) + ", call " +
+                     std::to_string(k.call) + "): " + (k.replayed ? k.comparison.summary() : "not replayed: " +
+                                                                                                k.why_not)));
+    }
   }
   void end(const std::vector<SetResult>& results) override { out_(format_summary(results)); }
 
@@ -167,6 +182,8 @@ std::string format_result(const SetResult& r) {
     if (!ref_note.empty() && ref_note != note) os << " [vs artifact " << ref_note << "]";
   }
   if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
+  if (!r.localization.first_divergence.empty())
+    os << " [first diverging submodule: " << r.localization.first_divergence << "]";
   os << " (" << fmt(r.seconds * 1000) << " ms)";
   // Everything on the line that came from a corpus (names, reasons, messages) is escaped once more as a whole: no
   // byte of it can end the line, move the cursor or reorder what a terminal shows.

@@ -70,6 +70,31 @@ void from_json(const nlohmann::json& j, Comparison& c) {
   c.overrides_used = j.at("overrides_used").get<std::vector<std::string>>();
 }
 
+void to_json(nlohmann::json& j, const SubmoduleCheck& k) {
+  j = {{"path", k.path}, {"call", k.call}, {"method", k.method}, {"replayed", k.replayed}, {"why_not", k.why_not},
+       {"comparison", k.replayed ? nlohmann::json(k.comparison) : nlohmann::json(nullptr)}};
+}
+
+void from_json(const nlohmann::json& j, SubmoduleCheck& k) {
+  k.path = j.at("path").get<std::string>();
+  k.call = j.at("call").get<int64_t>();
+  k.method = j.at("method").get<std::string>();
+  k.replayed = j.at("replayed").get<bool>();
+  k.why_not = j.at("why_not").get<std::string>();
+  if (k.replayed) k.comparison = j.at("comparison").get<Comparison>();
+}
+
+void to_json(nlohmann::json& j, const Localization& l) {
+  j = {{"ran", l.ran}, {"note", l.note}, {"first_divergence", l.first_divergence}, {"submodules", l.checks}};
+}
+
+void from_json(const nlohmann::json& j, Localization& l) {
+  l.ran = j.at("ran").get<bool>();
+  l.note = j.at("note").get<std::string>();
+  l.first_divergence = j.at("first_divergence").get<std::string>();
+  l.checks = j.at("submodules").get<std::vector<SubmoduleCheck>>();
+}
+
 void to_json(nlohmann::json& j, const SetResult& r) {
   j = {{"case", r.case_name},
        {"input_set", r.set_name},
@@ -97,6 +122,8 @@ void to_json(nlohmann::json& j, const SetResult& r) {
   // TorchScript artifact nested, or null.
   j.update(nlohmann::json(r.comparison));
   j["vs_artifact"] = r.has_reference ? nlohmann::json(r.vs_artifact) : nlohmann::json(nullptr);
+  j["localization"] =
+      r.localization.ran || !r.localization.note.empty() ? nlohmann::json(r.localization) : nlohmann::json(nullptr);
 }
 
 void from_json(const nlohmann::json& j, SetResult& r) {
@@ -123,6 +150,7 @@ void from_json(const nlohmann::json& j, SetResult& r) {
   r.comparison = j.get<Comparison>();
   r.has_reference = !j.at("vs_artifact").is_null();
   if (r.has_reference) r.vs_artifact = j.at("vs_artifact").get<Comparison>();
+  if (!j.at("localization").is_null()) r.localization = j.at("localization").get<Localization>();
 }
 
 std::string result_to_json(const SetResult& r) {

@@ -312,6 +312,23 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
                             primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
       if (s == sets.front()) r.read_seconds += loaded.read_seconds;  // the artifact file is read once
       if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
+      // Where a mismatch starts: the set's recorded submodule calls replayed on the artifact's own submodules. A
+      // variant's hierarchy is inlined (frozen, optimized) or gone (a program): its FAIL points to the artifact's.
+      using L = RunOptions::Localize;
+      if (s->submodules && o.localize != L::kOff) {
+        if (primary && (o.localize == L::kAlways || r.verdict == Verdict::kFail)) {
+          try {  // a diagnosis: whatever goes wrong in it is said there and never changes the verdict
+            r.localization = localize(c, *s, *a.tolerance, o);
+          } catch (const std::exception& e) {
+            r.localization = Localization{};
+            r.localization.note = printable(std::string("localisation failed: ") + e.what());
+          }
+        }
+        else if (!primary && r.verdict == Verdict::kFail)
+          r.localization.note = "whole-model comparison only: this variant has no submodule hierarchy to replay "
+                                "(inlined by freezing or the passes, or an exported program); the TorchScript "
+                                "artifact's result on this set localises";
+      }
       all_compared = all_compared && r.verdict != Verdict::kError;
       overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());
       apply_xfail(c, s, a.variant, r);

@@ -9,6 +9,7 @@
 #include <torchconform/runner.h>
 
 #include <ATen/core/ivalue.h>
+#include <torch/csrc/jit/api/module.h>
 
 #include <chrono>
 #include <functional>
@@ -68,6 +69,13 @@ SplitArgs split_keywords(const InputSetSpec& s, std::vector<c10::IValue> args, c
 std::string torch_message(const c10::Error& e);
 // `copy`: tensors are copied even when already on the device (with conj/neg bits resolved, as torch.load gives).
 c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false);
+// A case's TorchScript module from its hash-checked, archive-checked bytes, on `device`, in eval mode (the runtime's
+// own load, runtime_torchscript.cpp). Throws CorpusError (load, corpus) naming the file.
+torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const c10::Device& device);
+// Replays the set's recorded submodule calls on the case's TorchScript artifact (localize.cpp).
+Localization localize(const CaseSpec& c, const InputSetSpec& s, const TolerancePolicy& tolerance,
+                      const RunOptions& o);
+
 // "simple_cnn:export@aoti" (or "simple_cnn" for the case's artifact): how messages name an artifact.
 std::string artifact_who(const CaseSpec& c, const PlannedArtifact& a);
 

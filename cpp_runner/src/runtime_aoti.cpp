@@ -43,24 +43,24 @@ namespace {
 
 // The kinds of container the pytree JSON names: builtins and collections ones by their own names, user ones by the
 // names the manifest's pytree_types gives them.
-enum class Node { kLeaf, kSequence, kDict, kNamedTuple, kDataclass, kUnknown };
+enum class SpecNode { kLeaf, kSequence, kDict, kNamedTuple, kDataclass, kUnknown };
 
-Node node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeType** user) {
+SpecNode node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeType** user) {
   const auto& type = spec.at("type");
-  if (type.is_null()) return Node::kLeaf;
+  if (type.is_null()) return SpecNode::kLeaf;
   const std::string name = type.get<std::string>();
-  if (name == "builtins.tuple" || name == "builtins.list" || name == "collections.deque") return Node::kSequence;
-  if (name == "builtins.dict" || name == "collections.OrderedDict") return Node::kDict;
-  if (name == "collections.namedtuple") return Node::kNamedTuple;
+  if (name == "builtins.tuple" || name == "builtins.list" || name == "collections.deque") return SpecNode::kSequence;
+  if (name == "builtins.dict" || name == "collections.OrderedDict") return SpecNode::kDict;
+  if (name == "collections.namedtuple") return SpecNode::kNamedTuple;
   for (const auto& t : v.pytree_types) {
     if (t.name != name) continue;
-    if (t.kind == PytreeType::Kind::kMapping) return Node::kDict;  // its context is its keys, as a dict's
+    if (t.kind == PytreeType::Kind::kMapping) return SpecNode::kDict;  // its context is its keys, as a dict's
     if (t.kind == PytreeType::Kind::kDataclass) {
       *user = &t;
-      return Node::kDataclass;
+      return SpecNode::kDataclass;
     }
   }
-  return Node::kUnknown;
+  return SpecNode::kUnknown;
 }
 
 // A dict node's keys, from its context (a JSON list in a JSON string).
@@ -82,11 +82,11 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
   const PytreeType* user = nullptr;
   const auto& children = spec.at("children_spec");
   switch (node_of(spec, v, &user)) {
-    case Node::kLeaf:
+    case SpecNode::kLeaf:
       out.push_back(value);
       return;
-    case Node::kSequence:
-    case Node::kNamedTuple: {
+    case SpecNode::kSequence:
+    case SpecNode::kNamedTuple: {
       std::vector<c10::IValue> items;
       if (value.isTuple()) items = value.toTupleRef().elements().vec();
       else if (value.isList()) items = value.toListRef().vec();
@@ -98,7 +98,7 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
         flatten_by_spec(children[i], items[i], v, out, where + "[" + std::to_string(i) + "]", who);
       return;
     }
-    case Node::kDict: {
+    case SpecNode::kDict: {
       if (!value.isGenericDict())
         throw CorpusError(who + ": input " + where + " is " + value.tagKind() + ", the program takes a dict");
       const auto d = value.toGenericDict();
@@ -115,8 +115,8 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
       }
       return;
     }
-    case Node::kDataclass:
-    case Node::kUnknown:
+    case SpecNode::kDataclass:
+    case SpecNode::kUnknown:
       break;
   }
   throw CorpusError(who + ": the program takes a " + spec.at("type").get<std::string>() + " at input " + where +
@@ -202,8 +202,8 @@ std::vector<at::Tensor> program_inputs(const VariantSpec& v, const nlohmann::jso
 c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>& flat, size_t& next,
                       const VariantSpec& v, const std::string& who) {
   const PytreeType* user = nullptr;
-  const Node node = node_of(spec, v, &user);
-  if (node == Node::kLeaf) {
+  const SpecNode node = node_of(spec, v, &user);
+  if (node == SpecNode::kLeaf) {
     if (next >= flat.size()) throw CorpusError(who + ": the program returned fewer tensors than its output spec");
     const at::Tensor& t = flat[next++];
     // AOTInductor returns a Python int (e.g. from .item()) as a 0-dim int64 tensor; the manifest declares it.
@@ -212,14 +212,14 @@ c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>&
     return t;
   }
   const std::string name = spec.at("type").get<std::string>();
-  if (node == Node::kUnknown)
+  if (node == SpecNode::kUnknown)
     throw CorpusError(who + ": unsupported container '" + name + "' in the program's output spec (a pytree type "
                       "registered by the model's code; only namedtuples and dataclasses are rebuilt)");
   std::vector<c10::IValue> children;
   for (const auto& child : spec.at("children_spec")) children.push_back(unflatten(child, flat, next, v, who));
   // A namedtuple is compared as the tuple of its fields (the goldens store it so), a deque as a list.
-  if (name == "builtins.tuple" || node == Node::kNamedTuple) return c10::ivalue::Tuple::create(std::move(children));
-  if (node == Node::kSequence) {
+  if (name == "builtins.tuple" || node == SpecNode::kNamedTuple) return c10::ivalue::Tuple::create(std::move(children));
+  if (node == SpecNode::kSequence) {
     bool all_int = !children.empty();
     for (const auto& x : children) all_int = all_int && x.isInt();
     if (all_int) {
@@ -233,13 +233,13 @@ c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>&
   }
   // dicts, OrderedDicts (every torchvision segmentation model) and dataclasses (their fields; those that were None
   // when captured are None) are str-keyed dicts, as the goldens store them
-  const std::vector<std::string> keys = node == Node::kDict ? dict_keys(spec, who) : user->fields;
+  const std::vector<std::string> keys = node == SpecNode::kDict ? dict_keys(spec, who) : user->fields;
   if (keys.size() != children.size())
     throw CorpusError(who + ": '" + name + "' has " + std::to_string(keys.size()) + " keys for " +
                       std::to_string(children.size()) + " values in the program's output spec");
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   for (size_t i = 0; i < children.size(); ++i) d.insert(keys[i], children[i]);
-  if (node == Node::kDataclass)
+  if (node == SpecNode::kDataclass)
     for (const auto& k : user->none_fields) d.insert(k, c10::IValue());
   return d;
 }

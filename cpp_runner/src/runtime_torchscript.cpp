@@ -67,6 +67,26 @@ SplitArgs as_schema_types(SplitArgs args, const torch::jit::Method& method) {
   return args;
 }
 
+// From the checked bytes (or, when empty, from the path: the floor benchmark's raw load), in eval mode.
+torch::jit::Module load_bytes(const std::string& bytes, const std::string& path, const std::string& what,
+                              const c10::Device& device) {
+  try {
+    torch::jit::Module m;
+    if (bytes.empty()) {
+      m = torch::jit::load(path, device);
+    } else {
+      std::istringstream in(bytes);
+      m = torch::jit::load(in, device);
+    }
+    m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
+    return m;
+  } catch (const c10::Error& e) {
+    throw CorpusError(what + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
+  } catch (const std::exception& e) {  // some load failures are not c10::Errors (a missing node attribute)
+    throw CorpusError(what + ": torch::jit::load failed: " + e.what(), ErrorKind::kLoad);
+  }
+}
+
 class TorchScript final : public Runtime {
  public:
   RuntimeKind kind() const override { return RuntimeKind::kTorchScript; }
@@ -87,21 +107,7 @@ class TorchScript final : public Runtime {
     out.read_seconds = since(t0);
     const std::string path = (c.dir / file.file).string();
     auto load_module = [what, bytes, path, device = o.device]() {
-      try {
-        torch::jit::Module m;
-        if (bytes->empty()) {
-          m = torch::jit::load(path, device);
-        } else {
-          std::istringstream in(*bytes);
-          m = torch::jit::load(in, device);
-        }
-        m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
-        return std::make_shared<torch::jit::Module>(std::move(m));
-      } catch (const c10::Error& e) {
-        throw CorpusError(what + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
-      } catch (const std::exception& e) {  // some load failures are not c10::Errors (a missing node attribute)
-        throw CorpusError(what + ": torch::jit::load failed: " + e.what(), ErrorKind::kLoad);
-      }
+      return std::make_shared<torch::jit::Module>(load_bytes(*bytes, path, what, device));
     };
     t0 = Clock::now();
     auto shared = load_module();
@@ -130,6 +136,13 @@ class TorchScript final : public Runtime {
 };
 
 }  // namespace
+
+torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const c10::Device& device) {
+  const std::string what = c.name + "/" + file.file;
+  const std::string bytes = read_verified(c, file);
+  check_zip(bytes, what);
+  return load_bytes(bytes, "", what, device);
+}
 
 const Runtime& torchscript_runtime() {
   static const TorchScript runtime;

@@ -70,6 +70,12 @@ const std::vector<Option>& table() {
        "let cuBLAS and cuDNN use TF32 on CUDA (a measurement of what TF32 costs: the goldens are IEEE float32, so "
        "float32 results may fail; conformance runs leave it off)",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.allow_tf32 = true; }},
+      {"--localize", nullptr,
+       "replay the recorded submodule calls of every set that has them (export --record-submodules), not only on a "
+       "FAIL, and report each submodule's own error",
+       [](VerifyOptions& o, const std::string&, const std::string&) { o.localize = RunOptions::Localize::kAlways; }},
+      {"--no-localize", nullptr, "never replay submodule records (by default a FAIL of a set that has them does)",
+       [](VerifyOptions& o, const std::string&, const std::string&) { o.localize = RunOptions::Localize::kOff; }},
       {"--quiet", nullptr, "no progress lines on stderr",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.quiet = true; }},
   };
@@ -192,6 +198,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.repeat = options.repeat;
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
+    ro.localize = options.localize;
     apply_policy(ro);
     const std::string policy =
         describe_policy(ro) + (!options.threads && corpus.exported_threads

@@ -364,6 +364,9 @@ class VerifyOptions:
     def junit(self) -> str:
         ...
     @property
+    def localize(self) -> str:
+        ...
+    @property
     def quiet(self) -> bool:
         ...
     @property

@@ -87,6 +87,9 @@ struct InputSetSpec {
   std::optional<Mark> xfail;  // expected to fail (strict: a pass fails the run)
   // The names of the last keywords.size() arguments of `inputs`, passed by keyword (manifest `keywords`).
   std::vector<std::string> keywords;
+  // The eager model's submodule calls on this set, (path, call index, inputs, output) in completion order, for
+  // localising a mismatch (manifest `submodules`; exported with record_submodules).
+  std::optional<FileRef> submodules;
 };
 
 // One dimension of an exported program's input as its guards allow it: a static size, a symbol with its range (one

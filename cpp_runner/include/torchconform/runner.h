@@ -26,6 +26,9 @@ struct RunOptions {
   // TF32 in cuBLAS matmuls and cuDNN convolutions (CUDA only). Off for conformance runs: the goldens are IEEE
   // float32. On, a run measures what TF32 would cost a service that enables it (docs/device-results.md).
   bool allow_tf32 = false;
+  // Replaying the recorded submodule calls of a set on the TorchScript artifact (localize.cpp): on a FAIL of a set
+  // that has records (the default), for every set that has them, or never.
+  enum class Localize { kOnFail, kAlways, kOff } localize = Localize::kOnFail;
 };
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
@@ -95,6 +98,24 @@ enum class Verdict {
 const char* to_string(Verdict v);
 Verdict verdict_from(const std::string& name);  // inverse of to_string; throws std::invalid_argument
 
+// One recorded submodule call replayed on the artifact's own submodule with the recorded eager inputs: its own error.
+struct SubmoduleCheck {
+  std::string path;    // "features.2.conv"
+  int64_t call = 0;    // the submodule's n-th call in the eager run
+  std::string method;  // the artifact's method replayed ("forward", "forward1" for a traced second call)
+  bool replayed = false;
+  std::string why_not;  // not replayed: why (not a submodule in the artifact, inlined, arity...)
+  Comparison comparison;
+};
+// The localisation of one result: every check in the eager run's completion order (a child completes before its
+// parent), and the first one whose own output diverges.
+struct Localization {
+  bool ran = false;
+  std::string note;              // what was done, or why it could not be (variants: whole-model comparison only)
+  std::string first_divergence;  // "features.2.conv (forward, call 0)", or "" when none diverges
+  std::vector<SubmoduleCheck> checks;
+};
+
 struct SetResult {
   std::string case_name;
   std::string set_name;
@@ -131,6 +152,7 @@ struct SetResult {
   double call_seconds = 0;
   double compare_seconds = 0;
   int calls = 0;
+  Localization localization;  // the replay of the set's recorded submodule calls, when it ran (localize.cpp)
 };
 
 // "simple_cnn/b4_32x32" or "simple_cnn:frozen/b4_32x32".
@@ -208,6 +230,7 @@ struct VerifyOptions {
   // never taken from a corpus (loading a library runs its code).
   std::vector<std::string> libraries;
   bool allow_tf32 = false;  // RunOptions::allow_tf32
+  RunOptions::Localize localize = RunOptions::Localize::kOnFail;
 };
 
 // Loads an operator library into this process (dlopen, global symbols, as torch.ops.load_library does). Throws

@@ -121,7 +121,7 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
             tolerance: dict[str, Any] | None = None, xfail: str | XFail | None = None,
             artifact: Callable[[Any], Any] | None = None, export: Export | None = None,
             optimizations: bool | Optimizations = False, allow_degenerate: bool = False,
-            trace_strict: bool = True) -> Case:
+            trace_strict: bool = True, record_submodules: bool = False) -> Case:
     """Declare a case. ``model``: a factory returning the eager ``nn.Module`` (or, for ``script_function``, the
     Python function itself). ``mode``: ``trace``, ``script``, ``hybrid`` (give ``artifact``: a function building the
     TorchScript artifact from the eager model), ``script_function`` or ``export`` (a torch.export program only).
@@ -133,7 +133,9 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
     passes of the TorchScript artifact (an :class:`Optimizations` gives each its own mark and tolerance).
     ``allow_degenerate``: goldens that check little (empty, constant, all within atol) are what the case means: no
     warning at export, nothing recorded. ``trace_strict``: ``torch.jit.trace(strict=...)``; False lets a traced
-    model return dicts and lists (their structure is then fixed by the trace)."""
+    model return dicts and lists (their structure is then fixed by the trace). ``record_submodules``: also store every
+    submodule's inputs and output per input set, so that a mismatch is localised to the first submodule whose own
+    output diverges (``torchconform export --record-submodules`` does it for every case; docs/localize.md)."""
     if mode not in USER_MODES:
         raise CaseError(f"case {name!r}: unknown mode {mode!r} (expected one of {', '.join(USER_MODES)})")
     if mode == "hybrid" and artifact is None:
@@ -211,7 +213,8 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
 
     tol = tolerance or {"default": {"mode": "allclose"}, "outputs": {}}
     return register(Case(name, "export" if mode == "export" else mode, description or name, build, seed, tol,
-                         xfail=_xfail_mark(xfail), allow_degenerate=allow_degenerate))
+                         xfail=_xfail_mark(xfail), allow_degenerate=allow_degenerate,
+                         record_submodules=record_submodules))
 
 
 def case(*, mode: str, inputs: Any, name: str | None = None, **kwargs: Any) -> Callable[[Callable[[], Any]], Any]:

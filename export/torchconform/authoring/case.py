@@ -84,6 +84,8 @@ class Case:
     # Goldens that check little (empty, constant, within the absolute tolerance) are warned about at export and
     # recorded in the manifest; True says the case means them (nothing is recorded).
     allow_degenerate: bool = False
+    # Store every submodule's inputs and output per input set, for localising a mismatch (writing/submodules.py).
+    record_submodules: bool = False
 
 
 class CaseError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -29,7 +30,11 @@ def _export(args: argparse.Namespace) -> int:
     try:
         # --cases: the user's own declarations instead of the built-in cases (--case then selects among them).
         declared = [c for spec in args.cases for c in load_user_cases(spec)] if args.cases else None
-        failed = write_corpus(args.out, select(args.case, declared), force=args.force, keep_going=args.keep_going,
+        cases = select(args.case, declared)
+        if args.record_submodules:  # every case with a TorchScript module (script functions and programs have none)
+            cases = [dataclasses.replace(c, record_submodules=True) if c.mode in ("trace", "script", "hybrid") else c
+                     for c in cases]
+        failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going,
                               log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
@@ -195,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--force", action="store_true", help="replace an existing corpus")
     exp.add_argument("--keep-going", action="store_true",
                      help="when some cases fail, write the corpus with the others (the export still exits 2)")
+    exp.add_argument("--record-submodules", action="store_true",
+                     help="also record every submodule's inputs and output per input set (cases with a TorchScript "
+                          "module), so that the runner can say which submodule a mismatch starts in (docs/localize.md)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 

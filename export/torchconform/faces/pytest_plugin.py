@@ -102,7 +102,8 @@ class CorpusItem(pytest.Item):
         if result["verdict"] == "XFAIL":
             pytest.xfail(result["line"])
         if result["verdict"] != "PASS":
-            raise CorpusFailure(result["line"])
+            first = (result.get("localization") or {}).get("first_divergence")
+            raise CorpusFailure(result["line"] + (f"\nfirst diverging submodule: {first}" if first else ""))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CorpusFailure):

@@ -283,6 +283,11 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             detail = f"{failing['path']}: {failing['message']}" if failing else ""
             # A tolerance other than the dtype's default is part of what the verdict means (runner.cpp prints it too).
             notes = [n for n in (x.get("tolerance_note", ""), (vs or {}).get("tolerance_note", "")) if n]
+            loc = x.get("localization") or {}
+            if loc.get("first_divergence"):
+                notes.append(f"first diverging submodule: {loc['first_divergence']}")
+            elif loc.get("note") and x["verdict"] == "FAIL":
+                notes.append(f"localize: {loc['note']}")
             detail = "; ".join([d for d in (detail, *dict.fromkeys(notes)) if d])
             agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
             # The minimum tolerance that would have passed (each alone, the others as they are).

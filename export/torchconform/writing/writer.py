@@ -29,6 +29,7 @@ from ..authoring.variants import (
 from ..authoring.warn import collect_warnings
 from ..schema import validate
 from . import protocol
+from .submodules import RECORD_CAP_BYTES, record_calls, recordable
 from .swap import replacing
 from .values import UnstorableValue, degenerate, describe, freeze, max_abs_diff
 
@@ -265,6 +266,12 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
 
     sets = []
     goldens: dict[str, Any] = {}
+    recording = case.record_submodules and isinstance(built.artifact, torch.jit.ScriptModule) and isinstance(
+        built.eager, torch.nn.Module)
+    if case.record_submodules and not recording:
+        raise CaseError(f"case {case.name!r}: record_submodules needs an nn.Module with a TorchScript module artifact "
+                        f"(mode {case.mode!r}: the replay calls the artifact's submodules)")
+    recorded_bytes = 0
     for s in built.input_sets:
         if not NAME_RE.match(s.name):
             raise CaseError(f"case {case.name!r}: input set name {s.name!r} must match {NAME_RE.pattern}")
@@ -291,6 +298,22 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
             "facts": s.facts,
             **({"xfail": _mark(s.xfail)} if s.xfail else {}),
         })
+        if recording and not recordable(s):
+            try:
+                records, skipped = record_calls(built.eager, lambda s=s: invoke(built.eager, s))
+            except Exception as e:  # noqa: BLE001 - the model's own failure under hooks: name the case
+                raise CaseError(f"case {case.name!r}, input set {s.name!r}: recording submodule calls failed: "
+                                f"{type(e).__name__}: {e}") from e
+            ref = _save(records, case_dir / "sets" / f"{s.name}.submodules.pt")
+            recorded_bytes += ref["bytes"]
+            cap = int(os.environ.get("TORCHCONFORM_RECORD_CAP_MB", RECORD_CAP_BYTES >> 20)) << 20
+            if recorded_bytes > cap:
+                raise CaseError(f"case {case.name!r}: the submodule records come to {recorded_bytes / 1e6:.1f} MB by "
+                                f"input set {s.name!r}, over the {cap >> 20} MiB cap: record a case with fewer or "
+                                "smaller input sets, or raise the cap knowingly (TORCHCONFORM_RECORD_CAP_MB)")
+            sets[-1]["submodules"] = {**ref, "calls": len(records), **({"skipped": skipped} if skipped else {})}
+        elif recording:
+            sets[-1]["submodules_skipped"] = recordable(s)
         weak = [] if case.allow_degenerate else degenerate(expected, case.tolerance)
         if weak:
             sets[-1]["degenerate"] = weak
@@ -344,7 +367,7 @@ def _sizes(manifest: dict[str, Any]) -> str:
 
     parts = [f"artifact {mb(manifest['artifact']['bytes'])}"] if "artifact" in manifest else []
     parts += [f"{v['name']} {mb(v['bytes'])}" for v in manifest["variants"] if "bytes" in v]
-    data = sum(s[k]["bytes"] for s in manifest["input_sets"] for k in ("inputs", "expected"))
+    data = sum(s[k]["bytes"] for s in manifest["input_sets"] for k in ("inputs", "expected", "submodules") if k in s)
     total = data + sum(int(p["bytes"]) for p in [manifest.get("artifact", {"bytes": 0}), *manifest["variants"]]
                        if "bytes" in p)
     return ", ".join([*parts, f"input sets and goldens {mb(data)}"]) + f" (total {mb(total)})"
