@@ -46,6 +46,7 @@ Corpus Corpus::open(const fs::path& root) {
   corpus.exported_torch = index.at("exported_with").at("torch").get<std::string>();
   corpus.exported_python = index.at("exported_with").at("python").get<std::string>();
   corpus.exported_threads = index.at("exported_with").value("threads", 0);
+  corpus.exported_cpu_capability = index.at("exported_with").value("cpu_capability", "");
   std::set<std::string> seen;
   for (const json& entry : index.at("cases")) {  // (the schema checked the shape of every entry)
     const std::string name = entry.at("name").get<std::string>();

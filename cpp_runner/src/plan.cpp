@@ -2,6 +2,8 @@
 // the bindings, the benchmarks and the floor iterate; and the registry of runtimes it draws from.
 #include "runtime.h"
 
+#include <ATen/Version.h>
+#include <ATen/native/DispatchStub.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -27,6 +29,19 @@ std::vector<RuntimeInfo> runtimes() {
 }
 
 const char* libtorch_version() { return TORCH_VERSION; }
+
+std::string cpu_capability() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  return at::get_cpu_capability();
+#else  // (older LibTorch: only the enum; x86 names)
+  switch (static_cast<int>(at::native::get_cpu_capability())) {
+    case 0: return "DEFAULT";
+    case 1: return "AVX2";
+    case 2: return "AVX512";
+  }
+  return "unknown";
+#endif
+}
 const char* torchconform_version() { return TORCHCONFORM_VERSION; }
 
 namespace {

@@ -40,7 +40,9 @@ class Console final : public Reporter {
     std::ostringstream banner;
     banner << "corpus " << label << ": " << cases.size() << " cases, " << n_sets << " input sets, " << n_variants
            << " variants, exported with torch " << corpus.exported_torch << " / python " << corpus.exported_python
-           << "; runtime LibTorch " << libtorch_version() << "; corpus.json sha256 " << corpus.index_sha256;
+           << (corpus.exported_cpu_capability.empty() ? "" : " (CPU " + corpus.exported_cpu_capability + ")")
+           << "; runtime LibTorch " << libtorch_version() << " (CPU " << cpu_capability()
+           << "); corpus.json sha256 " << corpus.index_sha256;
     out_(printable(banner.str()));
     std::string rt = "runtimes:";
     for (const auto& r : runtimes()) rt += " " + r.name + (r.available ? " yes;" : " NO (" + r.detail + ");");
@@ -97,7 +99,8 @@ class Json final : public Reporter {
   void end(const std::vector<SetResult>& results) override {
     using nlohmann::json;
     json out = head_;
-    out["runtime"] = {{"libtorch", libtorch_version()}, {"policy", policies_}, {"skipped", skipped_}};
+    out["runtime"] = {{"libtorch", libtorch_version()}, {"cpu_capability", cpu_capability()}, {"policy", policies_},
+                      {"skipped", skipped_}};
     json rts = json::object();
     for (const auto& r : runtimes()) rts[r.name] = {{"available", r.available}, {"detail", r.detail}};
     out["runtimes"] = rts;

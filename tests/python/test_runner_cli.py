@@ -270,3 +270,16 @@ def test_a_variant_that_disagrees_with_the_artifact_fails(run_cli, tmp_path: Pat
             assert x["verdict"] == "FAIL", x["line"]
             assert x["ok"] and not x["vs_artifact"]["ok"], x["line"]  # right against the golden, not the artifact
             assert "vs artifact:" in x["line"] and "mismatched=" in x["line"]
+
+
+def test_the_verifying_cpu_capability_is_printed_beside_the_exporters(runner, tmp_path) -> None:
+    """Goldens and outputs may differ in the last bits across ATen's CPU kernels: the runner says which it used,
+    beside the exporter's (and ATEN_CPU_CAPABILITY, which caps it, shows: the control)."""
+    import os
+
+    for env, want in (({}, torch.backends.cpu.get_cpu_capability()), ({"ATEN_CPU_CAPABILITY": "default"}, "DEFAULT")):
+        cmd = [str(runner), str(GOLDEN), "--case", "process_outputs", "--json", str(tmp_path / "r.json")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"(CPU {want}); corpus.json" in done.stdout and "exported with torch" in done.stdout
+        assert json.loads((tmp_path / "r.json").read_text())["runtime"]["cpu_capability"] == want

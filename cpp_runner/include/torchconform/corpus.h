@@ -169,7 +169,8 @@ struct Corpus {
   int format_version = 0;
   std::string exported_torch;
   std::string exported_python;
-  int exported_threads = 0;  // intra-op threads the goldens were computed with (exported_with.threads; 0: not said)
+  int exported_threads = 0;
+  std::string exported_cpu_capability;  // exported_with.cpu_capability ("" when not said)  // intra-op threads the goldens were computed with (exported_with.threads; 0: not said)
   std::vector<CaseSpec> cases;
 
   // Parses corpus.json (errors there throw CorpusError) and every case manifest, hash-checked against corpus.json;

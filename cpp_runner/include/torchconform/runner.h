@@ -33,6 +33,9 @@ struct RunOptions {
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
 const char* libtorch_version();
+// The CPU kernels ATen dispatches to in this process ("AVX2", "AVX512", "DEFAULT"...; ATEN_CPU_CAPABILITY caps it):
+// printed beside the exporter's, since goldens and outputs may differ in the last bits across capabilities.
+std::string cpu_capability();
 // torchconform's own version (pyproject.toml's, through CMake).
 const char* torchconform_version();
 

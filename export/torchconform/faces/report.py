@@ -209,7 +209,9 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
             f"- exported with torch {_cell(index.exported_torch)}, python {_cell(index.exported_python)}",
             f"- corpus.json SHA-256 {_code(index.index_sha256)} (pin it out of band: nothing in the corpus vouches "
             "for it)",
-            f"- verified with LibTorch {_cell(run['runtime']['libtorch'])}; policy: {_cell(run['runtime']['policy'])}"]
+            f"- verified with LibTorch {_cell(run['runtime']['libtorch'])}"
+            + (f", CPU capability {_cell(run['runtime']['cpu_capability'])}" if "cpu_capability" in run["runtime"]
+               else "") + f"; policy: {_cell(run['runtime']['policy'])}"]
     if run["runtime"].get("skipped"):
         out.append(f"- {_cell(run['runtime']['skipped'])}")
     out.append("")
