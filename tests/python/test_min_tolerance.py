@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import copy_corpus, rehash
+from conftest import GOLDEN, perturbed_corpus
 from torchconform import _core
 
 
@@ -53,12 +53,7 @@ def test_what_no_tolerance_passes_needs_an_unbounded_one() -> None:
 
 @pytest.mark.e2e
 def test_a_fail_says_what_would_pass(tmp_path, run_cli) -> None:
-    corpus = copy_corpus(tmp_path)
-    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
-    golden = torch.load(path, weights_only=True)
-    golden[1, 3] += 1e-3
-    torch.save(golden, path)
-    rehash(corpus, "simple_cnn")
+    corpus = perturbed_corpus(tmp_path)  # one golden element moved by 1e-3
     r = run_cli(corpus, "--case", "simple_cnn", "--json", tmp_path / "r.json")
     assert r.returncode == 1
     row = next(x for x in json.loads((tmp_path / "r.json").read_text())["results"]
@@ -76,14 +71,9 @@ def test_a_fail_says_what_would_pass(tmp_path, run_cli) -> None:
 def test_tolerances_suggests_only_what_is_needed(tmp_path, capsys) -> None:
     from torchconform.faces.cli import main
 
-    corpus = copy_corpus(tmp_path)
-    assert main(["tolerances", str(corpus), "--device", "cpu", "--case", "simple_cnn", "--suggest"]) == 0
+    assert main(["tolerances", str(GOLDEN), "--device", "cpu", "--case", "simple_cnn", "--suggest"]) == 0
     assert "No output needs a looser tolerance." in capsys.readouterr().out  # the control: golden/ passes as is
-    path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
-    golden = torch.load(path, weights_only=True)
-    golden[1, 3] += 1e-3
-    torch.save(golden, path)
-    rehash(corpus, "simple_cnn")
+    corpus = perturbed_corpus(tmp_path)  # one golden element moved by 1e-3
     assert main(["tolerances", str(corpus), "--device", "cpu", "--case", "simple_cnn", "--suggest"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("- simple_cnn:"))  # the TorchScript artifact's policy
