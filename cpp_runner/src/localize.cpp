@@ -7,6 +7,7 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
 #include <sstream>
 
 namespace torchconform {
@@ -67,12 +68,17 @@ Localization localize(const CaseSpec& c, const InputSetSpec& s, const ToleranceP
   c10::InferenceMode guard;
   for (const c10::IValue& rec : records.toListRef()) {
     SubmoduleCheck check;
-    if (!rec.isTuple() || rec.toTupleRef().elements().size() != 4 || !rec.toTupleRef().elements()[0].isString() ||
-        !rec.toTupleRef().elements()[1].isInt() || !rec.toTupleRef().elements()[2].isTuple()) {
-      out.note = "localisation stopped: " + who + " holds a record that is not (path, call, inputs, output)";
+    // (path, call, args, kwargs, output); corpora recorded before keyword inputs were kept hold (path, call, args,
+    // output).
+    const size_t n = rec.isTuple() ? rec.toTupleRef().elements().size() : 0;
+    if ((n != 4 && n != 5) || !rec.toTupleRef().elements()[0].isString() ||
+        !rec.toTupleRef().elements()[1].isInt() || !rec.toTupleRef().elements()[2].isTuple() ||
+        (n == 5 && !rec.toTupleRef().elements()[3].isGenericDict())) {
+      out.note = "localisation stopped: " + who + " holds a record that is not (path, call, args, kwargs, output)";
       break;
     }
     const auto& e = rec.toTupleRef().elements();
+    const c10::IValue& expected = e[n - 1];
     check.path = e[0].toStringRef();
     check.call = e[1].toInt();
     std::string why;
@@ -93,17 +99,55 @@ Localization localize(const CaseSpec& c, const InputSetSpec& s, const ToleranceP
     const torch::jit::Method& method = *found;
     std::vector<c10::IValue> args;
     for (const auto& x : e[2].toTupleRef().elements()) args.push_back(to_device(x, o.device, /*copy=*/true));
-    const size_t arity = method.function().getSchema().arguments().size() - 1;  // without self (a module method)
+    const auto& schema = method.function().getSchema();
+    const size_t arity = schema.arguments().size() - 1;  // without self (a module method)
     if (args.size() > arity) {
       check.why_not = "recorded with " + std::to_string(args.size()) + " arguments, the artifact's " + check.method +
                       " takes " + std::to_string(arity);
       out.checks.push_back(std::move(check));
       continue;
     }
+    // Keyword inputs: by name where the method takes them; a non-tensor one it does not take was a constant of the
+    // trace (tracing bakes non-tensor arguments in) and is left out, saying so; a tensor one it does not take means
+    // the artifact computes something else, and the call is not replayed.
+    torch::jit::Kwargs kwargs;
+    std::vector<std::string> dropped;
+    if (n == 5) {
+      for (const auto& kv : e[3].toGenericDict()) {
+        if (!kv.key().isString()) {
+          why = "a keyword input whose name is not a string";
+          break;
+        }
+        const std::string& name = kv.key().toStringRef();
+        if (schema.argumentIndexWithName(name)) {
+          kwargs[name] = to_device(kv.value(), o.device, /*copy=*/true);
+        } else if (kv.value().isTensor() || kv.value().isList() || kv.value().isTuple() ||
+                   kv.value().isGenericDict()) {
+          why = "keyword input '" + name + "' (not a scalar) is not a parameter of the artifact's " + check.method;
+          break;
+        } else {
+          std::ostringstream v;
+          v << name << "=" << kv.value();
+          dropped.push_back(v.str());
+        }
+      }
+    }
+    if (!why.empty()) {
+      check.why_not = why;
+      out.checks.push_back(std::move(check));
+      continue;
+    }
+    if (!dropped.empty()) {
+      std::sort(dropped.begin(), dropped.end());
+      std::string list;
+      for (const auto& d : dropped) list += (list.empty() ? "" : ", ") + d;
+      check.note = "replayed without the keyword inputs " + list + " (not parameters of the artifact's " +
+                   check.method + ": constants baked in by tracing)";
+    }
     try {
       if (s.seed) torch::manual_seed(static_cast<uint64_t>(*s.seed));
-      const c10::IValue got = to_device(method(std::move(args)), c10::Device(c10::kCPU));
-      check.comparison = compare(e[3], got, policy, OverrideCheck::kCollect);
+      const c10::IValue got = to_device(method(std::move(args), kwargs), c10::Device(c10::kCPU));
+      check.comparison = compare(expected, got, policy, OverrideCheck::kCollect);
       check.replayed = true;
     } catch (const c10::Error& err) {
       check.why_not = "the call raised: " + torch_message(err);

@@ -72,7 +72,7 @@ void from_json(const nlohmann::json& j, Comparison& c) {
 
 void to_json(nlohmann::json& j, const SubmoduleCheck& k) {
   j = {{"path", k.path}, {"call", k.call}, {"method", k.method}, {"replayed", k.replayed}, {"why_not", k.why_not},
-       {"comparison", k.replayed ? nlohmann::json(k.comparison) : nlohmann::json(nullptr)}};
+       {"note", k.note}, {"comparison", k.replayed ? nlohmann::json(k.comparison) : nlohmann::json(nullptr)}};
 }
 
 void from_json(const nlohmann::json& j, SubmoduleCheck& k) {
@@ -81,6 +81,7 @@ void from_json(const nlohmann::json& j, SubmoduleCheck& k) {
   k.method = j.at("method").get<std::string>();
   k.replayed = j.at("replayed").get<bool>();
   k.why_not = j.at("why_not").get<std::string>();
+  k.note = j.at("note").get<std::string>();
   if (k.replayed) k.comparison = j.at("comparison").get<Comparison>();
 }
 

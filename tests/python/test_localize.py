@@ -72,18 +72,25 @@ def test_unperturbed_localises_nothing(recorded: Path, tmp_path: Path, run_cli) 
         assert {"features.0.conv", "features.2.conv", "classifier"} <= {k["path"] for k in replayed}
         assert all(k["comparison"]["ok"] for k in replayed)
     assert "localize: " in r.stdout
-    # A hybrid model: the traced encoder's inner modules have no methods of their own (inlined into its graph) and
-    # its layers were called with keyword arguments (not recorded): said per call, never an error of the set.
+    # A hybrid model: the traced encoder's layers are called with keyword inputs (src_mask=None, is_causal=False)
+    # that tracing baked in: replayed without them, saying so; their inner modules have no methods of their own
+    # (inlined into the layer's graph): said per call, never an error of the set.
     full = [x for x in results(tmp_path / "r.json") if x["artifact"] == "" and x["case"] == "full_model"
             and x["localization"]]
     assert full and all(x["verdict"] == "PASS" and x["localization"]["first_divergence"] == "" for x in full)
     checks = full[0]["localization"]["submodules"]
-    assert any(k["replayed"] for k in checks) and any(k["why_not"] for k in checks)
+    layers = [k for k in checks if k["path"].startswith("encoder.layers.layers.") and k["path"].count(".") == 3]
+    assert len(layers) == 6 and all(k["replayed"] and k["comparison"]["ok"] for k in layers), layers
+    assert all("is_causal=False" in k["note"] and "baked in by tracing" in k["note"] for k in layers)
+    assert any("inlined" in k["why_not"] for k in checks)
 
 
 @pytest.mark.parametrize(("case", "parameter", "expected", "input_set"), [
     ("simple_cnn", "features.2.conv.weight", "features.2.conv", "b4_32x32"),
     ("dynamic_router", "experts.1.bias", "experts.1", "all_experts"),
+    # one layer of the hybrid's traced encoder (a bias: a constant added to the weights would cancel in the
+    # LayerNorm'd, zero-mean input)
+    ("full_model", "encoder.layers.layers.1.linear1.bias", "encoder.layers.layers.1", "greedy_b2_s24"),
 ])
 def test_a_perturbed_layer_is_the_first_divergence(recorded, tmp_path, run_cli, case, parameter, expected,
                                                    input_set) -> None:

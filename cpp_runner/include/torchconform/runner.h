@@ -108,6 +108,7 @@ struct SubmoduleCheck {
   std::string method;  // the artifact's method replayed ("forward", "forward1" for a traced second call)
   bool replayed = false;
   std::string why_not;  // not replayed: why (not a submodule in the artifact, inlined, arity...)
+  std::string note;     // replayed with a difference from the eager call, e.g. keyword inputs left out
   Comparison comparison;
 };
 // The localisation of one result: every check in the eager run's completion order (a child completes before its

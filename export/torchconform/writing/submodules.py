@@ -7,8 +7,11 @@ its parent, so the first diverging record is the innermost one). The runner feed
 artifact the recorded eager inputs, so it measures that submodule's own error, not the error it inherits from
 upstream (the Shadow approach of PyTorch's numeric suite).
 
-A record is ``(path, call index, inputs tuple, output)``. Calls that cannot be replayed from C++ are left out and
-counted in the manifest: keyword arguments, values the corpus cannot hold (the same rule as for input sets).
+A record is ``(path, call index, positional inputs tuple, keyword inputs dict, output)``. The runner passes a keyword
+input by name where the artifact's method takes it, and drops a non-tensor one it does not take (tracing bakes those
+in as constants: ``TransformerEncoder`` calls its layers with ``src_mask=None, is_causal=False``), saying so per call.
+Calls that cannot be stored are left out and counted in the manifest: values the corpus cannot hold (the same rule
+as for input sets).
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ def recordable(s: InputSet) -> str:
     return ""
 
 
-def record_calls(model: torch.nn.Module, run: Any) -> tuple[list[tuple[str, int, tuple, Any]], list[str]]:
+def record_calls(model: torch.nn.Module, run: Any) -> tuple[list[tuple[str, int, tuple, dict, Any]], list[str]]:
     """Calls ``run()`` (which runs ``model`` on one input set) with hooks on every submodule; returns the records in
     completion order and a note per call left out."""
     names = {id(m): n for n, m in model.named_modules() if n}
-    records: list[tuple[str, int, tuple, Any]] = []
+    records: list[tuple[str, int, tuple, dict, Any]] = []
     skipped: list[str] = []
     counts: Counter[str] = Counter()
     pending: dict[int, list[Any]] = {}
@@ -48,7 +51,7 @@ def record_calls(model: torch.nn.Module, run: Any) -> tuple[list[tuple[str, int,
 
     def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         try:
-            frozen: Any = freeze(tuple(args))
+            frozen: Any = (freeze(tuple(args)), freeze(dict(kwargs)))
         except UnstorableValue as e:
             frozen = e
         pending.setdefault(id(module), []).append(frozen)
@@ -58,13 +61,11 @@ def record_calls(model: torch.nn.Module, run: Any) -> tuple[list[tuple[str, int,
         call = counts[name]
         counts[name] += 1
         inputs = pending[id(module)].pop()
-        if kwargs:
-            skipped.append(f"{name} call {call}: keyword arguments ({', '.join(kwargs)})")
-        elif isinstance(inputs, UnstorableValue):
+        if isinstance(inputs, UnstorableValue):
             skipped.append(f"{name} call {call}: inputs: {inputs}")
         else:
             try:
-                records.append((name, call, inputs, freeze(output)))
+                records.append((name, call, *inputs, freeze(output)))
             except UnstorableValue as e:
                 skipped.append(f"{name} call {call}: output: {e}")
 
