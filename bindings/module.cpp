@@ -378,6 +378,35 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("case"), py::arg("input_set"),
       "(inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).");
   m.def(
+      "load_records",
+      [](const Corpus& corpus, const std::string& name, const std::string& set) -> py::object {
+        const CaseSpec& c = find_case(corpus, name);
+        const InputSetSpec* spec = nullptr;
+        for (const auto& s : c.sets)
+          if (s.name == set) spec = &s;
+        if (!spec) throw CorpusError(c.name + ": no input set named '" + set + "'");
+        if (!spec->submodules) return py::none();
+        c10::IValue records;
+        {
+          py::gil_scoped_release release;
+          records = load_value(read_verified(c, *spec->submodules), c.name + "/" + spec->submodules->file);
+        }
+        return to_python(records);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("input_set"),
+      "The set's recorded submodule calls [(path, call, args, kwargs, output), ...] as the runner reads them "
+      "(hash-checked), or None when the set has none.");
+  m.def(
+      "run_aoti_package",
+      [](const std::string& package, const std::vector<at::Tensor>& inputs, const std::string& device) {
+        const c10::Device d(device);
+        py::gil_scoped_release release;
+        return run_aoti_package(package, inputs, d);
+      },
+      py::arg("package"), py::arg("inputs"), py::arg("device") = "cpu",
+      "Load an AOTInductor package with the runner's loader and call it once on flat tensors (C++, no Python "
+      "inside); returns its flat outputs on the CPU.");
+  m.def(
       "compare_output",
       [](const Corpus& corpus, const std::string& name, const std::string& artifact, const std::string& set,
          const py::object& actual) {

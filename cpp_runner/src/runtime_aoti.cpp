@@ -325,6 +325,29 @@ class Aoti final : public Runtime {
 
 }  // namespace
 
+std::vector<at::Tensor> run_aoti_package(const std::string& package, const std::vector<at::Tensor>& inputs,
+                                         const c10::Device& device) {
+#ifdef TORCHCONFORM_HAVE_AOTI
+  try {
+    torch::inductor::AOTIModelPackageLoader loader(package, "model", /*run_single_threaded=*/false,
+                                                   /*num_runners=*/1,
+                                                   device.is_cuda() ? device.index() : static_cast<c10::DeviceIndex>(-1));
+    std::vector<at::Tensor> on_device;
+    for (const auto& t : inputs) on_device.push_back(t.to(device));
+    c10::InferenceMode guard;
+    auto out = loader.run(on_device);
+    for (auto& t : out) t = t.to(c10::Device(c10::kCPU));
+    return out;
+  } catch (const c10::Error& e) {
+    throw CorpusError(package + ": " + torch_message(e), ErrorKind::kLoad);
+  }
+#else
+  (void)inputs;
+  (void)device;
+  throw CorpusError(package + ": " + aoti_runtime().info().detail, ErrorKind::kNotRun);
+#endif
+}
+
 const Runtime& aoti_runtime() {
   static const Aoti runtime;
   return runtime;

@@ -116,3 +116,98 @@ def test_a_perturbed_layer_is_the_first_divergence(recorded, tmp_path, run_cli, 
     r = run_cli(corpus, "--case", case, "--no-localize", "--json", tmp_path / "n.json")
     row = next(x for x in results(tmp_path / "n.json") if x["artifact"] == "" and x["input_set"] == input_set)
     assert row["verdict"] == "FAIL" and row["localization"] is None
+
+
+# ---- torch.export programs: node by node (fx.Interpreter) and AOTInductor debug packages (torchconform localize) ----
+
+def perturb_program(corpus: Path, case: str, parameter: str, channel_scale: float = 1.01) -> None:
+    """Scales output channel 0 of one parameter inside the case's exported program (its file, re-signed): the
+    capture carries a wrong weight, the TorchScript artifact and the records do not."""
+    path = corpus / case / "variants" / "export.pt2"
+    ep = torch.export.load(str(path))
+    with torch.no_grad():
+        ep.state_dict[parameter][0].mul_(channel_scale)
+    torch.export.save(ep, str(path))
+    rehash(corpus, case)
+
+
+def localize_cli(*args: object) -> tuple[int, dict]:
+    from torchconform.faces.cli import main
+
+    out = Path(str(args[-1]))
+    code = main(["localize", *[str(a) for a in args[:-1]], "--quiet", "--json", str(out)])
+    return code, json.loads(out.read_text())
+
+
+def test_program_unperturbed_localises_nothing(recorded: Path, tmp_path: Path) -> None:
+    for case, scopes in (("simple_cnn", 12), ("full_model", 58)):
+        code, r = localize_cli(recorded, "--case", case, tmp_path / f"{case}.json")
+        assert code == 0, r
+        for s in r["sets"]:
+            compared = [k for k in s["fx"] if k["compared"]]
+            # every recorded submodule call is found in the graph by its nn_module_stack, and matches
+            assert len(compared) == scopes and all(k["ok"] for k in compared), s
+            assert s["fx_first_divergence"] == ""
+
+
+def test_a_perturbed_program_node_is_found(recorded: Path, tmp_path: Path, capsys) -> None:
+    corpus = copy_of(recorded, tmp_path)
+    perturb_program(corpus, "simple_cnn", "features.2.conv.weight")
+    code, r = localize_cli(corpus, "--case", "simple_cnn", "--set", "b4_32x32", "--aoti", tmp_path / "r.json")
+    assert code == 1
+    (s,) = r["sets"]
+    assert s["fx_first_divergence"] == "features.2.conv (call 0, node conv2d_1)"
+    assert s["aoti_first_divergence"] == "features.2.conv (call 0, node conv2d_1)", s["aoti_notes"]
+    for side in ("fx", "aoti"):
+        before = [k for k in s[side] if k["path"] in ("features.0.conv", "features.0", "features.1")]
+        assert len(before) == 3 and all(k["compared"] and k["ok"] for k in before)  # upstream of it: clean
+    assert "first: features.2.conv (call 0, node conv2d_1)" in capsys.readouterr().out
+    # The corpus itself is unchanged for the runner: only the program's file was re-signed, and the TorchScript
+    # artifact still matches (control for the perturbation landing in the program, not elsewhere).
+    code, r = localize_cli(corpus, "--case", "full_model", tmp_path / "f.json")
+    assert code == 0
+
+
+def test_aoti_falls_back_to_bisection_when_marking_hides_the_mismatch(recorded: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """A mismatch that only the case's own package shows (fused differently once values are marked as outputs) is
+    simulated: the case's package "fails" on the set, the marked package's model outputs pass. The command must
+    say so and bisect over graph prefixes, and the bisection must still find the perturbed node."""
+    from torchconform import _core as real
+    from torchconform.safeload import load_exported_program
+    from torchconform.tools import localize_export as le
+
+    corpus = copy_of(recorded, tmp_path)
+    perturb_program(corpus, "simple_cnn", "features.2.conv.weight")
+    opened = real.Corpus.open(str(corpus))
+    args, golden = real.load_set(opened, "simple_cnn", "b4_32x32")
+    records = {(r[0], int(r[1])): r[-1] for r in real.load_records(opened, "simple_cnn", "b4_32x32")}
+    fake_case_package = tmp_path / "case-package.pt2"
+    fake_case_package.write_bytes(b"")
+    calls: list[str] = []
+
+    class Core:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        @staticmethod
+        def run_aoti_package(package: str, inputs: list, device: str) -> list:
+            calls.append(Path(package).name)
+            if package == str(fake_case_package):
+                return [golden + 1.0]
+            out = real.run_aoti_package(package, inputs, device)
+            if Path(package).name == "marked.pt2":
+                out[0] = golden.clone()  # the marked package's model output passes
+            return out
+
+    monkeypatch.setattr(le, "_core", Core())
+    program = load_exported_program(corpus / "simple_cnn" / "variants" / "export.pt2")
+    tolerance = {"default": {"mode": "allclose", "rtol": 1.3e-6, "atol": 1e-5}, "outputs": {}}
+    checks, notes = le.aoti_checks(program, tuple(args), [], records, tolerance, golden, fake_case_package, "cpu",
+                                   "mark", lambda m: None)
+    assert any("made the mismatch disappear" in n for n in notes), notes
+    assert any(n.startswith("bisection over 12 scope outputs") for n in notes), notes
+    first = next(k for k in checks if k.compared and not k.ok)
+    assert (first.path, first.node) == ("features.2.conv", "conv2d_1")
+    assert calls[:2] == ["marked.pt2", "case-package.pt2"] and all(c.startswith("probe") for c in calls[2:])
+    assert len(calls) - 2 <= 4  # log2(12) probes, not one per scope

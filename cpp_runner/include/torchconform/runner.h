@@ -46,6 +46,11 @@ std::string default_aoti_cache();
 // it through the bindings, for this LibTorch or (torchconform compat) for another PyTorch's version.
 std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
                               const std::string& device_type, const std::string& torch_version = libtorch_version());
+// Loads an AOTInductor package (not one of a corpus: e.g. the debug package `torchconform localize --aoti` builds,
+// whose outputs are a program's intermediate values) and calls it once on flat tensors; returns its flat outputs.
+// Throws CorpusError when this LibTorch has no AOTInductor loader or the package does not load or run.
+std::vector<at::Tensor> run_aoti_package(const std::string& package, const std::vector<at::Tensor>& inputs,
+                                         const c10::Device& device);
 
 // The runtimes this runner can run artifacts with, and why one is missing ("" when available).
 struct RuntimeInfo {

@@ -184,6 +184,23 @@ def _tolerances(args: argparse.Namespace) -> int:
     return 0
 
 
+def _localize(args: argparse.Namespace) -> int:
+    from ..tools.localize_export import localize, render
+
+    log = _stderr(args.quiet) or (lambda m: None)
+    try:
+        result = localize(args.corpus, args.case, variant=args.program, sets=args.set, aoti=args.aoti,
+                          method=args.method, device=args.device, aoti_cache=args.aoti_cache, log=log)
+    except ValueError as e:  # the core's CorpusError too
+        print(f"torchconform localize: {e}", file=sys.stderr)
+        return 2
+    print(render(result), end="")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    diverged = any(s.get(k) for s in result["sets"] for k in ("fx_first_divergence", "aoti_first_divergence"))
+    return 1 if diverged else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .. import __version__
 
@@ -250,6 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     tol.add_argument("--suggest", action="store_true", help="propose per-output tolerances (nothing is written)")
     tol.add_argument("--margin", type=float, default=2.0, help="factor over the measured need (default: 2)")
     tol.set_defaults(run=_tolerances)
+
+    loc = sub.add_parser("localize", help="where a torch.export program starts to differ from the eager model: "
+                                           "its graph node by node (fx.Interpreter), or with --aoti its "
+                                           "AOTInductor package, against the recorded submodule outputs "
+                                           "(docs/localize.md); exit 1 when something diverges")
+    loc.add_argument("corpus", type=Path)
+    loc.add_argument("--case", required=True, help="the case (exported with --record-submodules)")
+    loc.add_argument("--program", help="the exported program variant (default: the case's first)")
+    loc.add_argument("--set", action="append", metavar="NAME", help="only this input set (repeatable)")
+    loc.add_argument("--aoti", action="store_true", help="also compile and run debug packages from C++ (costs "
+                                                         "AOTInductor compiles per set)")
+    loc.add_argument("--method", choices=["mark", "bisect"], default="mark",
+                     help="--aoti: mark every submodule output as an extra output (default; bisects by itself when "
+                          "that makes the mismatch disappear) or bisect over graph prefixes")
+    loc.add_argument("--device", default="cpu", help="device for --aoti (default: cpu)")
+    loc.add_argument("--aoti-cache", type=Path, help=cache_help)
+    loc.add_argument("--json", type=Path, help="also write every check as JSON")
+    loc.add_argument("--quiet", action="store_true", help="no progress lines")
+    loc.set_defaults(run=_localize)
 
     ben = sub.add_parser("bench", help="benchmarks: Python eager vs TorchScript (Python, C++) vs AOTInductor per "
                                        "model, and the suite's own speed (docs/bench.md)")
