@@ -40,6 +40,7 @@ struct Fields {
   int64_t integer(const char* key) const {
     return at(key, json::value_t::number_integer, "an integer").get<int64_t>();
   }
+  double number(const char* key) const { return at(key, json::value_t::number_float, "a number").get<double>(); }
   const json& array(const char* key) const { return at(key, json::value_t::array, "an array"); }
   const json& object(const char* key) const { return at(key, json::value_t::object, "an object"); }
   bool has(const char* key) const { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
@@ -256,6 +257,17 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
     spec.inputs = file_ref(sfn.object("inputs"), swho + ": inputs");
     spec.expected = file_ref(sfn.object("expected"), swho + ": expected");
     if (sfn.has("submodules")) spec.submodules = file_ref(sfn.object("submodules"), swho + ": submodules");
+    if (sfn.has("envelope")) {
+      const json& env = sfn.object("envelope");
+      const Fields ef{env, swho + ": envelope"};
+      for (const json& src : ef.array("sources")) spec.envelope_sources.push_back(src.get<std::string>());
+      for (const auto& [path, bound] : ef.object("outputs").items()) {
+        const Fields bf{bound, swho + ": envelope " + path};
+        if (bf.number("max_abs") < 0 || bf.number("max_ulp") < 0 || !std::isfinite(bf.number("max_abs")))
+          throw CorpusError(swho + ": envelope " + path + ": bounds must be finite and >= 0");
+        spec.envelope[path] = {bf.number("max_abs"), bf.number("max_ulp")};
+      }
+    }
     if (sfn.has("keywords")) {
       std::set<std::string> seen;
       for (const json& k : sfn.array("keywords")) {

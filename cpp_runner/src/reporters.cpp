@@ -4,6 +4,7 @@
 #include "results_json.h"
 
 #include <fstream>
+#include <cmath>
 #include <sstream>
 
 namespace torchconform {
@@ -187,6 +188,12 @@ std::string format_result(const SetResult& r) {
   if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
   if (!r.localization.first_divergence.empty())
     os << " [first diverging submodule: " << r.localization.first_divergence << "]";
+  if (r.envelope.present && r.error.empty()) {
+    std::ostringstream e;
+    e.precision(2);
+    if (std::isinf(r.envelope.ratio)) e << "inf"; else e << r.envelope.ratio;
+    os << " [noise envelope: " << e.str() << "x" << (r.envelope.within ? "" : ", outside") << "]";
+  }
   os << " (" << fmt(r.seconds * 1000) << " ms)";
   // Everything on the line that came from a corpus (names, reasons, messages) is escaped once more as a whole: no
   // byte of it can end the line, move the cursor or reorder what a terminal shows.

@@ -125,6 +125,9 @@ void to_json(nlohmann::json& j, const SetResult& r) {
   j["vs_artifact"] = r.has_reference ? nlohmann::json(r.vs_artifact) : nlohmann::json(nullptr);
   j["localization"] =
       r.localization.ran || !r.localization.note.empty() ? nlohmann::json(r.localization) : nlohmann::json(nullptr);
+  j["envelope"] = r.envelope.present ? nlohmann::json{{"within", r.envelope.within}, {"ratio", num(r.envelope.ratio)},
+                                                      {"detail", r.envelope.detail}}
+                                     : nlohmann::json(nullptr);
 }
 
 void from_json(const nlohmann::json& j, SetResult& r) {
@@ -152,6 +155,12 @@ void from_json(const nlohmann::json& j, SetResult& r) {
   r.has_reference = !j.at("vs_artifact").is_null();
   if (r.has_reference) r.vs_artifact = j.at("vs_artifact").get<Comparison>();
   if (!j.at("localization").is_null()) r.localization = j.at("localization").get<Localization>();
+  if (!j.at("envelope").is_null()) {
+    r.envelope.present = true;
+    r.envelope.within = j.at("envelope").at("within").get<bool>();
+    r.envelope.ratio = num(j.at("envelope").at("ratio"));
+    r.envelope.detail = j.at("envelope").at("detail").get<std::string>();
+  }
 }
 
 std::string result_to_json(const SetResult& r) {

@@ -10,6 +10,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <set>
@@ -138,6 +139,43 @@ std::vector<c10::IValue> fresh_args(const SetData& d, const c10::Device& device)
   return args;
 }
 
+// The golden comparison relative to the set's noise envelope: how many envelopes away from the golden the result is,
+// for the output that is furthest out. Informational: the verdict is the tolerance's.
+EnvelopeCheck relative_to_envelope(const Comparison& cmp, const InputSetSpec& s) {
+  EnvelopeCheck e;
+  if (s.envelope.empty()) return e;
+  e.present = true;
+  std::string worst_path;
+  double worst_abs = 0, worst_env = 0;
+  for (const auto& leaf : cmp.leaves) {
+    const auto it = s.envelope.find(leaf.path);
+    if (it == s.envelope.end() || !leaf.floating) continue;
+    const double env = it->second.max_abs;
+    const double ratio = leaf.max_abs == 0 ? 0 : env > 0 ? leaf.max_abs / env : INFINITY;
+    if (worst_path.empty() || ratio > e.ratio) {
+      e.ratio = ratio;
+      worst_path = leaf.path;
+      worst_abs = leaf.max_abs;
+      worst_env = env;
+    }
+  }
+  std::string sources;
+  for (const auto& src : s.envelope_sources) sources += (sources.empty() ? "" : ", ") + src;
+  if (worst_path.empty()) {
+    e.detail = "no floating output has an envelope";
+    return e;
+  }
+  e.within = e.ratio <= 1;
+  std::ostringstream d;
+  d.precision(3);
+  d << (e.within ? "within" : "outside") << " the noise envelope: " << worst_path << " max_abs " << worst_abs
+    << " vs envelope " << worst_env << " (";
+  if (std::isinf(e.ratio)) d << "inf"; else d << e.ratio;
+  d << "x; envelope over " << sources << ")";
+  e.detail = d.str();
+  return e;
+}
+
 SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bool first_use, const PlannedArtifact& a,
                   const Loaded& loaded, const c10::IValue* reference, const RunOptions& o) {
   SetResult r;
@@ -188,6 +226,7 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
     }
     r.steady_seconds = median(steady);
     r.verdict = r.comparison.ok && (!r.has_reference || r.vs_artifact.ok) ? Verdict::kPass : Verdict::kFail;
+    r.envelope = relative_to_envelope(r.comparison, s);
   } catch (const CorpusError& e) {
     r.verdict = Verdict::kError;
     r.error = e.what();
@@ -324,10 +363,16 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
             r.localization.note = printable(std::string("localisation failed: ") + e.what());
           }
         }
+        else if (!primary && r.verdict == Verdict::kFail && a.variant &&
+                 a.variant->kind == VariantKind::kExportedProgram)
+          r.localization.note = "whole-model comparison only in the runner: node by node with `torchconform localize " +
+                                c.dir.parent_path().string() + " --case " + c.name + " --program " + a.variant->name +
+                                " --set " + s->name + (a.runtime_name == "aoti" ? " --aoti" : "") +
+                                "` (the program's graph and AOTInductor debug packages against these records)";
         else if (!primary && r.verdict == Verdict::kFail)
           r.localization.note = "whole-model comparison only: this variant has no submodule hierarchy to replay "
-                                "(inlined by freezing or the passes, or an exported program); the TorchScript "
-                                "artifact's result on this set localises";
+                                "(inlined by freezing or the passes); the TorchScript artifact's result on this set "
+                                "localises";
       }
       all_compared = all_compared && r.verdict != Verdict::kError;
       overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());

@@ -6,8 +6,9 @@ tests/python/test_layout.py checks that it names exactly what the module has.
 """
 from __future__ import annotations
 import collections.abc
+import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_case', 'runtimes', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_aoti_package', 'run_case', 'runtimes', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -406,6 +407,10 @@ def default_aoti_cache() -> str:
     ...
 def libtorch_version() -> str:
     ...
+def load_records(corpus: Corpus, case: str, input_set: str) -> typing.Any:
+    """
+    The set's recorded submodule calls [(path, call, args, kwargs, output), ...] as the runner reads them (hash-checked), or None when the set has none.
+    """
 def load_set(corpus: Corpus, case: str, input_set: str) -> tuple[typing.Any, typing.Any]:
     """
     (inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).
@@ -433,6 +438,10 @@ def plan_artifacts(corpus: Corpus, case: str) -> list:
 def printable(text: str) -> str:
     """
     Corpus text made safe to print (control, invisible and bidirectional characters escaped): the one definition the CLI, the reports and the Python faces share.
+    """
+def run_aoti_package(package: str, inputs: collections.abc.Sequence[torch.Tensor], device: str = 'cpu') -> list[torch.Tensor]:
+    """
+    Load an AOTInductor package with the runner's loader and call it once on flat tensors (C++, no Python inside); returns its flat outputs on the CPU.
     """
 def run_case(corpus: Corpus, case: str, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, repeat: typing.SupportsInt | typing.SupportsIndex = 2, sets: collections.abc.Sequence[str] = [], aoti_cache: str = '') -> list[SetResult]:
     """

@@ -108,11 +108,18 @@ def test_a_perturbed_layer_is_the_first_divergence(recorded, tmp_path, run_cli, 
     assert all(expected.startswith(p) or p == expected for p in diverging), diverging
     # The variants, made from the unperturbed model, still match the goldens and differ from the perturbed artifact
     # (their second comparison); they have no hierarchy to replay and say so.
+    aoti_rows = [x for x in results(tmp_path / "r.json")
+                 if x["runtime"] == "aoti" and x["verdict"] == "FAIL" and x["input_set"] == input_set]
+    # (golden/'s packages serve: the fixture's programs are byte-identical to golden/'s, compiled before pytest)
+    assert len(aoti_rows) == (0 if case == "dynamic_router" else 1), [x["line"] for x in aoti_rows]
     for x in results(tmp_path / "r.json"):
         if x["artifact"] and x["verdict"] == "FAIL" and x["input_set"] == input_set:
             assert x["ok"] and not x["vs_artifact"]["ok"], x["line"]
             if x["runtime"] == "torchscript":
                 assert x["localization"]["note"].startswith("whole-model comparison only"), x["localization"]
+            if x["runtime"] == "aoti":  # an exported program: the note gives the command that localises it
+                assert f"torchconform localize {corpus} --case {case} --program " in x["localization"]["note"]
+                assert f"--set {input_set} --aoti`" in x["localization"]["note"]
     r = run_cli(corpus, "--case", case, "--no-localize", "--json", tmp_path / "n.json")
     row = next(x for x in results(tmp_path / "n.json") if x["artifact"] == "" and x["input_set"] == input_set)
     assert row["verdict"] == "FAIL" and row["localization"] is None

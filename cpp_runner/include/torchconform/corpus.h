@@ -6,6 +6,7 @@
 #include <ATen/core/ivalue.h>
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,14 @@ struct InputSetSpec {
   // The eager model's submodule calls on this set, (path, call index, inputs, output) in completion order, for
   // localising a mismatch (manifest `submodules`; exported with record_submodules).
   std::optional<FileRef> submodules;
+  // The noise envelope of the goldens (export --envelope): per output path ("$", "$[1]"), how far the golden moved
+  // when only the kernel dispatch changed (other thread counts, lower ATEN_CPU_CAPABILITY levels), and what was tried.
+  struct Bound {
+    double max_abs = 0;
+    double max_ulp = 0;
+  };
+  std::map<std::string, Bound> envelope;
+  std::vector<std::string> envelope_sources;
 };
 
 // One dimension of an exported program's input as its guards allow it: a static size, a symbol with its range (one

@@ -125,6 +125,15 @@ struct Localization {
   std::vector<SubmoduleCheck> checks;
 };
 
+// A result's difference from the golden relative to the golden's noise envelope (export --envelope): ratio is the
+// largest over the outputs of max_abs / the envelope's max_abs (0 when both are 0, +inf when only the envelope is 0).
+struct EnvelopeCheck {
+  bool present = false;
+  bool within = true;
+  double ratio = 0;
+  std::string detail;
+};
+
 struct SetResult {
   std::string case_name;
   std::string set_name;
@@ -145,6 +154,7 @@ struct SetResult {
   // Variants: the same calls compared with the TorchScript artifact's outputs (under the variant's tolerance).
   bool has_reference = false;
   Comparison vs_artifact;
+  EnvelopeCheck envelope;  // the golden comparison relative to the set's noise envelope, when the corpus has one
   // Timings of this artifact in this process: loading it (the same for all its sets), the first call of the set,
   // and the median of the calls after it (NaN with --repeat 1).
   double load_seconds = 0;

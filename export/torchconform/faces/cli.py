@@ -34,7 +34,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.record_submodules:  # every case with a TorchScript module (script functions and programs have none)
             cases = [dataclasses.replace(c, record_submodules=True) if c.mode in ("trace", "script", "hybrid") else c
                      for c in cases]
-        failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going,
+        failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going, envelope=args.envelope,
                               log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--record-submodules", action="store_true",
                      help="also record every submodule's inputs and output per input set (cases with a TorchScript "
                           "module), so that the runner can say which submodule a mismatch starts in (docs/localize.md)")
+    exp.add_argument("--envelope", action="store_true",
+                     help="also measure each golden's noise envelope (the artifact re-run under this CPU's lower "
+                          "ATEN_CPU_CAPABILITY levels and with all cores), which the runner reports results against "
+                          "(docs/localize.md)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 

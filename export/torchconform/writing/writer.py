@@ -374,6 +374,7 @@ def _sizes(manifest: dict[str, Any]) -> str:
 
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
+                 envelope: bool = False,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
@@ -381,7 +382,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     so an export that fails part way leaves the previous corpus as it was. An existing corpus is replaced only with
     ``force``. Exports into the same directory take turns. Every case is tried: when some fail, CaseError lists them
     all and nothing is written, unless ``keep_going``: then the corpus holds the others and the failures are
-    returned (one message each)."""
+    returned (one message each). ``envelope``: also measure each golden's noise envelope (writing/envelope.py)."""
     out = Path(out)
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
@@ -391,6 +392,10 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
             raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
                             + (" (nothing written; --keep-going writes the others)" if exported else "")
                             + ":\n  " + "\n  ".join(failed))
+        if envelope:
+            from .envelope import measure
+
+            measure(staging, EXPORT_THREADS, log)
     log(f"wrote {out} ({exported} cases, {time.perf_counter() - t_all:.1f} s)"
         + (f"; {len(failed)} failed and left out" if failed else ""))
     return failed
