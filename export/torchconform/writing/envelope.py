@@ -5,7 +5,8 @@ another CPU (another ``ATEN_CPU_CAPABILITY``: AVX-512 instead of AVX2, or no vec
 counts, a correct deployment moves within some distance of it; beyond that distance something else is going on. This
 module measures that distance per output: every case's artifact is run by the core (the C++ runner's own calls, seeds
 and preludes) in fresh processes that change only the kernel dispatch -- each lower capability level this CPU
-supports, and the exporter's thread count replaced by the machine's cores -- and the largest difference from the
+supports, oneDNN's and MKL's own ISA capped at SSE4, and the exporter's thread count replaced by the machine's
+cores -- and the largest difference from the
 golden per output path (max_abs, max_ulp) is stored in the input set's ``envelope`` with the list of what was changed.
 The runner then reports each result relative to it (JSON ``envelope``, and ``[noise envelope: 0.3x]`` on the line).
 
@@ -46,6 +47,11 @@ def sources(exported_threads: int) -> list[tuple[str, dict[str, str], int]]:
     """(label, environment changes, threads) of each run."""
     out = [(f"ATEN_CPU_CAPABILITY={lvl}", {"ATEN_CPU_CAPABILITY": lvl}, exported_threads)
            for lvl in lower_levels(torch.backends.cpu.get_cpu_capability())]
+    if torch.backends.cpu.get_cpu_capability().lower() in ("avx2", "avx512"):
+        # the libraries under ATen pick their own kernels: oneDNN (convolutions, some matmuls) and MKL (BLAS), each
+        # capped at SSE4 here
+        out.append(("ONEDNN_MAX_CPU_ISA=SSE41", {"ONEDNN_MAX_CPU_ISA": "SSE41"}, exported_threads))
+        out.append(("MKL_ENABLE_INSTRUCTIONS=SSE4_2", {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, exported_threads))
     cores = max(2, os.cpu_count() or 1)
     if cores != exported_threads:
         out.append((f"threads={cores}", {}, cores))
@@ -67,7 +73,8 @@ def _worker(corpus: str, out: str, threads: int) -> None:
 
 
 def _run(corpus: Path, env: dict[str, str], threads: int, out: Path) -> dict[str, Any]:
-    environ = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
     environ.update(env)
     code = ("import sys; from torchconform.writing.envelope import _worker; "
             "_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]))")
