@@ -427,6 +427,12 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("actual"),
       "An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the "
       "artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name).");
+  m.def("shard_names", &shard_names, py::arg("names"), py::arg("k"), py::arg("n"),
+        py::arg("costs") = std::map<std::string, double>{},
+        "The names (cases) of shard k (1-based) of n, as --shard K/N picks them: a stable hash of the name, or "
+        "with costs (seconds per name) longest first to the least loaded shard. Keeps the order of `names`.");
+  m.def("case_costs_from_report", &case_costs_from_report, py::arg("path"),
+        "Seconds per case in a JSON report (the sum over its results and devices): what --durations reads.");
   m.def("default_aoti_cache", &default_aoti_cache);
   m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
         py::arg("torch_version") = std::string(libtorch_version()),

@@ -9,10 +9,18 @@
 
 #include <dlfcn.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cmath>
+#include <fstream>
 #include <cstdlib>
 #include <set>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 namespace torchconform {
 namespace {
@@ -76,6 +84,23 @@ const std::vector<Option>& table() {
        [](VerifyOptions& o, const std::string&, const std::string&) { o.localize = RunOptions::Localize::kAlways; }},
       {"--no-localize", nullptr, "never replay submodule records (by default a FAIL of a set that has them does)",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.localize = RunOptions::Localize::kOff; }},
+      {"--jobs", "N",
+       "run N isolated cases at a time (default: 1); output, reports and exit status are a sequential run's, in "
+       "case order",
+       [](VerifyOptions& o, const std::string& f, const std::string& v) { o.jobs = to_int(f, v); }},
+      {"--shard", "K/N",
+       "only the cases of shard K of N (1 <= K <= N): a stable hash of the case name, or with --durations the "
+       "recorded costs, decide; the N shards' union is the whole run",
+       [](VerifyOptions& o, const std::string& f, const std::string& v) {
+         const auto slash = v.find('/');
+         if (slash == std::string::npos) throw UsageError(f + " expects K/N, got '" + v + "'");
+         o.shard_index = to_int(f, v.substr(0, slash));
+         o.shard_count = to_int(f, v.substr(slash + 1));
+         if (o.shard_index > o.shard_count) throw UsageError(f + " expects K <= N, got '" + v + "'");
+       }},
+      {"--durations", "REPORT",
+       "balance --shard by each case's seconds in this JSON report (from an earlier --json run)",
+       [](VerifyOptions& o, const std::string&, const std::string& v) { o.durations = v; }},
       {"--quiet", nullptr, "no progress lines on stderr",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.quiet = true; }},
   };
@@ -104,6 +129,11 @@ VerifyOptions parse_verify_args(const std::vector<std::string>& args, const std:
       throw UsageError("more than one corpus directory given ('" + o.corpus + "', '" + arg + "')");
     }
   }
+  if (o.jobs > 1 && !o.isolate)
+    throw UsageError("--jobs runs cases in parallel child processes; --no-isolate runs them in this process: use "
+                     "one or the other");
+  if (!o.durations.empty() && o.shard_count == 1)
+    throw UsageError("--durations balances --shard K/N; without --shard it would do nothing");
   if (o.corpus.empty()) o.corpus = default_corpus;
   if (o.corpus.empty()) throw UsageError("no corpus directory given");
   if (o.timeout && !o.isolate)
@@ -152,6 +182,63 @@ std::vector<std::string> missing_operator_namespaces(const CaseSpec& c) {
   return missing;
 }
 
+namespace {
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ULL;
+  return h;
+}
+}  // namespace
+
+std::vector<std::string> shard_names(const std::vector<std::string>& names, int k, int n,
+                                     const std::map<std::string, double>& costs) {
+  if (n < 1 || k < 1 || k > n) throw UsageError("shard " + std::to_string(k) + "/" + std::to_string(n) +
+                                                ": expects 1 <= K <= N");
+  std::set<std::string> mine;
+  if (costs.empty()) {
+    for (const auto& name : names)
+      if (static_cast<int>(fnv1a64(name) % static_cast<uint64_t>(n)) == k - 1) mine.insert(name);
+  } else {
+    std::vector<double> known;
+    for (const auto& name : names)
+      if (costs.count(name)) known.push_back(costs.at(name));
+    std::sort(known.begin(), known.end());
+    const double median = known.empty() ? 1.0 : known[known.size() / 2];
+    std::vector<std::pair<double, std::string>> order;
+    for (const auto& name : names) order.emplace_back(costs.count(name) ? costs.at(name) : median, name);
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::vector<double> load(static_cast<size_t>(n), 0.0);
+    for (const auto& [cost, name] : order) {
+      const size_t to = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[to] += cost;
+      if (static_cast<int>(to) == k - 1) mine.insert(name);
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& name : names)
+    if (mine.count(name)) out.push_back(name);
+  return out;
+}
+
+std::map<std::string, double> case_costs_from_report(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("--durations " + printable(path) + ": cannot read it");
+  nlohmann::json j;
+  try {
+    in >> j;
+    std::map<std::string, double> out;
+    for (const auto& r : j.at("results")) {
+      const double s = r.at("seconds").get<double>();
+      if (std::isfinite(s) && s >= 0) out[r.at("case").get<std::string>()] += s;
+    }
+    return out;
+  } catch (const std::exception& e) {
+    throw UsageError("--durations " + printable(path) + ": not a torchconform JSON report (" + e.what() + ")");
+  }
+}
+
 std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* skipped) {
   if (spec != "cpu" && spec != "cuda" && spec != "all")
     throw UsageError("--device must be cpu, cuda or all, got '" + spec + "'");
@@ -179,7 +266,25 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   std::string skipped;
   const auto devices = resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);
-  const auto cases = corpus.select(options.cases);
+  auto cases = corpus.select(options.cases);
+  std::string shard_line;
+  if (options.shard_count > 1) {
+    std::vector<std::string> names;
+    for (const auto* c : cases) names.push_back(c->name);
+    const auto costs = options.durations.empty() ? std::map<std::string, double>{}
+                                                 : case_costs_from_report(options.durations);
+    const auto mine = shard_names(names, options.shard_index, options.shard_count, costs);
+    const std::set<std::string> keep(mine.begin(), mine.end());
+    cases.erase(std::remove_if(cases.begin(), cases.end(), [&](const CaseSpec* c) { return !keep.count(c->name); }),
+                cases.end());
+    std::ostringstream line;
+    line << "shard " << options.shard_index << "/" << options.shard_count << ": " << cases.size() << " of "
+         << names.size() << " cases " << (cases.empty() ? "(nothing to run in this shard; " : "(")
+         << (costs.empty() ? std::string("by a stable hash of the case name")
+                           : "balanced by the seconds in " + printable(options.durations))
+         << ")";
+    shard_line = line.str();
+  }
 
   VerifyOutcome outcome;
   std::vector<std::unique_ptr<Reporter>> reporters;
@@ -187,6 +292,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   reporters.push_back(json_reporter(options.json, &outcome.report));
   if (!options.junit.empty()) reporters.push_back(junit_reporter(options.junit));
   for (auto& r : reporters) r->begin(corpus, cases, options.corpus, skipped);
+  if (!shard_line.empty() && out) out(shard_line);
 
   const auto t0 = Clock::now();
   for (const auto& device : devices) {
@@ -195,6 +301,8 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     // One setting: unless told otherwise, verify with the thread count the goldens were computed with (a different
     // count may change reduction order, hence the last bits).
     ro.threads = options.threads ? options.threads : corpus.exported_threads;
+    if (!ro.threads && options.jobs > 1)  // N jobs x threads <= cores, unless --threads says otherwise
+      ro.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.jobs);
     ro.repeat = options.repeat;
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
@@ -205,17 +313,69 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
                                    ? " (threads: as the goldens were made, exported_with.threads; --threads N to change)"
                                    : "");
     for (auto& r : reporters) r->device(policy);
-    for (size_t i = 0; i < cases.size(); ++i) {
-      if (progress && !options.quiet) {
-        std::ostringstream p;
-        p.precision(3);
-        p << "[" << i + 1 << "/" << cases.size() << "] " << cases[i]->name << " on " << device.str() << " (elapsed "
-          << since(t0) << " s)";
-        progress(p.str());
-      }
-      auto sink = [&](const SetResult& res) {
-        for (auto& r : reporters) r->result(res);
+    auto sink = [&](const SetResult& res) {
+      for (auto& r : reporters) r->result(res);
+    };
+    auto announce = [&](size_t i) {
+      if (!progress || options.quiet) return;
+      std::ostringstream p;
+      p.precision(3);
+      p << "[" << i + 1 << "/" << cases.size() << "] " << cases[i]->name << " on " << device.str() << " (elapsed "
+        << since(t0) << " s)";
+      progress(p.str());
+    };
+    if (options.isolate && options.jobs > 1 && cases.size() > 1) {
+      // N cases at a time, each in its own child (run_case_isolated forks from these threads; the parent runs no
+      // LibTorch op, so no thread pool is copied into a child half-used). Results are reported in case order: a
+      // case's lines appear once every case before it is done, so the output is a sequential run's.
+      std::mutex mu;
+      std::condition_variable cv;
+      std::vector<std::vector<SetResult>> done(cases.size());
+      std::vector<std::string> failure(cases.size());
+      std::vector<char> finished(cases.size(), 0);
+      std::atomic<size_t> next{0};
+      auto worker = [&] {
+        for (size_t i; (i = next++) < cases.size();) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            announce(i);
+          }
+          std::vector<SetResult> got;
+          std::string why;
+          try {
+            got = run_case_isolated(*cases[i], ro, timeout, nullptr);
+          } catch (const std::exception& e) {
+            why = e.what();
+          }
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            done[i] = std::move(got);
+            failure[i] = std::move(why);
+            finished[i] = 1;
+          }
+          cv.notify_all();
+        }
       };
+      std::vector<std::thread> pool;
+      for (int j = 0; j < options.jobs && static_cast<size_t>(j) < cases.size(); ++j) pool.emplace_back(worker);
+      std::string first_failure;
+      for (size_t i = 0; i < cases.size(); ++i) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return finished[i] != 0; });
+        auto results = std::move(done[i]);
+        if (!failure[i].empty() && first_failure.empty()) first_failure = cases[i]->name + ": " + failure[i];
+        lock.unlock();
+        for (auto& res : results) {
+          sink(res);
+          outcome.results.push_back(std::move(res));
+        }
+      }
+      for (auto& t : pool) t.join();
+      if (!first_failure.empty()) throw std::runtime_error(first_failure);
+      continue;
+    }
+    for (size_t i = 0; i < cases.size(); ++i) {
+      announce(i);
       auto results = options.isolate ? run_case_isolated(*cases[i], ro, timeout, sink)
                                      : run_case(*cases[i], ro, {}, sink);
       for (auto& res : results) outcome.results.push_back(std::move(res));
@@ -223,6 +383,9 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   }
   for (auto& r : reporters) r->end(outcome.results);
   outcome.exit_code = summarize(outcome.results).exit_code();
+  // A shard that holds no case verified nothing by construction, not by accident: the union of the shards is the
+  // run that must verify something.
+  if (options.shard_count > 1 && cases.empty()) outcome.exit_code = 0;
   return outcome;
 }
 

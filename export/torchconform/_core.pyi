@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections.abc
 import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_aoti_package', 'run_case', 'runtimes', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -391,6 +391,10 @@ def bench_artifact(corpus: Corpus, case: str, artifact: str, method: str, args: 
     """
     Load one artifact of a case the way the runner does (artifact '' = the TorchScript artifact, a variant name, or 'export@aoti') and time calls of `method` on `args` in C++; returns (load_seconds, first_call_seconds, [seconds per timed call]).
     """
+def case_costs_from_report(path: str) -> dict[str, float]:
+    """
+    Seconds per case in a JSON report (the sum over its results and devices): what --durations reads.
+    """
 def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None) -> Comparison:
     """
     Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.
@@ -450,6 +454,10 @@ def run_case(corpus: Corpus, case: str, device: str = 'cpu', threads: typing.Sup
 def runtimes() -> list[tuple[str, bool, str]]:
     """
     (name, available, detail) of each runtime this build of the runner has.
+    """
+def shard_names(names: collections.abc.Sequence[str], k: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, costs: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex] = {}) -> list[str]:
+    """
+    The names (cases) of shard k (1-based) of n, as --shard K/N picks them: a stable hash of the name, or with costs (seconds per name) longest first to the least loaded shard. Keeps the order of `names`.
     """
 def validate(definition: str, json_text: str) -> str:
     """

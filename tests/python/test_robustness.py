@@ -30,10 +30,12 @@ def tc(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Compl
                           timeout=300, env={**os.environ, **(env or {})})
 
 
-def test_crash_in_one_case_is_reported_and_the_others_run(runner: Path) -> None:
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["sequential", "jobs2"])
+def test_crash_in_one_case_is_reported_and_the_others_run(runner: Path, jobs: list[str]) -> None:
     for fault, signal_name in (("segv", "Segmentation fault"), ("abort", "Aborted")):
         env = {**os.environ, "TORCHCONFORM_FAULT_INJECT": f"full_model:{fault}"}
-        r = subprocess.run([str(runner), GOLDEN, "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+        r = subprocess.run([str(runner), GOLDEN, "--quiet", *jobs], capture_output=True, text=True, env=env,
+                           timeout=300)
         assert r.returncode == 2, r.stdout + r.stderr
         crashed = [line for line in r.stdout.splitlines() if line.startswith("CRASH")]
         assert len(crashed) == N_FULL and all("full_model/" in line for line in crashed)
@@ -42,7 +44,7 @@ def test_crash_in_one_case_is_reported_and_the_others_run(runner: Path) -> None:
         assert r.stdout.count("\nPASS  ") == N_PASS - N_FULL
         assert f"summary: {N_PASS - N_FULL} passed, 0 failed, 0 errors, {N_FULL} crashed," in r.stdout
     # The Python front end goes through the same isolation.
-    r = tc("verify", GOLDEN, "--quiet", env={"TORCHCONFORM_FAULT_INJECT": "simple_cnn:segv"})
+    r = tc("verify", GOLDEN, "--quiet", *jobs, env={"TORCHCONFORM_FAULT_INJECT": "simple_cnn:segv"})
     assert r.returncode == 2 and r.stdout.count("\nCRASH simple_cnn") == N_CNN and "PASS  full_model/" in r.stdout
 
 
@@ -57,13 +59,14 @@ def build_spinning(seed: int) -> Built:
                  input_sets=[InputSet("forever", (torch.zeros(3),), "loops forever in TorchScript")])
 
 
-def test_a_hanging_case_times_out_and_the_others_run(runner: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["sequential", "jobs2"])
+def test_a_hanging_case_times_out_and_the_others_run(runner: Path, tmp_path: Path, jobs: list[str]) -> None:
     cases = [Case("spinning", "script_function", "a TorchScript loop that never ends", build_spinning, 1),
              *select(["process_outputs"])]
     write_corpus(tmp_path / "c", cases, log=lambda m: None)
     t0 = time.monotonic()
-    r = subprocess.run([str(runner), tmp_path / "c", "--timeout", "3", "--quiet"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([str(runner), tmp_path / "c", "--timeout", "3", "--quiet", *jobs], capture_output=True,
+                       text=True, timeout=120)
     assert time.monotonic() - t0 < 30
     assert r.returncode == 2, r.stdout + r.stderr
     assert "TIMEOUT spinning/forever [cpu] spinning: no result within the case time limit of 3 s" in r.stdout

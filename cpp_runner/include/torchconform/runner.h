@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -250,7 +251,24 @@ struct VerifyOptions {
   std::vector<std::string> libraries;
   bool allow_tf32 = false;  // RunOptions::allow_tf32
   RunOptions::Localize localize = RunOptions::Localize::kOnFail;
+  // --shard K/N: only the cases of shard K (1-based) of N; --durations: a previous JSON report whose per-case
+  // seconds balance the shards (else a stable hash of the case name decides).
+  int shard_index = 1, shard_count = 1;
+  std::string durations;
+  // --jobs N: isolated cases run N at a time (their results reported in case order, as a sequential run's);
+  // threads per case then default to max(1, cores / N) where the corpus does not say.
+  int jobs = 1;
 };
+
+// The names of shard k (1-based) of n among `names`: the whole case is the unit (one process, its artifacts loaded
+// once). Without costs, a case belongs to shard (FNV-1a 64 of its name) mod n + 1: stable across runs, machines and
+// corpus changes elsewhere. With costs (seconds per case from an earlier report; a case without one costs the
+// median), longest first to the least loaded shard (ties: the name, then the lower shard): the N shards' union is
+// `names`, with no overlap, for any n >= 1. Keeps the order of `names`.
+std::vector<std::string> shard_names(const std::vector<std::string>& names, int k, int n,
+                                     const std::map<std::string, double>& costs = {});
+// Seconds per case from a JSON report (verify --json): the sum of its results' seconds over devices.
+std::map<std::string, double> case_costs_from_report(const std::string& path);
 
 // Loads an operator library into this process (dlopen, global symbols, as torch.ops.load_library does). Throws
 // UsageError naming the path and the loader's reason.

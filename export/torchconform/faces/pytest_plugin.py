@@ -10,6 +10,11 @@ a process of its own), so a segfault inside LibTorch is a CRASH item, an endless
 artifact: LibTorch's OpenMP pools do not survive a fork once they have run, so it could not fork safely either.)
 A corpus whose run verified nothing (no result compared an output with its golden) fails the session.
 
+Scale: ``--torchconform-shard K/N`` keeps the cases of shard K of N exactly as ``torchconform-run --shard K/N`` picks
+them (``--torchconform-durations REPORT`` balances by recorded seconds), for a CI matrix. Under pytest-xdist
+(``-n auto --dist loadgroup``) every item carries ``xdist_group(<case>)``, so all items of a case run on one worker,
+and a worker verifies only the cases of its own items (one child process per case) instead of the whole corpus.
+
 Inert unless the option is given."""
 
 from __future__ import annotations
@@ -39,17 +44,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--torchconform-threads", type=int, default=None, metavar="N",
                     help="intra-op threads for the runner (default: the number the goldens were made with, "
                          "the corpus's exported_with.threads)")
+    group.addoption("--torchconform-shard", default="", metavar="K/N",
+                    help="only the cases of shard K of N, as torchconform-run --shard K/N picks them")
+    group.addoption("--torchconform-durations", default="", metavar="REPORT",
+                    help="balance --torchconform-shard by the per-case seconds of this JSON report")
     group.addoption("--torchconform-load-library", action="append", default=[], metavar="PATH",
                     help="operator library for the runner to load first (repeatable), e.g. torchvision's")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it when installed; registered here too, so --strict-markers accepts the corpus items'
+    # marker without xdist.
+    config.addinivalue_line("markers", "xdist_group(name): run every item of this group on one xdist worker")
 
 
 class CorpusFailure(Exception):
     pass
 
 
-# (corpus root, device) -> result rows of the run's JSON report, by (case, artifact, input set); each corpus is
-# verified once per device, in a child process.
-_RUNS: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, Any]]] = {}
+# (corpus root, device, case or "*") -> result rows of the run's JSON report, by (case, artifact, input set); each
+# corpus is verified once per device in a child process (under xdist: once per case, on the worker that has it).
+_RUNS: dict[tuple[str, str, str], dict[tuple[str, str, str], dict[str, Any]]] = {}
 _TALLY: dict[str, dict[str, int]] = {}  # corpus root -> {"ran": items run, "verified": items that compared}
 
 
@@ -76,8 +91,10 @@ def _verify(corpus: str, device: str, aoti_cache: str, timeout: float, cases: li
 
 class CorpusItem(pytest.Item):
     def __init__(self, *, corpus: Any, case: str, artifact: str, input_set: str, device: str, aoti_cache: str,
-                 timeout: float, cases: list[str], threads: int | None, libraries: list[str], **kwargs: Any) -> None:
+                 timeout: float, cases: list[str], threads: int | None, libraries: list[str], per_case: bool,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.per_case = per_case  # an xdist worker: verify this item's case alone
         self.corpus, self.case, self.artifact, self.input_set = corpus, case, artifact, input_set
         self.device, self.aoti_cache, self.timeout = device, aoti_cache, timeout
         self.cases, self.threads = cases, threads  # the selected cases (the child verifies those only)
@@ -88,12 +105,12 @@ class CorpusItem(pytest.Item):
 
         if self.device == "cuda" and not torch.cuda.is_available():
             pytest.skip("CUDA is not available to this LibTorch")
-        key = (self.corpus.root, self.device)
+        key = (self.corpus.root, self.device, self.case if self.per_case else "*")
         tally = _TALLY.setdefault(self.corpus.root, {"ran": 0, "verified": 0})
         tally["ran"] += 1  # (after the skip: a device that is absent is not a run that verified nothing)
         if key not in _RUNS:
-            _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout, self.cases,
-                                 self.threads, self.libraries)
+            _RUNS[key] = _verify(self.corpus.root, self.device, self.aoti_cache, self.timeout,
+                                 [self.case] if self.per_case else self.cases, self.threads, self.libraries)
         result = _RUNS[key].get((self.case, self.artifact, self.input_set))
         if result is None:
             raise CorpusFailure(f"{self.name}: the runner produced no result for it")
@@ -126,12 +143,31 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     threads = config.getoption("torchconform_threads")
     if threads is not None and threads < 1:
         raise pytest.UsageError(f"--torchconform-threads expects an integer >= 1, got {threads}")
+    shard = config.getoption("torchconform_shard")
+    durations = config.getoption("torchconform_durations")
+    if durations and not shard:
+        raise pytest.UsageError("--torchconform-durations balances --torchconform-shard; give both")
+    if shard:
+        k, _, n = shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            raise pytest.UsageError(f"--torchconform-shard expects K/N with 1 <= K <= N, got {shard!r}")
+    try:
+        costs = _core.case_costs_from_report(durations) if durations else {}
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from e
+    per_case = hasattr(config, "workerinput")  # an xdist worker
     for d in dirs:
         try:
             corpus = _core.Corpus.open(d)
             chosen = corpus.select(config.getoption("torchconform_case"))
         except _core.CorpusError as e:
             raise pytest.UsageError(f"--torchconform-corpus {d}: {e}") from e
+        if shard:
+            everything = len(chosen)
+            chosen = _core.shard_names(chosen, int(k), int(n), costs)
+            if not chosen:
+                sys.stderr.write(f"torchconform: {d}: shard {shard} holds none of its {everything} cases\n")
+                continue
         prefix = "" if len(dirs) == 1 else f"{Path(d).name}::"
         before = len(items)
         for case in (c for c in corpus.cases if c.name in chosen):
@@ -143,7 +179,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                                         aoti_cache=config.getoption("torchconform_aoti_cache"),
                                                         timeout=config.getoption("torchconform_timeout"),
                                                         cases=chosen, threads=threads, nodeid=name,
-                                                        libraries=config.getoption("torchconform_load_library")))
+                                                        libraries=config.getoption("torchconform_load_library"),
+                                                        per_case=per_case))
+                    items[-1].add_marker(pytest.mark.xdist_group(case.name))
         if len(items) == before:
             raise pytest.UsageError(f"--torchconform-corpus {d}: the corpus plans no result at all: nothing to verify")
 
