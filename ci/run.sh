@@ -18,7 +18,7 @@ if [ ! -f "$CORPUS/corpus.json" ]; then
   "$BIN/torchconform" export --out "$CORPUS"
 fi
 echo "== AOTInductor packages of $CORPUS's exported programs (compiled once per torch version, then cached)"
-"$BIN/torchconform" compile "$CORPUS" --device all
+"$BIN/torchconform" compile "$CORPUS" --device all --jobs "${TORCHCONFORM_JOBS:-2}"
 echo "== verifying $CORPUS with LibTorch (C++, no Python)"
 rm -f "$BUILD/report.json" "$BUILD/report.xml" "$BUILD/report.md"  # never report on a previous run
 set +e

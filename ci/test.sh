@@ -11,7 +11,7 @@ mkdir -p "$RESULTS"
 
 ci/build.sh
 echo "== AOTInductor packages of golden/'s exported programs (compiled once per torch version, then cached)"
-"${PY%/python}/torchconform" compile golden --device all
+"${PY%/python}/torchconform" compile golden --device all --jobs "${TORCHCONFORM_JOBS:-2}"
 echo "== ctest (C++: comparator unit tests, one test per golden case x input set x device)"
 ctest --test-dir "$BUILD" --output-on-failure -j "${TORCHCONFORM_JOBS:-2}" --output-junit "$RESULTS/ctest.xml"
 echo "== pytest (exporters, Python <-> C++ bitwise, CLI and bindings negative controls, plugin)"

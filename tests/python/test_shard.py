@@ -125,3 +125,30 @@ def test_jobs_2_reports_exactly_what_a_sequential_run_does(runner: Path, golden_
     assert len(par) == N_PASS + N_XFAIL
     r = subprocess.run([str(runner), str(GOLDEN), "--jobs", "2", "--no-isolate"], capture_output=True, text=True)
     assert r.returncode == 2 and "one or the other" in r.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path) -> None:
+    from torchconform.authoring.registry import select
+    from torchconform.writing.aoti_build import cached_package_problem
+    from torchconform.writing.writer import write_corpus
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, select(["process_outputs", "dynamic_router_masked"]), log=lambda m: None)
+    cache = tmp_path / "cache"
+    tc = [sys.executable, "-m", "torchconform", "compile", str(corpus), "--aoti-cache", str(cache)]
+    r = subprocess.run([*tc, "--jobs", "2"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 AOTInductor packages: 2 compiled" in r.stdout and "2 at a time" in r.stderr
+    keys = [json.loads(k.read_text()) for k in cache.glob("*/key.json")]
+    assert len(keys) == 2 and not list(cache.glob("*partial*"))
+    for k, package in ((k, next(cache.glob(f"{k['program_sha256'][:32]}-*/model.pt2"))) for k in keys):
+        assert cached_package_problem(package, k["program_sha256"]) == ""
+    r = subprocess.run([str(runner), str(corpus), "--aoti-cache", str(cache)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0 and "@aoti/" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([*tc, "--jobs", "2"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "0 compiled (0.0 s), 2 from the cache" in r.stdout
+    r = subprocess.run([*tc, "--jobs", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--jobs expects an integer >= 1" in r.stderr

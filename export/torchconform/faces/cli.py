@@ -70,8 +70,11 @@ def _compile(args: argparse.Namespace) -> int:
                 importlib.import_module(module)
             except Exception as e:  # noqa: BLE001 - whatever the module raises: say which and why
                 raise ValueError(f"--import {module}: {type(e).__name__}: {e}") from e
+        if args.jobs < 1:
+            raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
         records = compile_corpus(args.corpus, devices=devices, cache=args.aoti_cache, cases=args.case or [],
-                                 force=args.force, log=_stderr(args.quiet) or (lambda m: None))
+                                 force=args.force, workers=args.jobs, libraries=args.load_library,
+                                 imports=args.imports, log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
         print(f"torchconform compile: error: {e}", file=sys.stderr)
         return 2
@@ -236,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     com.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     com.add_argument("--aoti-cache", type=Path, help=cache_help)
     com.add_argument("--force", action="store_true", help="compile again even when the cache has the package")
+    com.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="compile N packages at a time, each in its own interpreter (default: 1)")
     com.add_argument("--load-library", action="append", default=[], metavar="PATH",
                      help="load an operator library first (torch.ops.load_library; repeatable), for programs that "
                           "call operators outside LibTorch")

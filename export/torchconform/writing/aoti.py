@@ -50,17 +50,34 @@ def _exported_with(libraries: list[str]) -> str:
     return f" (loaded when the case was exported: {', '.join(libraries)})" if libraries else ""
 
 
+def _prepare_worker(libraries: list[str], imports: list[str]) -> None:
+    import importlib
+
+    for path in libraries:
+        torch.ops.load_library(path)
+    for module in imports:
+        importlib.import_module(module)
+
+
+def _timed_compile(*args: Any) -> float:
+    t0 = time.perf_counter()
+    compile_program(*args)
+    return time.perf_counter() - t0
+
+
 def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = None, cases: list[str] | None = None,
-                   force: bool = False, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
-                   ) -> list[dict[str, Any]]:
+                   force: bool = False, workers: int = 1, libraries: list[str] | tuple[str, ...] = (),
+                   imports: list[str] | tuple[str, ...] = (),
+                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict[str, Any]]:
     """Compile every exported program of ``corpus`` for each device type; return one record per package:
     ``{"case", "variant", "device", "package", "status": "cached"|"compiled", "seconds"}``. A compile that fails
-    raises (the runner would report the missing package anyway; failing here names the cause)."""
+    raises (the runner would report the missing package anyway; failing here names the cause). ``workers``: compiles
+    run that many at a time, each in a fresh interpreter that first loads ``libraries`` and imports ``imports`` (what
+    this process was given with --load-library / --import); every package still lands atomically in the cache."""
     cache = Path(cache) if cache else default_cache()
     if torch.__version__.split("+")[0] != _core.libtorch_version():
         raise ValueError(f"torch {torch.__version__} in Python but the runner is built against LibTorch "
                          f"{_core.libtorch_version()}: packages must be compiled by the torch the runner runs")
-    records = []
     programs = _programs(Path(corpus), cases or [])
     registered = {name.split("::")[0] for name in torch._C._dispatch_get_all_op_names()}
     for c, _ in programs:
@@ -71,23 +88,49 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
                              "the library with --load-library PATH or import the module that registers them with "
                              "--import MODULE" + _exported_with(c.operator_libraries))
     jobs = [(c, v, d) for c, v in programs for d in devices]
+    todo: list[tuple[int, str, dict[str, Any], tuple[Any, ...]]] = []
+    records_at: dict[int, dict[str, Any]] = {}
+    queued: dict[Path, int] = {}  # one compile per package: two cases may hold byte-identical programs
     for i, (c, v, device) in enumerate(jobs, 1):
         target = package_path(cache, v.sha256, device)
         label = f"[{i}/{len(jobs)}] {c.name}:{v.name} for {device}"
         rec = {"case": c.name, "variant": v.name, "device": device, "package": str(target)}
+        if target in queued:
+            records_at[i] = {**rec, "status": "cached", "seconds": 0.0}
+            log(f"{label}: the same program as [{queued[target]}/{len(jobs)}] (one package)")
+            continue
         if target.exists() and not force:
             problem = cached_package_problem(target, v.sha256)
             if not problem:
-                records.append({**rec, "status": "cached", "seconds": 0.0})
+                records_at[i] = {**rec, "status": "cached", "seconds": 0.0}
                 log(f"{label}: cached ({target.parent.name})")
                 continue
             log(f"{label}: the cached package is unusable ({problem}); compiling it again")
-        log(f"{label}: compiling with AOTInductor (takes a while; cached afterwards)...")
-        t0 = time.perf_counter()
-        compile_program(Path(c.dir) / v.file, f"{c.name}/{v.file}", v.sha256, device, target, v.pytree_types)
-        seconds = time.perf_counter() - t0
-        records.append({**rec, "status": "compiled", "seconds": seconds})
-        log(f"{label}: compiled in {seconds:.1f} s -> {target}")
+        queued[target] = i
+        todo.append((i, label, rec, (Path(c.dir) / v.file, f"{c.name}/{v.file}", v.sha256, device, target,
+                                     v.pytree_types)))
+    if workers > 1 and len(todo) > 1:
+        # Each compile is mostly single-threaded Python: N of them in N fresh interpreters (spawned, not forked:
+        # nothing of this process's torch state is shared), each loading the same operator libraries first.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        log(f"compiling {len(todo)} packages, {min(workers, len(todo))} at a time")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_prepare_worker, initargs=(list(libraries), list(imports))) as pool:
+            started = {pool.submit(_timed_compile, *args): (i, label, rec) for i, label, rec, args in todo}
+            for future in as_completed(started):
+                i, label, rec = started[future]
+                seconds = future.result()  # a failed compile raises here, naming its program
+                records_at[i] = {**rec, "status": "compiled", "seconds": seconds}
+                log(f"{label}: compiled in {seconds:.1f} s -> {rec['package']}")
+    else:
+        for i, label, rec, args in todo:
+            log(f"{label}: compiling with AOTInductor (takes a while; cached afterwards)...")
+            seconds = _timed_compile(*args)
+            records_at[i] = {**rec, "status": "compiled", "seconds": seconds}
+            log(f"{label}: compiled in {seconds:.1f} s -> {rec['package']}")
+    records = [records_at[i] for i in sorted(records_at)]
     if not jobs:
         log("no exported programs to compile")
     return records
