@@ -6,6 +6,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/jit/runtime/operator.h>
 #include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/torch.h>
 
 #include <dlfcn.h>
 
@@ -253,6 +255,26 @@ std::vector<c10::Device> resolve_devices(const std::string& spec, std::string* s
   return devices;
 }
 
+namespace {
+// What a fresh process pays on its first model call (MKL/oneDNN kernel set-up, the TorchScript graph executor's
+// first optimisation), paid once here so that each forked case starts warm. Only on one thread: every op below then
+// runs inline, no OpenMP team or ATen pool is started in this process, so none is copied into a child half-used.
+void prewarm_for_fork() {
+  c10::InferenceMode guard;
+  // A module method, as the artifacts are (a free function takes another, cheaper path through the executor).
+  torch::jit::Module m("__torchconform_prewarm__");
+  m.register_parameter("w", torch::ones({3, 8}), false);
+  m.register_parameter("k", torch::ones({3, 2, 3, 3}), false);
+  m.define(R"(
+def forward(self, x, img):
+    y = torch.relu(torch.linear(x, self.w)) + 1.0
+    z = torch.conv2d(img, self.k)
+    return torch.softmax(y, -1), torch.max_pool2d(z, 2).flatten(1)
+)");
+  for (int i = 0; i < 3; ++i) (void)m.forward({torch::ones({4, 8}), torch::ones({1, 2, 6, 6})});
+}
+}  // namespace
+
 VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
   // (Checked here too: VerifyOptions may come from code, not only from parse_verify_args.)
   if (options.threads < 0) throw UsageError("--threads expects an integer >= 1");
@@ -294,6 +316,10 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   for (auto& r : reporters) r->begin(corpus, cases, options.corpus, skipped);
   if (!shard_line.empty() && out) out(shard_line);
 
+  // Fork once-initialised children: what LibTorch builds lazily on first use and every isolated case would otherwise
+  // build again (the JIT's operator table: ~100 ms per case on small models) is built here, once, before any fork.
+  // Nothing here starts a thread pool (no tensor op runs in this process), so the children's pools start clean.
+  if (options.isolate && getenv("TORCHCONFORM_NO_PREWARM") == nullptr) (void)torch::jit::getAllOperators();
   const auto t0 = Clock::now();
   for (const auto& device : devices) {
     RunOptions ro;
@@ -308,6 +334,9 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.allow_tf32 = options.allow_tf32;
     ro.localize = options.localize;
     apply_policy(ro);
+    const bool prewarm =
+        options.isolate && ro.threads == 1 && device.is_cpu() && getenv("TORCHCONFORM_NO_PREWARM") == nullptr;
+    if (prewarm) prewarm_for_fork();
     const std::string policy =
         describe_policy(ro) + (!options.threads && corpus.exported_threads
                                    ? " (threads: as the goldens were made, exported_with.threads; --threads N to change)"
@@ -335,6 +364,9 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
       std::vector<char> finished(cases.size(), 0);
       std::atomic<size_t> next{0};
       auto worker = [&] {
+        // Part of what a first call sets up is per thread (ATen's thread-count initialisation, InferenceMode's
+        // state): a child forked from this thread inherits this thread's, so warm it too.
+        if (prewarm) prewarm_for_fork();
         for (size_t i; (i = next++) < cases.size();) {
           {
             std::lock_guard<std::mutex> lock(mu);
