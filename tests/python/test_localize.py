@@ -178,8 +178,11 @@ def test_a_perturbed_program_node_is_found(recorded: Path, tmp_path: Path, capsy
 def test_aoti_falls_back_to_bisection_when_marking_hides_the_mismatch(recorded: Path, tmp_path: Path,
                                                                       monkeypatch) -> None:
     """A mismatch that only the case's own package shows (fused differently once values are marked as outputs) is
-    simulated: the case's package "fails" on the set, the marked package's model outputs pass. The command must
-    say so and bisect over graph prefixes, and the bisection must still find the perturbed node."""
+    simulated: the case's package "fails" on the set, the marked package's model outputs pass. The command must say
+    so and bisect over graph prefixes, and the bisection must still find the perturbed node in log2(scopes) probes.
+    The debug packages here are stand-ins that compute the requested nodes with torch.fx (the real AOTInductor
+    compile of a debug package, one node or many, is test_a_perturbed_program_node_is_found's): this test is about
+    the decision and the bisection, without five compiles in CI."""
     from torchconform import _core as real
     from torchconform.safeload import load_exported_program
     from torchconform.tools import localize_export as le
@@ -189,9 +192,21 @@ def test_aoti_falls_back_to_bisection_when_marking_hides_the_mismatch(recorded: 
     opened = real.Corpus.open(str(corpus))
     args, golden = real.load_set(opened, "simple_cnn", "b4_32x32")
     records = {(r[0], int(r[1])): r[-1] for r in real.load_records(opened, "simple_cnn", "b4_32x32")}
+    program = load_exported_program(corpus / "simple_cnn" / "variants" / "export.pt2")
+    gm = le._graph_module(program)
+    gm.graph._codegen = torch.fx.graph.CodeGen()
+    gm.recompile()
+    values = le._Recorder(gm)
+    with torch.no_grad():
+        model_out = values.run(args[0])
     fake_case_package = tmp_path / "case-package.pt2"
     fake_case_package.write_bytes(b"")
+    packages: dict[str, list[str]] = {}
     calls: list[str] = []
+
+    def debug_package(program, flat, extra, workdir, tag):  # noqa: ANN001, ANN202 - le._debug_package's signature
+        packages[str(workdir / f"{tag}.pt2")] = list(extra)
+        return workdir / f"{tag}.pt2", 1
 
     class Core:
         def __getattr__(self, name: str) -> object:
@@ -201,14 +216,13 @@ def test_aoti_falls_back_to_bisection_when_marking_hides_the_mismatch(recorded: 
         def run_aoti_package(package: str, inputs: list, device: str) -> list:
             calls.append(Path(package).name)
             if package == str(fake_case_package):
-                return [golden + 1.0]
-            out = real.run_aoti_package(package, inputs, device)
-            if Path(package).name == "marked.pt2":
-                out[0] = golden.clone()  # the marked package's model output passes
-            return out
+                return [golden + 1.0]  # the case's own package fails the set
+            extra = [values.values[n] for n in packages[package]]
+            # the marked package's model output passes; a probe's is the program's own
+            return [golden.clone() if Path(package).name == "marked.pt2" else model_out[0], *extra]
 
     monkeypatch.setattr(le, "_core", Core())
-    program = load_exported_program(corpus / "simple_cnn" / "variants" / "export.pt2")
+    monkeypatch.setattr(le, "_debug_package", debug_package)
     tolerance = {"default": {"mode": "allclose", "rtol": 1.3e-6, "atol": 1e-5}, "outputs": {}}
     checks, notes = le.aoti_checks(program, tuple(args), [], records, tolerance, golden, fake_case_package, "cpu",
                                    "mark", lambda m: None)
@@ -217,4 +231,22 @@ def test_aoti_falls_back_to_bisection_when_marking_hides_the_mismatch(recorded: 
     first = next(k for k in checks if k.compared and not k.ok)
     assert (first.path, first.node) == ("features.2.conv", "conv2d_1")
     assert calls[:2] == ["marked.pt2", "case-package.pt2"] and all(c.startswith("probe") for c in calls[2:])
+    assert all(len(v) == 1 for k, v in packages.items() if "probe" in k)  # a probe outputs one scope's node
     assert len(calls) - 2 <= 4  # log2(12) probes, not one per scope
+    # Control: when the case's own package fails too with marked outputs (no fusion effect), there is no bisection.
+    calls.clear()
+
+    class Failing(Core):
+        @staticmethod
+        def run_aoti_package(package: str, inputs: list, device: str) -> list:
+            calls.append(Path(package).name)
+            if package == str(fake_case_package):
+                return [golden + 1.0]
+            return [golden + 1.0, *[values.values[n] for n in packages[package]]]
+
+    monkeypatch.setattr(le, "_core", Failing())
+    checks, notes = le.aoti_checks(program, tuple(args), [], records, tolerance, golden, fake_case_package, "cpu",
+                                   "mark", lambda m: None)
+    assert not any("bisect" in n for n in notes) and calls == ["marked.pt2", "case-package.pt2"]
+    first = next(k for k in checks if k.compared and not k.ok)
+    assert first.path == "features.2.conv"

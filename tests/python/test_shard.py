@@ -89,12 +89,12 @@ def test_the_plugin_sharded_and_under_xdist_gives_the_same_outcome(tmp_path: Pat
     r = plugin(tmp_path, "-n", "2", "--dist", "loadgroup")
     assert r.returncode == 0, r.stdout + r.stderr
     assert outcome(r) == (N_PASS, N_XFAIL)
-    shards = [plugin(tmp_path, "--torchconform-shard", f"{k}/3") for k in (1, 2, 3)]
+    shards = [plugin(tmp_path, "--torchconform-shard", f"{k}/2") for k in (1, 2)]
     for s in shards:
         assert s.returncode in (0, 5), s.stdout + s.stderr  # 5: a shard that holds no case collects nothing
     got = [outcome(s) if s.returncode == 0 else (0, 0) for s in shards]
     assert (sum(p for p, _ in got), sum(x for _, x in got)) == (N_PASS, N_XFAIL)
-    r = plugin(tmp_path, "--torchconform-shard", "0/3")
+    r = plugin(tmp_path, "--torchconform-shard", "0/2")
     assert r.returncode == 4 and "1 <= K <= N" in r.stderr
 
 
