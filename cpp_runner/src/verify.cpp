@@ -319,7 +319,8 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   // Fork once-initialised children: what LibTorch builds lazily on first use and every isolated case would otherwise
   // build again (the JIT's operator table: ~100 ms per case on small models) is built here, once, before any fork.
   // Nothing here starts a thread pool (no tensor op runs in this process), so the children's pools start clean.
-  if (options.isolate && getenv("TORCHCONFORM_NO_PREWARM") == nullptr) (void)torch::jit::getAllOperators();
+  const bool prewarm_allowed = options.isolate && getenv("TORCHCONFORM_NO_PREWARM") == nullptr;
+  if (prewarm_allowed) (void)torch::jit::getAllOperators();
   const auto t0 = Clock::now();
   for (const auto& device : devices) {
     RunOptions ro;
@@ -334,8 +335,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.allow_tf32 = options.allow_tf32;
     ro.localize = options.localize;
     apply_policy(ro);
-    const bool prewarm =
-        options.isolate && ro.threads == 1 && device.is_cpu() && getenv("TORCHCONFORM_NO_PREWARM") == nullptr;
+    const bool prewarm = prewarm_allowed && ro.threads == 1 && device.is_cpu();
     if (prewarm) prewarm_for_fork();
     const std::string policy =
         describe_policy(ro) + (!options.threads && corpus.exported_threads

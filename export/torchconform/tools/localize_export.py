@@ -21,6 +21,8 @@ Nothing here changes a verdict; the runner's comparison of the package with the 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -126,10 +128,12 @@ class _Recorder(torch.fx.Interpreter):
 
 
 def _graph_module(program: Any) -> torch.fx.GraphModule:
+    """The program's graph as a module taking the flat input leaves and returning the flat output values."""
     gm = program.module()
     for n in list(gm.graph.nodes):  # the input guards of the unlifted module: not a computation of the model
         if n.op == "call_module" and n.target == "_guards_fn" and not n.users:
             gm.graph.erase_node(n)
+    gm.graph._codegen = torch.fx.graph.CodeGen()  # flat leaves in, flat values out
     gm.recompile()
     return gm
 
@@ -145,8 +149,6 @@ def fx_checks(program: Any, args: tuple, keywords: list[str], records: dict[tupl
               tolerance: dict[str, Any]) -> list[Check]:
     gm = _graph_module(program)
     flat = _flat_inputs(program, args, keywords)
-    gm.graph._codegen = torch.fx.graph.CodeGen()  # flat leaves in, flat values out
-    gm.recompile()
     rec = _Recorder(gm)
     with torch.no_grad():
         rec.run(*flat)
@@ -169,7 +171,6 @@ def _debug_package(program: Any, flat: list[Any], extra: list[str], workdir: Pat
     out = gm.graph.output_node()
     model_outputs = list(pytree.tree_leaves(out.args[0]))
     by_name = {n.name: n for n in gm.graph.nodes}
-    gm.graph._codegen = torch.fx.graph.CodeGen()
     out.args = (tuple(model_outputs) + tuple(by_name[x] for x in extra),)
     gm.graph.eliminate_dead_code()
     gm.recompile()
@@ -213,8 +214,7 @@ def aoti_checks(program: Any, args: tuple, keywords: list[str], records: dict[tu
                     method = "bisect"
             if method == "mark":
                 by_key = {s.key: v for s, v in zip(usable, outs[n:])}
-                return [_compare(s, by_key.get(s.key), records, tolerance) if s.key in by_key else
-                        _compare(s, None, records, tolerance) for s in all_scopes], notes
+                return [_compare(s, by_key.get(s.key), records, tolerance) for s in all_scopes], notes
         # Bisection over graph prefixes: the scopes in graph order, a probe compiles the program cut at one scope's
         # output; a value that diverged stays diverged downstream, so the first diverging scope is found in
         # log2(len) probes.
@@ -256,9 +256,6 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
         raise ValueError(f"{case}: no torch.export program{' named ' + repr(variant) if variant else ''} with a file")
     v = programs[0]
     data = (Path(c.dir) / v.file).read_bytes()
-    import hashlib
-    import io
-
     if hashlib.sha256(data).hexdigest() != v.sha256:
         raise ValueError(f"{case}/{v.file}: SHA-256 differs from the manifest's")
     register_stand_ins(v.pytree_types, f"{case}/{v.file}")

@@ -18,7 +18,6 @@ eager at the exporting setting (zero for most cases).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -90,6 +89,7 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
     """Adds ``envelope`` to every input set of the (staged, complete) corpus and re-signs what changed."""
     from .. import _core
     from ..schema import validate
+    from .writer import sha256_file
 
     runs = sources(exported_threads)
     if not runs:
@@ -132,6 +132,6 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
         if problem:
             raise RuntimeError(f"{manifest['case']}: the manifest with its envelope fails the schema: {problem}")
         mpath.write_text(json.dumps(manifest, indent=2) + "\n")
-        entry["sha256"] = hashlib.sha256(mpath.read_bytes()).hexdigest()
+        entry["sha256"] = sha256_file(mpath)
     index_path.write_text(json.dumps(index, indent=2) + "\n")
     log(f"envelope: measured over {', '.join(r[0] for r in runs)}")
