@@ -83,3 +83,18 @@ def test_a_golden_moved_beyond_the_envelope_is_outside_it(runner: Path, corpus: 
     assert ", outside]" in row["line"]
     others = [r for r in results if r["artifact"] == "" and r["input_set"] != "b4_32x32"]
     assert others and all(r["envelope"]["within"] for r in others)  # control: the untouched sets stay within
+
+
+@pytest.mark.parametrize("bound", [-1.0, "1e-7", None])
+def test_a_malformed_envelope_is_a_corpus_error(runner: Path, corpus: Path, tmp_path: Path, bound) -> None:
+    """A re-signed corpus whose envelope is negative, a string or null must not be read as an envelope (a negative
+    one would report every result 'outside', a huge one hide everything): the corpus is refused."""
+    bad = tmp_path / "corpus"
+    shutil.copytree(corpus, bad)
+    mpath = bad / "simple_cnn" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["input_sets"][0]["envelope"]["outputs"]["$"]["max_abs"] = bound
+    mpath.write_text(json.dumps(m))
+    rehash(bad, "simple_cnn")
+    r = subprocess.run([str(runner), str(bad), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "envelope" in (r.stdout + r.stderr), r.stdout + r.stderr
