@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..safeload import UnsafeFile, load_exported_program
+from .digest import sha256_file
 
 
 def cached_package_problem(package: Path, program_sha256: str) -> str:
@@ -37,7 +38,7 @@ def cached_package_problem(package: Path, program_sha256: str) -> str:
     try:
         if package.stat().st_size != key.get("package_bytes"):
             return f"{package.stat().st_size} bytes, key.json says {key.get('package_bytes')}"
-        if hashlib.sha256(package.read_bytes()).hexdigest() != key["package_sha256"]:
+        if sha256_file(package) != key["package_sha256"]:
             return "its SHA-256 differs from key.json's"
     except OSError as e:
         return str(e)
@@ -114,7 +115,7 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
         package = tmp / target.name
         (tmp / "key.json").write_text(json.dumps({
             "program_sha256": sha256, "torch": torch.__version__, "device": device,
-            "package_sha256": hashlib.sha256(package.read_bytes()).hexdigest(), "package_bytes": package.stat().st_size,
+            "package_sha256": sha256_file(package), "package_bytes": package.stat().st_size,
             "program": what, "compiled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=2) + "\n")
         shutil.rmtree(target.parent, ignore_errors=True)

@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import torch
 
+from .digest import sha256_file
+
 # Capability levels in the order ATen ranks them on each architecture; only the ones below the machine's own are
 # worth a run (the machine's own level is the golden's).
 _LEVELS = {"x86": ["default", "avx2", "avx512"], "arm": ["default", "sve256"]}
@@ -89,7 +91,6 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
     """Adds ``envelope`` to every input set of the (staged, complete) corpus and re-signs what changed."""
     from .. import _core
     from ..schema import validate
-    from .writer import sha256_file
 
     runs = sources(exported_threads)
     if not runs:

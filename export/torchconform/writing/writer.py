@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from ..authoring.variants import (
 from ..authoring.warn import collect_warnings
 from ..schema import validate
 from . import protocol
+from .digest import sha256_file
 from .submodules import RECORD_CAP_BYTES, record_calls, recordable
 from .swap import replacing
 from .values import UnstorableValue, degenerate, describe, freeze, max_abs_diff
@@ -39,10 +39,6 @@ CORPUS_INDEX = "corpus.json"
 MANIFEST = "manifest.json"
 ARTIFACT = "artifact.pt"
 EXPORT_THREADS = 1  # goldens computed single-threaded: reproducible, and independent of the exporting machine's cores
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def environment() -> dict[str, Any]:
