@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # find_package(torchconform) from a C++ project: installs the CMake package from build/ (ci/build.sh made it) into
 # build/cmake-package, configures examples/cpp_consumer against it with golden/ and the examples' corpus, builds it
-# and runs its ctest (one test per case x device, the AOTInductor compile fixture, a program linked to the library).
+# and runs its ctest (one test per result x device, discovered by the runner when ctest starts; the AOTInductor
+# compile fixture; a program linked to the library).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

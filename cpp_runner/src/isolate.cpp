@@ -122,10 +122,11 @@ std::vector<SetResult> run_case_isolated(const CaseSpec& c, const RunOptions& o,
   // Runs the child never reported: the one in flight when it died or hung, and those after it.
   std::string in_flight;
   for (const PlannedResult& p : plan(c)) {
+    if (!result_selected(o, planned_id(c, p))) continue;  // --result left it out: the child was never to run it
     if (std::any_of(results.begin(), results.end(),
                     [&](const SetResult& r) { return r.set_name == p.set && r.artifact == p.label; }))
       continue;
-    const std::string id = c.name + (p.label.empty() ? "" : ":" + p.label) + "/" + p.set;
+    const std::string id = planned_id(c, p);
     Verdict v = Verdict::kCrash;
     std::string message;
     if (timed_out) {

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include <fnmatch.h>
+
 namespace torchconform {
 
 const std::vector<const Runtime*>& registered_runtimes() {
@@ -131,6 +133,16 @@ std::vector<PlannedResult> plan(const CaseSpec& c) {
     for (const auto* s : a.sets) out.push_back({a.label, a.runtime_name, s->name, s, a.variant});
   }
   return out;
+}
+
+std::string planned_id(const CaseSpec& c, const PlannedResult& p) {
+  return c.name + (p.label.empty() ? "" : ":" + p.label) + "/" + p.set;
+}
+
+bool result_selected(const RunOptions& o, const std::string& id) {
+  return o.results.empty() || std::any_of(o.results.begin(), o.results.end(), [&](const std::string& g) {
+           return fnmatch(g.c_str(), id.c_str(), 0) == 0;
+         });
 }
 
 std::string artifact_who(const CaseSpec& c, const PlannedArtifact& a) {

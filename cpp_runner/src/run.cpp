@@ -298,13 +298,23 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     return only_sets.empty() || std::find(only_sets.begin(), only_sets.end(), s->name) != only_sets.end();
   };
 
+  // --result: a result runs when its id is selected; the TorchScript artifact also runs (unreported) the sets of
+  // selected variant results, which compare with its outputs call by call as in a full run.
+  const auto artifacts = plan_artifacts(c);
+  auto chosen = [&](const PlannedArtifact& a, const std::string& set) {
+    return result_selected(o, c.name + (a.label.empty() ? "" : ":" + a.label) + "/" + set);
+  };
+  std::set<std::string> reference_sets;
+  for (const PlannedArtifact& a : artifacts)
+    if (a.variant && a.status == PlannedArtifact::Status::kRun)
+      for (const auto* s : a.sets)
+        if (wanted(s) && chosen(a, s->name)) reference_sets.insert(s->name);
+
   std::map<std::string, c10::IValue> artifact_outputs;  // the TorchScript artifact's, for the variants' comparison
   std::map<std::string, SetData> set_data;               // each set read, hashed and decoded once
-  for (const PlannedArtifact& a : plan_artifacts(c)) {
-    std::vector<const InputSetSpec*> sets;
-    std::copy_if(a.sets.begin(), a.sets.end(), std::back_inserter(sets), wanted);
-    if (sets.empty()) continue;
+  for (const PlannedArtifact& a : artifacts) {
     if (a.status != PlannedArtifact::Status::kRun) {  // one result says so (marks apply to a failed capture)
+      if (std::none_of(a.sets.begin(), a.sets.end(), wanted) || !chosen(a, "*")) continue;
       SetResult r = error_result(c, "*", o, Verdict::kError, a.why,
                                  a.status == PlannedArtifact::Status::kNotRun ? ErrorKind::kNotRun : ErrorKind::kLoad);
       r.artifact = a.label;
@@ -313,6 +323,16 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
       emit(std::move(r));
       continue;
     }
+    const bool primary = a.variant == nullptr;
+    std::vector<const InputSetSpec*> sets;
+    std::copy_if(a.sets.begin(), a.sets.end(), std::back_inserter(sets), [&](const InputSetSpec* s) {
+      return wanted(s) && (chosen(a, s->name) || (primary && reference_sets.count(s->name)));
+    });
+    if (sets.empty()) continue;
+    // A set the artifact runs only as the reference of a selected variant result: computed, never reported.
+    auto report = [&](const InputSetSpec* s, SetResult r) {
+      if (chosen(a, s->name)) emit(std::move(r));
+    };
     Loaded loaded;
     try {
       const auto missing = missing_operator_namespaces(c);
@@ -335,11 +355,10 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
         r.artifact = a.label;
         r.runtime = a.runtime_name;
         apply_xfail(c, s, a.variant, r);
-        emit(std::move(r));
+        report(s, std::move(r));
       }
       continue;
     }
-    const bool primary = a.variant == nullptr;
     std::set<std::string> overrides_used;
     bool all_compared = true;
     for (const auto* s : sets) {
@@ -377,14 +396,14 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
       all_compared = all_compared && r.verdict != Verdict::kError;
       overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());
       apply_xfail(c, s, a.variant, r);
-      emit(std::move(r));
+      report(s, std::move(r));
     }
     // A per-output tolerance that reached no output of any set the artifact ran is a manifest error (checked when
     // the whole plan ran and every set compared something: otherwise the output structure is not known).
     std::string unused;
     for (const auto& [path, tol] : a.tolerance->outputs)
       if (!overrides_used.count(path)) unused += (unused.empty() ? "'" : ", '") + path + "'";
-    if (all_compared && !unused.empty() && only_sets.empty()) {
+    if (all_compared && !unused.empty() && only_sets.empty() && o.results.empty()) {
       SetResult r = error_result(c, "*", o, Verdict::kError,
                                  artifact_who(c, a) + ": tolerance override " + unused +
                                      " matches no output of any input set (a typo would leave the output it "

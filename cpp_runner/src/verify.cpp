@@ -52,6 +52,14 @@ const std::vector<Option>& table() {
   static const std::vector<Option> options = {
       {"--case", "GLOB", "only cases matching GLOB (repeatable)",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.cases.push_back(v); }},
+      {"--result", "GLOB",
+       "only the results whose id (case[:artifact]/set, as the result lines print it) matches GLOB (repeatable); "
+       "a selected variant result still compares with the TorchScript artifact's outputs",
+       [](VerifyOptions& o, const std::string&, const std::string& v) { o.results.push_back(v); }},
+      {"--list", nullptr,
+       "print the id of every result the run would produce, one per line (followed by ' xfail' where an xfail mark "
+       "applies on --device), and run nothing",
+       [](VerifyOptions& o, const std::string&, const std::string&) { o.list = true; }},
       {"--device", "cpu|cuda|all", "device(s) to verify on (default: cpu; all: the ones that exist)",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.device = v; }},
       {"--threads", "N",
@@ -155,7 +163,8 @@ std::string verify_usage(const std::string& prog) {
     os << "  " << name << std::string(name.size() < 26 ? 26 - name.size() : 1, ' ') << x.help << "\n";
   }
   os << "\nexit status: 0 all input sets pass (or fail as marked xfail) and something was verified, 1 a mismatch or "
-        "an\nunexpected pass, 2 a usage, corpus or load error, a crash, a timeout, or nothing verified\n";
+        "an\nunexpected pass, 2 a usage, corpus or load error, a crash, a timeout, or an empty run, 3 nothing verified: every "
+        "result\nis an expected failure (XFAIL)\n";
   return os.str();
 }
 
@@ -285,10 +294,34 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
                      "process, where nothing can stop it: use one or the other");
   const double timeout = options.timeout.value_or(600);
   for (const auto& path : options.libraries) load_library(path);  // before any case: children inherit them
+  if (options.list && options.device != "cpu" && options.device != "cuda")
+    throw UsageError("--list marks expected failures for one device type: --device cpu or --device cuda");
   std::string skipped;
-  const auto devices = resolve_devices(options.device, &skipped);
+  const auto devices = options.list ? std::vector<c10::Device>{} : resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);
   auto cases = corpus.select(options.cases);
+  if (!options.results.empty()) {  // keep the cases with a selected result; every glob must select something
+    RunOptions selection;
+    std::vector<const CaseSpec*> kept;
+    for (const auto& g : options.results) {
+      selection.results = {g};
+      bool hit = false;
+      for (const auto* c : cases)
+        for (const auto& p : plan(*c)) hit = hit || result_selected(selection, planned_id(*c, p));
+      if (!hit)
+        throw UsageError("--result '" + printable(g) + "' matches no result of " +
+                         (options.cases.empty() ? std::string("the corpus") : std::string("the selected cases")) +
+                         " (--list prints their ids)");
+    }
+    selection.results = options.results;
+    for (const auto* c : cases) {
+      const auto planned = plan(*c);
+      if (std::any_of(planned.begin(), planned.end(),
+                      [&](const PlannedResult& p) { return result_selected(selection, planned_id(*c, p)); }))
+        kept.push_back(c);
+    }
+    cases = std::move(kept);
+  }
   std::string shard_line;
   if (options.shard_count > 1) {
     std::vector<std::string> names;
@@ -309,6 +342,21 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   }
 
   VerifyOutcome outcome;
+  if (options.list) {  // the plan's ids, nothing run (a ctest discovery step reads this)
+    RunOptions selection;
+    selection.results = options.results;
+    for (const auto* c : cases)
+      for (const auto& p : plan(*c)) {
+        const std::string id = planned_id(*c, p);
+        if (!result_selected(selection, id) || !out) continue;
+        // Marked expected to fail here (this LibTorch, the listed device): its run exits 3 when it fails as marked.
+        const bool xfail = c->error.empty() && applicable_mark(*c, p.spec, p.variant, libtorch_version(),
+                                                               options.device).has_value();
+        out(id + (xfail ? " xfail" : ""));
+      }
+    outcome.exit_code = 0;
+    return outcome;
+  }
   std::vector<std::unique_ptr<Reporter>> reporters;
   reporters.push_back(console_reporter(out));
   reporters.push_back(json_reporter(options.json, &outcome.report));
@@ -334,6 +382,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
     ro.localize = options.localize;
+    ro.results = options.results;
     apply_policy(ro);
     const bool prewarm = prewarm_allowed && ro.threads == 1 && device.is_cpu();
     if (prewarm) prewarm_for_fork();

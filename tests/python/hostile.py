@@ -36,6 +36,19 @@ def single(tmp: Path, case: str, src: Path = GOLDEN, name: str | None = None) ->
     return root
 
 
+def expected_failures_only(tmp: Path) -> tuple[Path, dict[str, Any]]:
+    """A signed one-case corpus whose every result is an expected failure that fails as marked: dynamic_router with
+    only its failed capture left and a case-wide xfail mark, its artifact replaced by another model's. Returns the
+    corpus and the manifest."""
+    corpus = single(tmp, "dynamic_router")
+    m = manifest(corpus, "dynamic_router")
+    m["variants"] = [v for v in m["variants"] if "file" not in v]  # only the failed capture (XFAIL) is left...
+    m["xfail"] = {"reason": "everything here is expected to fail"}
+    (corpus / "dynamic_router" / "artifact.pt").write_bytes((GOLDEN / "process_outputs" / "artifact.pt").read_bytes())
+    write_manifest(corpus, "dynamic_router", m)  # ...and the artifact is another model's: XFAIL too
+    return corpus, m
+
+
 def manifest(corpus: Path, case: str) -> dict[str, Any]:
     return json.loads((corpus / case / "manifest.json").read_text())
 

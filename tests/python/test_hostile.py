@@ -171,14 +171,9 @@ def test_mode_export_with_only_a_missing_runtime_verifies_nothing(tmp_path: Path
 def test_only_expected_failures_verifies_nothing(tmp_path: Path, run_cli) -> None:
     r = run_cli(GOLDEN, "--case", "dynamic_router", "--quiet")
     assert r.returncode == 0  # control: passes beside its expected failure
-    corpus = hostile.single(tmp_path, "dynamic_router")
-    m = hostile.manifest(corpus, "dynamic_router")
-    m["variants"] = [v for v in m["variants"] if "file" not in v]  # only the failed capture (XFAIL) is left...
-    m["xfail"] = {"reason": "everything here is expected to fail"}
-    (corpus / "dynamic_router" / "artifact.pt").write_bytes((GOLDEN / "process_outputs" / "artifact.pt").read_bytes())
-    hostile.write_manifest(corpus, "dynamic_router", m)  # ...and the artifact is another model's: XFAIL too
+    corpus, m = hostile.expected_failures_only(tmp_path)
     r = run_cli(corpus, "--quiet")
-    assert r.returncode == 2 and "0 passed" in r.stdout and "NOTHING WAS VERIFIED" in r.stdout, r.stdout
+    assert r.returncode == 3 and "0 passed" in r.stdout and "NOTHING WAS VERIFIED" in r.stdout, r.stdout
     assert len(lines(r, "XFAIL")) == len(m["input_sets"]) + 1
     plugin = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q",
                              "-p", "no:cacheprovider", "-o", "addopts="], capture_output=True, text=True,

@@ -152,3 +152,73 @@ def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path)
     assert r.returncode == 0 and "0 compiled (0.0 s), 2 from the cache" in r.stdout
     r = subprocess.run([*tc, "--jobs", "0"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--jobs expects an integer >= 1" in r.stderr
+
+
+def result_ids(report: Path) -> list[str]:
+    """The runner's result ids (case[:artifact]/set) of a JSON report, in report order."""
+    return [r["case"] + (f":{r['artifact']}" if r["artifact"] else "") + f"/{r['input_set']}"
+            for r in json.loads(report.read_text())["results"]]
+
+
+@pytest.mark.e2e
+def test_list_prints_exactly_the_results_a_run_produces(runner: Path, golden_run) -> None:
+    r = subprocess.run([str(runner), str(GOLDEN), "--list"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [line.split(" ") for line in r.stdout.splitlines()]
+    assert [x[0] for x in lines] == result_ids(golden_run.json)  # same ids, same order, nothing run
+    verdicts = [x["verdict"] for x in json.loads(golden_run.json.read_text())["results"]]
+    assert [x[1:] == ["xfail"] for x in lines] == [v == "XFAIL" for v in verdicts]  # marked where the run XFAILs
+    assert "XFAIL" in verdicts and "summary" not in r.stdout and "PASS" not in r.stdout
+    r = subprocess.run([str(runner), str(GOLDEN), "--list", "--result", "simple_cnn:*/b4_32x32"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and [x.split(" ")[0] for x in r.stdout.splitlines()] == [
+        i for i in result_ids(golden_run.json) if i.startswith("simple_cnn:") and i.endswith("/b4_32x32")]
+    r = subprocess.run([str(runner), str(GOLDEN), "--list", "--device", "all"], capture_output=True, text=True)
+    assert r.returncode == 2 and "one device type" in r.stderr
+
+
+@pytest.mark.e2e
+def test_an_expected_failure_selected_alone_exits_3(runner: Path, golden_run) -> None:
+    xfail = next(i for i, x in zip(result_ids(golden_run.json), json.loads(golden_run.json.read_text())["results"])
+                 if x["verdict"] == "XFAIL")
+    r = subprocess.run([str(runner), str(GOLDEN), "--result", xfail, "--no-isolate"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 3 and "NOTHING WAS VERIFIED" in r.stdout, r.stdout + r.stderr
+    # Beside a result that verifies something, the same expected failure is part of a passing run.
+    r = subprocess.run([str(runner), str(GOLDEN), "--result", xfail, "--result", "process_outputs/*", "--no-isolate"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.e2e
+def test_result_runs_only_the_selected_results_as_the_full_run_does(runner: Path, golden_run, tmp_path: Path) -> None:
+    full = {i: x for i, x in zip(result_ids(golden_run.json), json.loads(golden_run.json.read_text())["results"])}
+    variant = next(i for i in full if i.startswith("simple_cnn:") and full[i].get("vs_artifact"))
+    picked = [variant, "dynamic_router/batch1"]
+    for isolate in ([], ["--no-isolate"]):
+        out = tmp_path / f"sel{len(isolate)}.json"
+        r = subprocess.run([str(runner), str(GOLDEN), "--json", str(out), *isolate,
+                            *[a for p in picked for a in ("--result", p)]], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert result_ids(out) == [i for i in full if i in picked]  # nothing else, no CRASH for the unselected
+        for x in json.loads(out.read_text())["results"]:
+            i = x["case"] + (f":{x['artifact']}" if x["artifact"] else "") + f"/{x['input_set']}"
+            # The variant still compared with the TorchScript artifact call by call (its reference ran, unreported).
+            assert {k: v for k, v in x.items() if k not in TIMING} == \
+                   {k: v for k, v in full[i].items() if k not in TIMING}
+    r = subprocess.run([str(runner), str(GOLDEN), "--result", "simple_cnn/no_such_set"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "matches no result" in r.stderr and "--list" in r.stderr
+
+
+@pytest.mark.e2e
+def test_result_fails_the_perturbed_result_and_passes_its_neighbour(runner: Path, tmp_path: Path) -> None:
+    from conftest import perturbed_corpus
+
+    corpus = perturbed_corpus(tmp_path)
+    bad = subprocess.run([str(runner), str(corpus), "--result", "simple_cnn/b4_32x32"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 1 and "FAIL  simple_cnn/b4_32x32" in bad.stdout, bad.stdout
+    good = subprocess.run([str(runner), str(corpus), "--result", "simple_cnn/trace_example"], capture_output=True,
+                          text=True, timeout=300)
+    assert good.returncode == 0 and "PASS  simple_cnn/trace_example" in good.stdout, good.stdout

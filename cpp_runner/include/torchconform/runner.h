@@ -30,7 +30,14 @@ struct RunOptions {
   // Replaying the recorded submodule calls of a set on the TorchScript artifact (localize.cpp): on a FAIL of a set
   // that has records (the default), for every set that has them, or never.
   enum class Localize { kOnFail, kAlways, kOff } localize = Localize::kOnFail;
+  // Only the results whose id (result_id: case[:artifact]/set) matches one of these globs (empty: all). A selected
+  // variant result still compares call by call with the TorchScript artifact: the artifact runs that set too,
+  // unreported.
+  std::vector<std::string> results;
 };
+
+// Whether a result id is selected by RunOptions::results (fnmatch globs; `*` also matches `/` and `:`).
+bool result_selected(const RunOptions& o, const std::string& id);
 
 // The LibTorch version this runner was built against (TORCH_VERSION).
 const char* libtorch_version();
@@ -93,6 +100,8 @@ struct PlannedResult {
   const VariantSpec* variant = nullptr;
 };
 std::vector<PlannedResult> plan(const CaseSpec& c);
+// The id a planned result will have (result_id of its SetResult).
+std::string planned_id(const CaseSpec& c, const PlannedResult& p);
 
 // ---- results ------------------------------------------------------------------------------------------------------
 enum class Verdict {
@@ -214,10 +223,13 @@ struct Summary {
   // Results that compared an output with its golden. None: nothing was verified, and that is not a pass (a case
   // whose only runtime this runner lacks, a selection of expected failures only, an empty plan).
   int verified() const { return passed + failed + xpassed; }
-  // 2: something could not be verified (error, crash, timeout, nothing verified at all); 1: a mismatch or a stale
-  // xfail mark; 0: all good.
+  // 2: something could not be verified (error, crash, timeout, an empty run); 3: nothing verified, every result an
+  // expected failure that failed as marked (not a pass either; ctest maps it to "Skipped" for a per-result test);
+  // 1: a mismatch or a stale xfail mark; 0: all good.
   int exit_code() const {
-    return errors || crashed || timed_out || verified() == 0 ? 2 : failed || xpassed ? 1 : 0;
+    if (errors || crashed || timed_out) return 2;
+    if (verified() == 0) return xfailed ? 3 : 2;
+    return failed || xpassed ? 1 : 0;
   }
 };
 Summary summarize(const std::vector<SetResult>& results);
@@ -258,6 +270,12 @@ struct VerifyOptions {
   // --jobs N: isolated cases run N at a time (their results reported in case order, as a sequential run's);
   // threads per case then default to max(1, cores / N) where the corpus does not say.
   int jobs = 1;
+  // --result GLOB (repeatable): only the results whose id matches (RunOptions::results); a glob that matches no
+  // result of the selected cases is a usage error. A case none of whose results is selected is not run.
+  std::vector<std::string> results;
+  // --list: print the id of every result the run would produce (after --case, --shard and --result), one per line,
+  // and run nothing. Device-independent: the same plan runs on every device.
+  bool list = false;
 };
 
 // The names of shard k (1-based) of n among `names`: the whole case is the unit (one process, its artifacts loaded

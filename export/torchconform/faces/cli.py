@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     # (main() hands `verify`'s arguments to the C++ option table before argparse sees them; listed for --help.)
     sub.add_parser("verify", add_help=False,
                    help="verify a corpus with the C++ runner (torchconform-run's options, output and exit codes: "
-                        "0 pass, 1 mismatch, 2 error/crash/timeout/nothing verified; --help lists them)")
+                        "0 pass, 1 mismatch, 2 error/crash/timeout/empty run, 3 expected failures only; --help lists "
+                        "them)")
 
     rep = sub.add_parser("report", help="a Markdown report of a corpus and its verification")
     rep.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
