@@ -275,3 +275,37 @@ def test_reexport_comparison_tells_bitwise_from_drift(tmp_path):
     (partial / "corpus.json").write_text(json.dumps(index))
     missing = compat.compare_corpora(GOLDEN, partial)
     assert missing["class"] == compat.LOAD and "case missing from the re-export" in missing["examples"][compat.LOAD]
+
+
+@pytest.mark.e2e
+def test_aoti_packages_across_versions_are_run_by_the_other_runner_and_classified(tmp_path):
+    """The cross-version cells: version A's packages under version B's cache key, run by B's runner on their results
+    only. Here both "versions" are the pinned LibTorch (the matrix in ci/compat.sh has real ones): A's real package
+    passes in B; a package that is not one (what an incompatible release's archive looks like to a loader) is a load
+    failure with the loader's message, not a pass and not a crash."""
+    from conftest import GOLDEN
+    from torchconform.writing.aoti import default_cache, package_path
+
+    opened = _core.Corpus.open(str(GOLDEN))
+    po = next(c for c in opened.cases if c.name == "process_outputs")
+    v = next(v for v in po.variants if v.kind == "exported_program")
+    real = package_path(default_cache(), v.sha256, "cpu")
+    if not real.is_file():
+        pytest.fail(f"no compiled package for process_outputs at {real}: ci/test.sh compiles golden/ first")
+    bogus = tmp_path / "bogus.pt2"
+    bogus.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: no AOTInductor archive in it
+    runtimes = [compat.Runtime("a", sys.executable, str(runner_path()), torch.__version__),
+                compat.Runtime("b", sys.executable, str(runner_path()), torch.__version__)]
+    rec = {"case": "process_outputs", "variant": v.name, "sha256": v.sha256, "status": "cached"}
+    row = {"corpus": "golden", "cells": {f"{n}/cpp": {"runtimes": {"aoti": {"available": True}}} for n in "ab"},
+           "aoti_compile": {"a": [{**rec, "package": str(real)}], "b": [{**rec, "package": str(bogus)}]}}
+    cells = compat.aoti_across(row, runtimes, GOLDEN, 300, lambda m: None)
+    assert set(cells) == {"a->a", "a->b", "b->a", "b->b"}
+    n_sets = len(v.input_sets)
+    for key in ("a->a", "a->b"):
+        assert cells[key]["class"] == compat.PASS and cells[key]["counts"] == {compat.PASS: n_sets}, cells[key]
+    for key in ("b->a", "b->b"):
+        assert cells[key]["class"] == compat.LOAD and cells[key]["counts"] == {compat.LOAD: n_sets}, cells[key]
+        assert f"process_outputs:{v.name}@aoti/" in cells[key]["examples"][compat.LOAD]
+    row["cells"]["b/cpp"]["runtimes"]["aoti"]["available"] = False  # a runner without AOTInductor: no cells
+    assert set(compat.aoti_across(row, runtimes, GOLDEN, 300, lambda m: None)) == {"a->a"}

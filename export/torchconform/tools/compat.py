@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,11 +223,12 @@ def run_python_cell(runtime: Runtime, corpus: Path, timeout: float) -> dict[str,
         return summarize(judge_python(opened, runtime.torch or runtime.name, rows))
 
 
-def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: float) -> dict[str, Any]:
+def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: float,
+                 extra: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [runtime.runner, str(corpus), "--device", "cpu", "--json", str(report), "--quiet",
-               "--aoti-cache", str(aoti_cache)]
+               "--aoti-cache", str(aoti_cache), *(extra or [])]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -270,6 +272,40 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
             f"({sum(r['seconds'] for r in compiled):.0f} s), "
             f"{sum(r['status'] == 'error' for r in recs)} failed")
     return recs
+
+
+def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, timeout: float,
+                log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """AOTInductor packages across versions (pytorch#123745: no promise that a package loads in another release):
+    for every pair of runtimes whose runner has AOTInductor, the packages version A compiled from this corpus's
+    programs, put where version B's runner looks for its own (a cache of their own, under B's key), run by B's runner
+    on their results only (``--result case:variant@aoti/*``) and classified like every C++ row. Keys "A->B"; A == B
+    is the diagonal (each version's own packages, the C++ cell's aoti rows again)."""
+    able = [rt for rt in runtimes if rt.runner and row["cells"].get(f"{rt.name}/cpp", {}).get(
+        "runtimes", {}).get("aoti", {}).get("available")]
+    cells: dict[str, dict[str, Any]] = {}
+    for a in able:
+        packages = [r for r in row.get("aoti_compile", {}).get(a.name, [])
+                    if r.get("status") in ("compiled", "cached") and Path(r["package"]).is_file()]
+        for b in able:
+            key = f"{a.name}->{b.name}"
+            if not packages:
+                cells[key] = summarize([{"class": NOT_RUN, "id": "",
+                                         "detail": f"torch {a.name} compiled no AOTInductor package here"}])
+                continue
+            log(f"[compat] {row['corpus']}: AOTInductor packages of torch {a.name} in LibTorch {b.name}'s runner")
+            with tempfile.TemporaryDirectory(prefix="torchconform-aoti-across-") as tmp:
+                selection = []
+                for r in packages:
+                    target = Path(_core.aoti_package_path(tmp, r["sha256"], "cpu", b.torch or b.name))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(r["package"], target)
+                    selection += ["--result", f"{r['case']}:{r['variant']}@aoti/*"]
+                cell = run_cpp_cell(b, corpus, Path(tmp), timeout, selection)
+            cell.pop("runtimes", None)
+            cell.pop("not_built", None)
+            cells[key] = cell
+    return cells
 
 
 def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
@@ -370,6 +406,18 @@ def markdown(result: dict[str, Any]) -> str:
             re = row.get("reexport")
             cells.append(_cell_text(re, notes) if re else "-")
         out.append(f"| {row['corpus']} (torch {row['exported_with']}) | " + " | ".join(cells) + " |")
+    for row in result["rows"]:
+        across = row.get("aoti_across")
+        if not across:
+            continue
+        names = list(dict.fromkeys(k.split("->")[0] for k in across))
+        out += ["", f"AOTInductor packages across versions ({row['corpus']}'s programs): rows, the torch that compiled "
+                    "the packages; columns, the LibTorch whose runner loads and runs them (its own cache key pointed "
+                    "at the other version's package). The diagonal is each version's own packages.", "",
+                "| compiled by | " + " | ".join(f"run by {n} C++" for n in names) + " |",
+                "|---|" + "---|" * len(names)]
+        for a in names:
+            out.append(f"| torch {a} | " + " | ".join(_cell_text(across[f"{a}->{b}"], notes) for b in names) + " |")
     out += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
     if result.get("failing"):
         out += ["", "**The run fails:** " + "; ".join(result["failing"])]
@@ -412,6 +460,8 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
             log(f"[compat]   {time.perf_counter() - t0:.0f} s")
         if made_by is not None:
             row["reexport"] = compare_corpora(corpora[0][1], path)
+        if path == corpora[0][1]:  # the reference corpus's programs, compiled by each version, run by each other
+            row["aoti_across"] = aoti_across(row, runtimes, path, timeout, log)
         rows.append(row)
     for name, message in reexport_failures.items():
         rows.append({"corpus": f"re-export {name}", "path": "", "exported_with": name, "cells": {
@@ -420,6 +470,9 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
             "reexport": summarize([{"class": LOAD, "detail": f"re-export failed: {message}", "id": ""}])})
     failing = [f"{row['corpus']} on {key}: {cls} ({cell['examples'].get(cls, '')})"
                for row in rows for key, cell in row["cells"].items() for cls in FAILING if cls in cell["counts"]]
+    # Across versions a load failure or drift is a finding; a crash of the runner is not classified: it fails too.
+    failing += [f"{row['corpus']}: AOTInductor packages {key}: {CRASH} ({cell['examples'].get(CRASH, '')})"
+                for row in rows for key, cell in row.get("aoti_across", {}).items() if CRASH in cell["counts"]]
     result = {"command": command, "reference": corpora[0][0],
               "runtimes": [{"name": r.name, "python": r.python, "runner": r.runner, "torch": r.torch}
                            for r in runtimes],

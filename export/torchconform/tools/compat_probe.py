@@ -140,7 +140,7 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for job in jobs:
         target = Path(job["package"])
-        rec = {"case": job["case"], "variant": job["variant"], "package": str(target)}
+        rec = {"case": job["case"], "variant": job["variant"], "sha256": job["file"]["sha256"], "package": str(target)}
         if target.exists():
             out.append({**rec, "status": "cached", "seconds": 0.0})
             continue
