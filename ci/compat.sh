@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The PyTorch compatibility matrix (docs/compat.md): the golden corpus (torch 2.13.0) and re-exports of the built-in
-# cases made with Debian's torch 1.13.1 and with torch 2.14.1, each verified by all three from Python and from C++.
+# cases made with Debian's torch 1.13.1, torch 2.14.1 and torch 2.15.0 (the newest release), each verified by all four
+# from Python and from C++; and the AOTInductor packages of golden/'s programs compiled by each version with
+# AOTInductor, run by each other version's runner (the cross-version cells).
 # Not part of ci/test.sh (the default test run stays on the pinned torch); the classification logic is tested there.
 #
 #   ci/compat.sh [extra torchconform compat options]      # writes build/compat/compat.md and compat.json
 #
 # Sets up what it needs, idempotently: the project build (ci/build.sh), Debian's python3-torch and libtorch-dev,
-# a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), and a
-# torchconform-run built against each LibTorch under $TORCHCONFORM_COMPAT_DIR (default .compat/).
-# Run time on the 2-core CPU machine: about 4 min when everything is set up and cached (225-249 s measured); a first run
-# adds the installs, two runner builds (3-5 min each) and AOTInductor compiles with torch 2.14.1 (docs/compat.md).
+# a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), one with torch==2.15.0
+# (from PyPI), and a torchconform-run built against each LibTorch under $TORCHCONFORM_COMPAT_DIR (default .compat/).
+# A first run adds the installs, three runner builds (3-5 min each) and AOTInductor compiles with torch 2.14.1 and
+# 2.15.0; docs/compat.md gives the measured run time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${TORCHCONFORM_COMPAT_DIR:-$ROOT/.compat}"
@@ -36,6 +38,16 @@ if ! "$VENV214/bin/python" -c "import torch, numpy, jsonschema; assert torch.__v
   "$VENV214/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" numpy jsonschema
 fi
 
+# --- torch 2.15.0, the newest release, in its own venv -----------------------------------------------------------
+# Not on the local disk: a CUDA build from PyPI (~3 GB download, ~5.4 GB installed; runs on the CPU). Where pip is
+# capped at the local releases (/etc/xdg/pip, see the machine notes), this requirements file on main lifts the cap.
+VENV215="$DIR/venv-2.15.0"
+if ! "$VENV215/bin/python" -c "import torch, numpy, jsonschema; assert torch.__version__.startswith('2.15.0')" 2>/dev/null; then
+  log "creating $VENV215 with torch==2.15.0 (pinned exactly: a CUDA build from PyPI, ~3 GB download)"
+  python3.11 -m venv "$VENV215"
+  "$VENV215/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/ci/requirements-torch-2.15.txt"
+fi
+
 # --- a torchconform-run per LibTorch -----------------------------------------------------------------------------
 build_runner() {  # name python [cmake options]
   local out="$DIR/build-$1"
@@ -49,6 +61,7 @@ build_runner() {  # name python [cmake options]
 build_runner 1.13.1 /usr/bin/python3
 # (a CUDA wheel: its TorchConfig.cmake wants the CUDA toolkit even for CPU use; see CMakeLists.txt)
 build_runner 2.14.1 "$VENV214/bin/python" -DTORCHCONFORM_TORCH_WITHOUT_CMAKE_CONFIG=ON
+build_runner 2.15.0 "$VENV215/bin/python" -DTORCHCONFORM_TORCH_WITHOUT_CMAKE_CONFIG=ON
 
 "$ROOT/.venv/bin/torchconform" compat \
   --corpus "2.13.0:$ROOT/golden" \
@@ -56,6 +69,7 @@ build_runner 2.14.1 "$VENV214/bin/python" -DTORCHCONFORM_TORCH_WITHOUT_CMAKE_CON
   --runtime "1.13.1:/usr/bin/python3:$DIR/build-1.13.1/cpp_runner/torchconform-run" \
   --runtime "2.13.0:$ROOT/.venv/bin/python:$ROOT/build/cpp_runner/torchconform-run" \
   --runtime "2.14.1:$VENV214/bin/python:$DIR/build-2.14.1/cpp_runner/torchconform-run" \
+  --runtime "2.15.0:$VENV215/bin/python:$DIR/build-2.15.0/cpp_runner/torchconform-run" \
   --reexport --out "$ROOT/build/compat" "$@" && status=0 || status=$?
 log "done in $(( $(date +%s) - start )) s (exit $status): build/compat/compat.md"
 exit $status

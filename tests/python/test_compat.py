@@ -307,5 +307,9 @@ def test_aoti_packages_across_versions_are_run_by_the_other_runner_and_classifie
     for key in ("b->a", "b->b"):
         assert cells[key]["class"] == compat.LOAD and cells[key]["counts"] == {compat.LOAD: n_sets}, cells[key]
         assert f"process_outputs:{v.name}@aoti/" in cells[key]["examples"][compat.LOAD]
+    # Across versions a crash (an older loader killed by a newer package) is a finding; on the diagonal it fails.
+    crash = compat.summarize([{"class": compat.CRASH, "id": "x", "detail": "killed by signal 7"}])
+    assert compat.across_failures([{"corpus": "g", "aoti_across": {"b->a": crash, "a->a": cells["a->a"]}}]) == []
+    assert len(compat.across_failures([{"corpus": "g", "aoti_across": {"a->a": crash}}])) == 1
     row["cells"]["b/cpp"]["runtimes"]["aoti"]["available"] = False  # a runner without AOTInductor: no cells
     assert set(compat.aoti_across(row, runtimes, GOLDEN, 300, lambda m: None)) == {"a->a"}

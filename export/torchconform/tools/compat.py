@@ -308,6 +308,19 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
     return cells
 
 
+def across_failures(rows: list[dict[str, Any]]) -> list[str]:
+    """Across versions, a load failure, drift or even a crash (an older loader killed by a newer package, isolated in
+    its case's process) is a finding about the versions; on the diagonal (a version's own packages) a crash is not,
+    and fails the run as in every other cell."""
+    out = []
+    for row in rows:
+        for key, cell in row.get("aoti_across", {}).items():
+            a, b = key.split("->")
+            if a == b and CRASH in cell["counts"]:
+                out.append(f"{row['corpus']}: AOTInductor packages {key}: {CRASH} ({cell['examples'].get(CRASH, '')})")
+    return out
+
+
 def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
     """The built-in cases exported with ``runtime``'s torch into ``out``: (ok, message)."""
     cmd = [runtime.python, "-m", "torchconform", "export", "--out", str(out), "--force", "--quiet"]
@@ -470,9 +483,7 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
             "reexport": summarize([{"class": LOAD, "detail": f"re-export failed: {message}", "id": ""}])})
     failing = [f"{row['corpus']} on {key}: {cls} ({cell['examples'].get(cls, '')})"
                for row in rows for key, cell in row["cells"].items() for cls in FAILING if cls in cell["counts"]]
-    # Across versions a load failure or drift is a finding; a crash of the runner is not classified: it fails too.
-    failing += [f"{row['corpus']}: AOTInductor packages {key}: {CRASH} ({cell['examples'].get(CRASH, '')})"
-                for row in rows for key, cell in row.get("aoti_across", {}).items() if CRASH in cell["counts"]]
+    failing += across_failures(rows)
     result = {"command": command, "reference": corpora[0][0],
               "runtimes": [{"name": r.name, "python": r.python, "runner": r.runner, "torch": r.torch}
                            for r in runtimes],
