@@ -127,7 +127,10 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
   const Fields f{j, vwho};
   for (const auto& other : c.variants)
     if (other.name == v.name) throw CorpusError(vwho + " appears twice");
-  v.kind = f.str("kind") == "exported_program" ? VariantKind::kExportedProgram : VariantKind::kTorchScript;
+  const std::string kind = f.str("kind");
+  v.kind = kind == "exported_program"     ? VariantKind::kExportedProgram
+           : kind == "executorch_program" ? VariantKind::kExecuTorchProgram
+                                          : VariantKind::kTorchScript;
   v.description = f.str("description");
   v.transform = f.str("transform");
   if (f.has("xfail")) v.xfail = parse_xfail(f.object("xfail"), vwho + ": xfail");
@@ -150,12 +153,18 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
   } else {
     for (const auto& s : c.sets) v.input_sets.push_back(s.name);
   }
-  if (v.kind == VariantKind::kExportedProgram && v.file) {
+  if (v.kind != VariantKind::kTorchScript && v.file) {
+    const bool et = v.kind == VariantKind::kExecuTorchProgram;
     for (const json& r : f.array("runtimes")) {
       const auto kind = runtime_kind_from(r.get<std::string>());
-      if (!kind || *kind == RuntimeKind::kTorchScript)
-        throw CorpusError(vwho + ": unknown runtime '" + r.get<std::string>() + "' (aoti or nativert)");
+      if (!kind || *kind == RuntimeKind::kTorchScript || et != (*kind == RuntimeKind::kExecuTorch))
+        throw CorpusError(vwho + ": runtime '" + r.get<std::string>() + "' cannot run " + to_string(v.kind) + " (" +
+                          (et ? "executorch" : "aoti or nativert") + ")");
       v.runtimes.push_back(*kind);
+    }
+    if (et) {
+      v.in_spec = f.str("in_spec");
+      v.out_spec = f.str("out_spec");
     }
     for (const json& in : f.array("inputs")) {
       ProgramInput pi;
@@ -289,13 +298,21 @@ CaseSpec parse_case(const fs::path& dir, const json& m, const std::string& expec
 
 
 const char* to_string(VariantKind kind) {
-  return kind == VariantKind::kExportedProgram ? "exported_program" : "torchscript";
+  switch (kind) {
+    case VariantKind::kExportedProgram: return "exported_program";
+    case VariantKind::kExecuTorchProgram: return "executorch_program";
+    case VariantKind::kTorchScript: break;
+  }
+  return "torchscript";
 }
 
 namespace {
 // The one table of runtime names (the corpus schema's `runtimes` enum, plus "torchscript" for TorchScript files).
 constexpr std::pair<RuntimeKind, const char*> kRuntimeNames[] = {
-    {RuntimeKind::kTorchScript, "torchscript"}, {RuntimeKind::kAoti, "aoti"}, {RuntimeKind::kNativeRT, "nativert"}};
+    {RuntimeKind::kTorchScript, "torchscript"},
+    {RuntimeKind::kAoti, "aoti"},
+    {RuntimeKind::kNativeRT, "nativert"},
+    {RuntimeKind::kExecuTorch, "executorch"}};
 }  // namespace
 
 const char* to_string(RuntimeKind kind) {

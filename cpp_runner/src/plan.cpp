@@ -14,7 +14,8 @@ namespace torchconform {
 
 const std::vector<const Runtime*>& registered_runtimes() {
   // A new runtime: its file, and its line here.
-  static const std::vector<const Runtime*> all = {&torchscript_runtime(), &aoti_runtime(), &nativert_runtime()};
+  static const std::vector<const Runtime*> all = {&torchscript_runtime(), &aoti_runtime(), &nativert_runtime(),
+                                                     &executorch_runtime()};
   return all;
 }
 
@@ -35,13 +36,8 @@ const char* libtorch_version() { return TORCH_VERSION; }
 std::string cpu_capability() {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   return at::get_cpu_capability();
-#else  // (older LibTorch: only the enum; x86 names)
-  switch (static_cast<int>(at::native::get_cpu_capability())) {
-    case 0: return "DEFAULT";
-    case 1: return "AVX2";
-    case 2: return "AVX512";
-  }
-  return "unknown";
+#else  // (older LibTorch, e.g. Debian's 1.13 under torchconform compat, declares it but does not export it)
+  return "unknown (LibTorch before 2.1 does not export it)";
 #endif
 }
 const char* torchconform_version() { return TORCHCONFORM_VERSION; }

@@ -11,6 +11,8 @@
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -56,6 +58,7 @@ const Runtime& runtime_for(RuntimeKind kind);
 const Runtime& torchscript_runtime();
 const Runtime& aoti_runtime();
 const Runtime& nativert_runtime();
+const Runtime& executorch_runtime();
 
 // ---- helpers the runtimes and the run share ----------------------------------------------------------------------
 // An input set's arguments split into the positional ones and those passed by keyword (the last
@@ -71,6 +74,15 @@ std::string torch_message(const c10::Error& e);
 c10::IValue to_device(const c10::IValue& v, const c10::Device& device, bool copy = false);
 // A case's TorchScript module from its hash-checked, archive-checked bytes, on `device`, in eval mode (the runtime's
 // own load, runtime_torchscript.cpp). Throws CorpusError (load, corpus) naming the file.
+// An exported program's calling convention (program_spec.cpp), for the runtimes that call one with flat tensors
+// (AOTInductor, ExecuTorch). `in_spec`/`out_spec`: the program's treespecs (torch.utils._pytree JSON, the part after
+// the protocol number). program_inputs flattens an input set by the input spec and checks its leaves against the
+// manifest's `inputs` (constants equal, tensors within the guards; CorpusError otherwise); program_outputs rebuilds
+// the output value from all the flat outputs (CorpusError of kind call when they do not fit the spec).
+std::vector<at::Tensor> program_inputs(const VariantSpec& v, const nlohmann::json& in_spec, const SplitArgs& args,
+                                       const std::string& who);
+c10::IValue program_outputs(const nlohmann::json& out_spec, const std::vector<at::Tensor>& flat, const VariantSpec& v,
+                            const std::string& who);
 torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const c10::Device& device);
 // Replays the set's recorded submodule calls on the case's TorchScript artifact (localize.cpp).
 Localization localize(const CaseSpec& c, const InputSetSpec& s, const TolerancePolicy& tolerance,

@@ -191,6 +191,12 @@ def test_export_cli_errors(tmp_path: Path) -> None:
     r = export_cli(tmp_path / "x", "--case", "nope*")
     assert r.returncode == 2 and "matches no case" in r.stderr
     assert not (tmp_path / "x").exists()
+    from torchconform.writing.executorch import available
+
+    if available():  # this environment has no ExecuTorch (ci/executorch.sh's has): said before anything is written
+        r = export_cli(tmp_path / "x", "--case", "process_outputs", "--executorch")
+        assert r.returncode == 2 and "--executorch: the executorch package does not import here" in r.stderr
+        assert "ci/executorch.sh" in r.stderr and not (tmp_path / "x").exists()
 
 
 def test_export_refuses_to_overwrite_and_survives_failure(tmp_path: Path) -> None:

@@ -151,6 +151,33 @@ def test_a_program_no_runtime_here_can_run_is_an_error(tmp_path: Path, run_cli) 
     assert "nativert:" in errors[0]
 
 
+def test_an_executorch_program_without_the_executorch_runtime_is_an_error(tmp_path: Path, run_cli) -> None:
+    """An ExecuTorch variant (export --executorch) on a runner built without ExecuTorch's C++ runtime: one ERROR
+    naming why (never an expected failure, never silently absent); a runtime name that cannot run the kind is a
+    corpus error. (ci/executorch.sh runs such variants on a runner that has the runtime.)"""
+    corpus = hostile.single(tmp_path, "process_outputs")
+    m = hostile.manifest(corpus, "process_outputs")
+    program = next(v for v in m["variants"] if v["kind"] == "exported_program")
+    pte = corpus / "process_outputs" / "variants" / "export_et.pte"
+    pte.write_bytes(b"\0" * 64)  # (never read: nothing here can load it)
+    et = {**{k: program[k] for k in ("input_sets", "inputs", "int_outputs_as_tensors") if k in program},
+          "name": "export_et", "kind": "executorch_program", "description": "lowered", "transform": "to_executorch()",
+          "file": "variants/export_et.pte", "sha256": sha256(pte), "bytes": 64, "runtimes": ["executorch"],
+          "in_spec": "[1, {}]", "out_spec": "[1, {}]", "findings": [], "details": {}}
+    m["variants"].append(et)
+    hostile.write_manifest(corpus, "process_outputs", m)
+    r = run_cli(corpus, "--quiet")
+    errors = lines(r, "ERROR process_outputs:export_et/*")
+    assert r.returncode == 2 and len(errors) == 1, r.stdout
+    assert "executorch: this runner was built without ExecuTorch's C++ runtime" in errors[0]
+    assert "executorch NO (" in r.stdout  # and the runtimes line says so
+    for kind, runtimes in (("executorch_program", ["aoti"]), ("exported_program", ["executorch"])):
+        bad = {**et, "kind": kind, "runtimes": runtimes}
+        hostile.write_manifest(corpus, "process_outputs", {**m, "variants": [*m["variants"][:-1], bad]})
+        r = run_cli(corpus, "--quiet")
+        assert r.returncode == 2 and "cannot run" in r.stdout + r.stderr, (kind, r.stdout + r.stderr)
+
+
 def test_mode_export_with_only_a_missing_runtime_verifies_nothing(tmp_path: Path, run_cli) -> None:
     corpus = hostile.single(tmp_path, "process_outputs")
     m = hostile.manifest(corpus, "process_outputs")

@@ -47,10 +47,10 @@ class CorpusError : public std::runtime_error {
 };
 
 // How an artifact is stored (manifest `kind`) and what runs it (`runtimes`); parsed once, from the schema's enums.
-enum class VariantKind { kTorchScript, kExportedProgram };
-enum class RuntimeKind { kTorchScript, kAoti, kNativeRT };
-const char* to_string(VariantKind kind);  // "torchscript" | "exported_program"
-const char* to_string(RuntimeKind kind);  // "torchscript" | "aoti" | "nativert"
+enum class VariantKind { kTorchScript, kExportedProgram, kExecuTorchProgram };
+enum class RuntimeKind { kTorchScript, kAoti, kNativeRT, kExecuTorch };
+const char* to_string(VariantKind kind);  // "torchscript" | "exported_program" | "executorch_program"
+const char* to_string(RuntimeKind kind);  // "torchscript" | "aoti" | "nativert" | "executorch"
 std::optional<RuntimeKind> runtime_kind_from(const std::string& name);
 
 // An expected-failure mark as the manifest states it (`{"reason", "torch"?, "device"?}`): with a `torch` condition
@@ -140,10 +140,15 @@ struct VariantSpec {
   std::optional<FileRef> file;    // absent when the capture failed at export (see `error`)
   std::string error;              // the capture's error, recorded at export
   std::vector<std::string> input_sets;  // the sets it applies to, in the case's order
-  std::vector<RuntimeKind> runtimes;    // exported_program: aoti, nativert
-  std::vector<ProgramInput> inputs;     // exported_program: the flattened positional inputs
-  bool int_outputs_as_tensors = false;  // exported_program: 0-dim integer tensors stand for Python ints
-  std::vector<PytreeType> pytree_types;  // exported_program: user containers in its specs
+  // exported_program (aoti, nativert) and executorch_program (executorch): what runs it, its flattened inputs, whether
+  // 0-dim integer tensors stand for Python ints, the user containers in its specs.
+  std::vector<RuntimeKind> runtimes;
+  std::vector<ProgramInput> inputs;
+  bool int_outputs_as_tensors = false;
+  std::vector<PytreeType> pytree_types;
+  // executorch_program: the program's input and output treespecs (torch.utils._pytree JSON, as torch.export wrote
+  // them; a .pte carries none)
+  std::string in_spec, out_spec;
   TolerancePolicy tolerance;            // the case's unless the variant has its own
   std::optional<Mark> xfail;
 };

@@ -35,7 +35,7 @@ def _export(args: argparse.Namespace) -> int:
             cases = [dataclasses.replace(c, record_submodules=True) if c.mode in ("trace", "script", "hybrid") else c
                      for c in cases]
         failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going, envelope=args.envelope,
-                              log=_stderr(args.quiet) or (lambda m: None))
+                              executorch=args.executorch, log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
         return 2
@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="also measure each golden's noise envelope (the artifact re-run under this CPU's lower "
                           "ATEN_CPU_CAPABILITY levels and with all cores), which the runner reports results against "
                           "(docs/localize.md)")
+    exp.add_argument("--executorch", action="store_true",
+                     help="also lower every exported program to ExecuTorch (.pte: CPU kernels, and the XNNPACK "
+                          "delegate) as variants the runner's ExecuTorch runtime runs; needs the executorch package "
+                          "(ci/executorch.sh)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 

@@ -231,7 +231,7 @@ def _save(value: Any, path: Path) -> dict[str, Any]:
             "bytes": path.stat().st_size}
 
 
-def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
+def export_case(case: Case, case_dir: Path, executorch: bool = False) -> dict[str, Any]:
     """Build one case, write its artifact, input sets, goldens and manifest into ``case_dir``; return the manifest."""
     torch.manual_seed(case.seed)
     with collect_warnings() as caught:
@@ -340,7 +340,7 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         "notes": built.notes,
         "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
         **({"xfail": _mark(case.xfail)} if case.xfail else {}),
-        "variants": [_write_variant(case, v, built, case_dir, goldens, artifact_output) for v in built.variants],
+        "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch),
         "input_sets": sets,
     }
     namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
@@ -353,6 +353,21 @@ def export_case(case: Case, case_dir: Path) -> dict[str, Any]:
         raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
     (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _variants(case: Case, built: Built, case_dir: Path, goldens: dict[str, Any],
+              artifact_output: Callable[[str], Any], executorch: bool) -> list[dict[str, Any]]:
+    """The case's variants' manifest entries; with ``executorch``, each exported program's ExecuTorch lowerings right
+    after it (writing/executorch.py)."""
+    out = []
+    for v in built.variants:
+        entry = _write_variant(case, v, built, case_dir, goldens, artifact_output)
+        out.append(entry)
+        if executorch and v.kind == "exported_program" and v.artifact is not None:
+            from .executorch import variants as executorch_variants
+
+            out += executorch_variants(case.name, v.artifact, entry, case_dir)
+    return out
 
 
 def _sizes(manifest: dict[str, Any]) -> str:
@@ -370,7 +385,7 @@ def _sizes(manifest: dict[str, Any]) -> str:
 
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
-                 envelope: bool = False,
+                 envelope: bool = False, executorch: bool = False,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
@@ -378,11 +393,17 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     so an export that fails part way leaves the previous corpus as it was. An existing corpus is replaced only with
     ``force``. Exports into the same directory take turns. Every case is tried: when some fail, CaseError lists them
     all and nothing is written, unless ``keep_going``: then the corpus holds the others and the failures are
-    returned (one message each). ``envelope``: also measure each golden's noise envelope (writing/envelope.py)."""
+    returned (one message each). ``envelope``: also measure each golden's noise envelope (writing/envelope.py).
+    ``executorch``: also lower every exported program to ExecuTorch (writing/executorch.py; needs the package)."""
     out = Path(out)
+    if executorch:
+        from .executorch import available
+
+        if available():
+            raise CaseError(f"--executorch: {available()}; ci/executorch.sh sets up an environment that has it")
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
-        failed = _write_into(staging, cases, log)
+        failed = _write_into(staging, cases, log, executorch)
         exported = len(cases) - len(failed)
         if failed and (not keep_going or not exported):
             raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
@@ -397,7 +418,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     return failed
 
 
-def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> list[str]:
+def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], executorch: bool = False) -> list[str]:
     """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
@@ -407,7 +428,7 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None]) -> lis
         for i, case in enumerate(cases, 1):
             t0 = time.perf_counter()
             try:
-                manifest = export_case(case, tmp / case.name)
+                manifest = export_case(case, tmp / case.name, executorch)
             except CaseError as e:
                 failed.append(str(e))
                 shutil.rmtree(tmp / case.name, ignore_errors=True)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# ExecuTorch as a third C++ runtime beside TorchScript and AOTInductor: the built-in cases exported with every
+# torch.export program also lowered to ExecuTorch programs (.pte: CPU kernels, and the XNNPACK delegate), then
+# verified from C++ by a torchconform-run whose ExecuTorch runtime is built in (ExecuTorch's C++ Module API), against
+# the goldens and, call by call, against each case's TorchScript artifact.
+# Not part of ci/test.sh: ExecuTorch's wheel pulls torchao, pandas, coremltools and more, and wants torch 2.14.
+#
+#   ci/executorch.sh            # writes $DIR/executorch/{corpus,report.json,verify.txt}
+#
+# Sets up what it needs, idempotently, under $TORCHCONFORM_COMPAT_DIR (default .compat/): a venv with torch==2.14.1
+# (a CUDA build from the local wheel store, runs on the CPU), executorch==1.5.1 (the release validated with torch
+# 2.14) and cmake>=3.28 from PyPI (ExecuTorch's CMake package defines its targets only from 3.28), and torchconform
+# built into it (build tree $DIR/build-executorch; the configure step finds ExecuTorch's package and says so).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DIR="${TORCHCONFORM_COMPAT_DIR:-$ROOT/.compat}"
+VENV="$DIR/venv-executorch"
+OUT="$DIR/executorch"
+log() { printf '[executorch] %s\n' "$*" >&2; }
+start=$(date +%s)
+mkdir -p "$OUT"
+
+if ! "$VENV/bin/python" -c "import torch, executorch.exir, scikit_build_core, pybind11, jsonschema; \
+assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
+  log "setting up $VENV: torch==2.14.1 executorch==1.5.1 (pinned exactly; executorch pulls torchao, pandas, ...)"
+  [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==2.14.1" "executorch==1.5.1" \
+    "cmake>=3.28" ninja pybind11 scikit-build-core numpy jsonschema pytest
+fi
+PY="$VENV/bin/python"
+ET_PREFIX="$("$PY" -c 'import executorch; print(list(executorch.__path__)[0])')"
+
+log "building torchconform with ExecuTorch's runtime into $DIR/build-executorch (first build: several minutes)"
+PATH="$VENV/bin:$PATH" CMAKE_PREFIX_PATH="$ET_PREFIX" CMAKE_BUILD_PARALLEL_LEVEL="${TORCHCONFORM_JOBS:-2}" \
+  "$PY" -m pip install --no-build-isolation --no-deps --disable-pip-version-check -q \
+  -Cbuild-dir="$DIR/build-executorch" "$ROOT" >"$OUT/build.log" 2>&1 || { tail -n 40 "$OUT/build.log" >&2; exit 1; }
+TC="$VENV/bin/torchconform"
+RUN="$VENV/bin/torchconform-run"
+# (a runner that found no ExecuTorch package would report every ExecuTorch variant as not run: stop here instead)
+"$RUN" "$ROOT/golden" --result "process_outputs/*" --quiet >"$OUT/runtimes.txt" 2>&1 || true
+if ! grep -q "executorch yes" "$OUT/runtimes.txt"; then
+  log "the runner was built without ExecuTorch's runtime (see $OUT/build.log and $DIR/build-executorch)"; exit 1
+fi
+
+log "export the built-in cases with --executorch -> $OUT/corpus"
+"$TC" export --executorch --out "$OUT/corpus" --force 2>&1 | tee "$OUT/export.log" >&2
+log "compile the exported programs (AOTInductor, cached by program hash)"
+"$TC" compile "$OUT/corpus" --jobs "${TORCHCONFORM_JOBS:-2}" 2>&1 | tail -n 3 >&2
+log "verify from C++ (torchconform-run)"
+set +e
+"$RUN" "$OUT/corpus" --json "$OUT/report.json" --quiet >"$OUT/verify.txt" 2>&1
+rc=$?
+set -e
+grep -E "^runtimes:|_et(_xnnpack)?[@/]|^summary" "$OUT/verify.txt" >&2 || true
+
+# Negative control: simple_cnn/b4_32x32's golden moved by 1e-3 at [2, 7] (re-signed) must FAIL both ExecuTorch
+# variants on that set, and only there.
+rm -rf "$OUT/perturbed" && cp -r "$OUT/corpus" "$OUT/perturbed"
+"$PY" - "$OUT/perturbed" <<'PYEOF'
+import sys, torch
+from pathlib import Path
+sys.path.insert(0, "tests/python")
+from conftest import rehash
+corpus = Path(sys.argv[1])
+path = corpus / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
+expected = torch.load(path, weights_only=True)
+expected[2, 7] += 1e-3
+torch.save(expected, path)
+rehash(corpus, "simple_cnn")
+PYEOF
+"$RUN" "$OUT/perturbed" --case simple_cnn --result "simple_cnn:*_et*" --quiet >"$OUT/perturbed.txt" 2>&1 || true
+failed="$(grep -c '^FAIL' "$OUT/perturbed.txt" || true)"
+if [ "$failed" != 2 ] || [ "$(grep '^FAIL' "$OUT/perturbed.txt" | grep -c '/b4_32x32 ')" != 2 ]; then
+  log "negative control FAILED: expected exactly the two ExecuTorch results on b4_32x32 to fail:"
+  cat "$OUT/perturbed.txt" >&2
+  exit 1
+fi
+log "negative control: the perturbed golden fails both ExecuTorch variants on b4_32x32, nothing else"
+log "done in $(( $(date +%s) - start )) s (exit $rc): $OUT/verify.txt, $OUT/report.json"
+exit $rc

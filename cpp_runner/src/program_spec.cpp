@@ -1,0 +1,232 @@
+// An exported program's calling convention, shared by the runtimes that run one from flat tensors (AOTInductor's
+// packages, ExecuTorch's programs): an input set flattened by the program's input treespec, checked against the
+// leaves and guards the manifest records, and the flat outputs rebuilt by its output treespec.
+#include "runtime.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <sstream>
+
+namespace torchconform {
+namespace {
+
+
+// The kinds of container the pytree JSON names: builtins and collections ones by their own names, user ones by the
+// names the manifest's pytree_types gives them.
+enum class SpecNode { kLeaf, kSequence, kDict, kNamedTuple, kDataclass, kUnknown };
+
+SpecNode node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeType** user) {
+  const auto& type = spec.at("type");
+  if (type.is_null()) return SpecNode::kLeaf;
+  const std::string name = type.get<std::string>();
+  if (name == "builtins.tuple" || name == "builtins.list" || name == "collections.deque") return SpecNode::kSequence;
+  if (name == "builtins.dict" || name == "collections.OrderedDict") return SpecNode::kDict;
+  if (name == "collections.namedtuple") return SpecNode::kNamedTuple;
+  for (const auto& t : v.pytree_types) {
+    if (t.name != name) continue;
+    if (t.kind == PytreeType::Kind::kMapping) return SpecNode::kDict;  // its context is its keys, as a dict's
+    if (t.kind == PytreeType::Kind::kDataclass) {
+      *user = &t;
+      return SpecNode::kDataclass;
+    }
+  }
+  return SpecNode::kUnknown;
+}
+
+// A dict node's keys, from its context (a JSON list in a JSON string).
+std::vector<std::string> dict_keys(const nlohmann::json& spec, const std::string& who) {
+  const auto keys = nlohmann::json::parse(spec.at("context").get<std::string>());
+  std::vector<std::string> out;
+  for (const auto& k : keys) {
+    if (!k.is_string()) throw CorpusError(who + ": only str dict keys are supported in a program's spec");
+    out.push_back(k.get<std::string>());
+  }
+  return out;
+}
+
+// An input set's leaves in the order the program takes them, following the program's input spec: sequences by
+// position, dicts by the keys the program was captured with (in that order). A set of another structure is refused
+// naming where it differs, before anything runs.
+void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const VariantSpec& v,
+                     std::vector<c10::IValue>& out, const std::string& where, const std::string& who) {
+  const PytreeType* user = nullptr;
+  const auto& children = spec.at("children_spec");
+  switch (node_of(spec, v, &user)) {
+    case SpecNode::kLeaf:
+      out.push_back(value);
+      return;
+    case SpecNode::kSequence:
+    case SpecNode::kNamedTuple: {
+      std::vector<c10::IValue> items;
+      if (value.isTuple()) items = value.toTupleRef().elements().vec();
+      else if (value.isList()) items = value.toListRef().vec();
+      else throw CorpusError(who + ": input " + where + " is " + value.tagKind() + ", the program takes a sequence");
+      if (items.size() != children.size())
+        throw CorpusError(who + ": input " + where + " has " + std::to_string(items.size()) + " items, the program "
+                          "takes " + std::to_string(children.size()));
+      for (size_t i = 0; i < items.size(); ++i)
+        flatten_by_spec(children[i], items[i], v, out, where + "[" + std::to_string(i) + "]", who);
+      return;
+    }
+    case SpecNode::kDict: {
+      if (!value.isGenericDict())
+        throw CorpusError(who + ": input " + where + " is " + value.tagKind() + ", the program takes a dict");
+      const auto d = value.toGenericDict();
+      const auto keys = dict_keys(spec, who);
+      if (d.size() != keys.size())
+        throw CorpusError(who + ": input " + where + " has " + std::to_string(d.size()) + " keys, the program "
+                          "takes " + std::to_string(keys.size()));
+      for (size_t i = 0; i < keys.size(); ++i) {
+        const auto it = d.find(c10::IValue(keys[i]));
+        if (it == d.end())
+          throw CorpusError(who + ": input " + where + " has no key '" + printable(keys[i]) + "' (the program "
+                            "was captured with it)");
+        flatten_by_spec(children.at(i), it->value(), v, out, where + "['" + printable(keys[i]) + "']", who);
+      }
+      return;
+    }
+    case SpecNode::kDataclass:
+    case SpecNode::kUnknown:
+      break;
+  }
+  throw CorpusError(who + ": the program takes a " + spec.at("type").get<std::string>() + " at input " + where +
+                    ", which an input set cannot hold");
+}
+
+// Whether a tensor meets the program's guards on it (dtype, rank, static sizes, symbol ranges, equal symbols):
+// AOTInductor's generated code does not check (unless built with AOTI_RUNTIME_CHECK_INPUTS) and would read out of
+// bounds or run on a shape it was never specialized for. "" when it does.
+std::string guard_violation(const ProgramInput& spec, const at::Tensor& t, std::map<std::string, int64_t>& symbols) {
+  if (!spec.dtype.empty() && dtype_name(t.scalar_type()) != spec.dtype)
+    return "is " + dtype_name(t.scalar_type()) + ", the program was captured for " + spec.dtype;
+  if (!spec.shape) return "";
+  const auto& dims = *spec.shape;
+  if (static_cast<size_t>(t.dim()) != dims.size())
+    return "has " + std::to_string(t.dim()) + " dimensions, the program was captured for " +
+           std::to_string(dims.size());
+  for (size_t d = 0; d < dims.size(); ++d) {
+    const int64_t n = t.size(static_cast<int64_t>(d));
+    const std::string at = "dimension " + std::to_string(d) + " is " + std::to_string(n) + ", ";
+    if (dims[d].size && n != *dims[d].size)
+      return at + "the program was captured for " + std::to_string(*dims[d].size) + " only (static)";
+    if (dims[d].symbol.empty()) continue;
+    const auto& sym = dims[d];
+    if (n < sym.min || (sym.max && n > *sym.max))
+      return at + "outside the range of " + sym.symbol + " [" + std::to_string(sym.min) + ", " +
+             (sym.max ? std::to_string(*sym.max) : std::string("inf")) + "] the program was captured for";
+    const auto [it, first] = symbols.emplace(sym.symbol, n);
+    if (!first && it->second != n)
+      return at + "but " + sym.symbol + " is " + std::to_string(it->second) + " in an earlier input (the program "
+             "requires them equal)";
+  }
+  return "";
+}
+
+}  // namespace
+
+// The tensors an exported program takes for `args`; the other leaves must equal the constants it was specialized on,
+// and the tensors must meet its guards.
+std::vector<at::Tensor> program_inputs(const VariantSpec& v, const nlohmann::json& in_spec, const SplitArgs& args,
+                                       const std::string& who) {
+  std::vector<c10::IValue> leaves;
+  // in_spec is (args, kwargs): the positional arguments, then the keyword arguments as a dict
+  const auto& parts = in_spec.at("children_spec");
+  if (parts.size() != 2) throw CorpusError(who + ": the program's input spec is not (args, kwargs)", ErrorKind::kLoad);
+  flatten_by_spec(parts.at(0), c10::ivalue::Tuple::create(args.positional), v, leaves, "args", who);
+  c10::impl::GenericDict kwargs(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& [name, value] : args.keywords) kwargs.insert(name, value);
+  flatten_by_spec(parts.at(1), kwargs, v, leaves, "kwargs", who);
+  if (leaves.size() != v.inputs.size())
+    throw CorpusError(who + ": the input set has " + std::to_string(leaves.size()) +
+                      " input leaves, the exported program was captured with " + std::to_string(v.inputs.size()));
+  std::vector<at::Tensor> tensors;
+  std::map<std::string, int64_t> symbols;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    const auto& spec = v.inputs[i];
+    if (spec.tensor) {
+      if (!leaves[i].isTensor())
+        throw CorpusError(who + ": input leaf " + std::to_string(i) + " must be a tensor, got " + leaves[i].tagKind());
+      tensors.push_back(leaves[i].toTensor());
+      const std::string why = guard_violation(spec, tensors.back(), symbols);
+      if (!why.empty())
+        throw CorpusError(who + ": input leaf " + std::to_string(i) + " " + why + ": the call would break the "
+                          "exported program's guards (not run)", ErrorKind::kCall);
+    } else {
+      const bool same = leaves[i].tagKind() == spec.value.tagKind() &&
+                        (spec.value.isNone() || (spec.value.isInt() && leaves[i].toInt() == spec.value.toInt()) ||
+                         (spec.value.isBool() && leaves[i].toBool() == spec.value.toBool()) ||
+                         (spec.value.isDouble() && leaves[i].toDouble() == spec.value.toDouble()) ||
+                         (spec.value.isString() && leaves[i].toStringRef() == spec.value.toStringRef()));
+      if (!same) {
+        std::ostringstream os;
+        os << who << ": input leaf " << i << " is " << leaves[i] << ", but the exported program was specialized on "
+           << spec.value << " (a guard would fail)";
+        throw CorpusError(os.str());
+      }
+    }
+  }
+  return tensors;
+}
+
+// Rebuilds the program's output value from its flat tensors with the output treespec AOTInductor stores
+// (torch.utils._pytree JSON: {"type": "builtins.tuple", "children_spec": [...]}, leaves have type null). Kept by hand:
+// LibTorch has no C++ pytree for it, and the runner must not need Python.
+static c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::Tensor>& flat, size_t& next,
+                             const VariantSpec& v, const std::string& who) {
+  const PytreeType* user = nullptr;
+  const SpecNode node = node_of(spec, v, &user);
+  if (node == SpecNode::kLeaf) {
+    if (next >= flat.size()) throw CorpusError(who + ": the program returned fewer tensors than its output spec");
+    const at::Tensor& t = flat[next++];
+    // AOTInductor returns a Python int (e.g. from .item()) as a 0-dim int64 tensor; the manifest declares it.
+    if (v.int_outputs_as_tensors && t.dim() == 0 && c10::isIntegralType(t.scalar_type(), /*includeBool=*/false))
+      return t.item<int64_t>();
+    return t;
+  }
+  const std::string name = spec.at("type").get<std::string>();
+  if (node == SpecNode::kUnknown)
+    throw CorpusError(who + ": unsupported container '" + name + "' in the program's output spec (a pytree type "
+                      "registered by the model's code; only namedtuples and dataclasses are rebuilt)");
+  std::vector<c10::IValue> children;
+  for (const auto& child : spec.at("children_spec")) children.push_back(unflatten(child, flat, next, v, who));
+  // A namedtuple is compared as the tuple of its fields (the goldens store it so), a deque as a list.
+  if (name == "builtins.tuple" || node == SpecNode::kNamedTuple) return c10::ivalue::Tuple::create(std::move(children));
+  if (node == SpecNode::kSequence) {
+    bool all_int = !children.empty();
+    for (const auto& x : children) all_int = all_int && x.isInt();
+    if (all_int) {
+      c10::List<int64_t> l;
+      for (const auto& x : children) l.push_back(x.toInt());
+      return l;
+    }
+    c10::impl::GenericList l(c10::AnyType::get());
+    for (auto& x : children) l.push_back(std::move(x));
+    return l;
+  }
+  // dicts, OrderedDicts (every torchvision segmentation model) and dataclasses (their fields; those that were None
+  // when captured are None) are str-keyed dicts, as the goldens store them
+  const std::vector<std::string> keys = node == SpecNode::kDict ? dict_keys(spec, who) : user->fields;
+  if (keys.size() != children.size())
+    throw CorpusError(who + ": '" + name + "' has " + std::to_string(keys.size()) + " keys for " +
+                      std::to_string(children.size()) + " values in the program's output spec");
+  c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+  for (size_t i = 0; i < children.size(); ++i) d.insert(keys[i], children[i]);
+  if (node == SpecNode::kDataclass)
+    for (const auto& k : user->none_fields) d.insert(k, c10::IValue());
+  return d;
+}
+
+
+c10::IValue program_outputs(const nlohmann::json& out_spec, const std::vector<at::Tensor>& flat, const VariantSpec& v,
+                            const std::string& who) {
+  size_t next = 0;
+  auto value = unflatten(out_spec, flat, next, v, who);
+  if (next != flat.size())
+    throw CorpusError(who + ": the program returned " + std::to_string(flat.size()) + " values, its output spec has " +
+                          std::to_string(next),
+                      ErrorKind::kCall);
+  return value;
+}
+
+}  // namespace torchconform
