@@ -135,10 +135,13 @@ std::string planned_id(const CaseSpec& c, const PlannedResult& p) {
   return c.name + (p.label.empty() ? "" : ":" + p.label) + "/" + p.set;
 }
 
+bool result_matches(const std::string& glob, const std::string& id) {
+  return fnmatch(glob.c_str(), id.c_str(), 0) == 0;
+}
+
 bool result_selected(const RunOptions& o, const std::string& id) {
-  return o.results.empty() || std::any_of(o.results.begin(), o.results.end(), [&](const std::string& g) {
-           return fnmatch(g.c_str(), id.c_str(), 0) == 0;
-         });
+  return o.results.empty() || std::any_of(o.results.begin(), o.results.end(),
+                                          [&](const std::string& g) { return result_matches(g, id); });
 }
 
 std::string artifact_who(const CaseSpec& c, const PlannedArtifact& a) {

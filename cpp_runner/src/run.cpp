@@ -302,7 +302,7 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
   // selected variant results, which compare with its outputs call by call as in a full run.
   const auto artifacts = plan_artifacts(c);
   auto chosen = [&](const PlannedArtifact& a, const std::string& set) {
-    return result_selected(o, c.name + (a.label.empty() ? "" : ":" + a.label) + "/" + set);
+    return result_selected(o, artifact_who(c, a) + "/" + set);
   };
   std::set<std::string> reference_sets;
   for (const PlannedArtifact& a : artifacts)

@@ -301,25 +301,22 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   const Corpus corpus = Corpus::open(options.corpus);
   auto cases = corpus.select(options.cases);
   if (!options.results.empty()) {  // keep the cases with a selected result; every glob must select something
-    RunOptions selection;
+    std::vector<char> hit(options.results.size(), 0);
     std::vector<const CaseSpec*> kept;
-    for (const auto& g : options.results) {
-      selection.results = {g};
-      bool hit = false;
-      for (const auto* c : cases)
-        for (const auto& p : plan(*c)) hit = hit || result_selected(selection, planned_id(*c, p));
-      if (!hit)
-        throw UsageError("--result '" + printable(g) + "' matches no result of " +
+    for (const auto* c : cases) {
+      bool any = false;
+      for (const auto& p : plan(*c)) {
+        const std::string id = planned_id(*c, p);
+        for (size_t g = 0; g < options.results.size(); ++g)
+          if (result_matches(options.results[g], id)) hit[g] = any = true;
+      }
+      if (any) kept.push_back(c);
+    }
+    for (size_t g = 0; g < options.results.size(); ++g)
+      if (!hit[g])
+        throw UsageError("--result '" + printable(options.results[g]) + "' matches no result of " +
                          (options.cases.empty() ? std::string("the corpus") : std::string("the selected cases")) +
                          " (--list prints their ids)");
-    }
-    selection.results = options.results;
-    for (const auto* c : cases) {
-      const auto planned = plan(*c);
-      if (std::any_of(planned.begin(), planned.end(),
-                      [&](const PlannedResult& p) { return result_selected(selection, planned_id(*c, p)); }))
-        kept.push_back(c);
-    }
     cases = std::move(kept);
   }
   std::string shard_line;
@@ -343,7 +340,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
 
   VerifyOutcome outcome;
   if (options.list) {  // the plan's ids, nothing run (a ctest discovery step reads this)
-    RunOptions selection;
+    RunOptions selection;  // (only its --result globs)
     selection.results = options.results;
     for (const auto* c : cases)
       for (const auto& p : plan(*c)) {

@@ -118,6 +118,16 @@ def rehash(corpus: Path, case: str, index: bool = True) -> None:
     ipath.write_text(json.dumps(index, indent=2) + "\n")
 
 
+def result_id(row: dict) -> str:
+    """A JSON report row's id as the runner prints it and --result/--list take it: case[:artifact]/set."""
+    return row["case"] + (f":{row['artifact']}" if row["artifact"] else "") + f"/{row['input_set']}"
+
+
+def result_ids(report: Path) -> list[str]:
+    """The result ids of a JSON report, in report order."""
+    return [result_id(r) for r in json.loads(report.read_text())["results"]]
+
+
 def perturbed_failures() -> int:
     """How many results perturbed_corpus fails: every artifact run on simple_cnn/b4_32x32 except the expected
     failures."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, ROOT, copy_corpus, perturbed_corpus
+from conftest import GOLDEN, ROOT, copy_corpus, perturbed_corpus, result_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BUILD = ROOT / "build"
@@ -55,11 +55,6 @@ def listed(tmp_path: Path) -> list[str]:
     r = subprocess.run(["ctest", "--test-dir", str(tmp_path / "b"), "-N"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return re.findall(r"Test\s+#\d+: (\S+)", r.stdout)
-
-
-def result_ids(report: Path) -> list[str]:
-    return [r["case"] + (f":{r['artifact']}" if r["artifact"] else "") + f"/{r['input_set']}"
-            for r in json.loads(report.read_text())["results"]]
 
 
 def test_one_test_per_result_behind_the_compile_fixture(prefix: Path, golden_run, tmp_path: Path) -> None:

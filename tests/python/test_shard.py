@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, counts
+from conftest import GOLDEN, counts, result_id, result_ids
 from torchconform import _core
 
 N_PASS, N_XFAIL = counts()
@@ -154,12 +154,6 @@ def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path)
     assert r.returncode == 2 and "--jobs expects an integer >= 1" in r.stderr
 
 
-def result_ids(report: Path) -> list[str]:
-    """The runner's result ids (case[:artifact]/set) of a JSON report, in report order."""
-    return [r["case"] + (f":{r['artifact']}" if r["artifact"] else "") + f"/{r['input_set']}"
-            for r in json.loads(report.read_text())["results"]]
-
-
 @pytest.mark.e2e
 def test_list_prints_exactly_the_results_a_run_produces(runner: Path, golden_run) -> None:
     r = subprocess.run([str(runner), str(GOLDEN), "--list"], capture_output=True, text=True, timeout=120)
@@ -202,7 +196,7 @@ def test_result_runs_only_the_selected_results_as_the_full_run_does(runner: Path
         assert r.returncode == 0, r.stdout + r.stderr
         assert result_ids(out) == [i for i in full if i in picked]  # nothing else, no CRASH for the unselected
         for x in json.loads(out.read_text())["results"]:
-            i = x["case"] + (f":{x['artifact']}" if x["artifact"] else "") + f"/{x['input_set']}"
+            i = result_id(x)
             # The variant still compared with the TorchScript artifact call by call (its reference ran, unreported).
             assert {k: v for k, v in x.items() if k not in TIMING} == \
                    {k: v for k, v in full[i].items() if k not in TIMING}

@@ -36,7 +36,9 @@ struct RunOptions {
   std::vector<std::string> results;
 };
 
-// Whether a result id is selected by RunOptions::results (fnmatch globs; `*` also matches `/` and `:`).
+// Whether a result id matches one --result glob (fnmatch; `*` also matches `/` and `:`), and whether it is selected
+// by RunOptions::results (all, when there are none).
+bool result_matches(const std::string& glob, const std::string& id);
 bool result_selected(const RunOptions& o, const std::string& id);
 
 // The LibTorch version this runner was built against (TORCH_VERSION).

@@ -399,8 +399,9 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     if executorch:
         from .executorch import available
 
-        if available():
-            raise CaseError(f"--executorch: {available()}; ci/executorch.sh sets up an environment that has it")
+        missing = available()
+        if missing:
+            raise CaseError(f"--executorch: {missing}; ci/executorch.sh sets up an environment that has it")
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
         failed = _write_into(staging, cases, log, executorch)
