@@ -19,3 +19,13 @@ def run(args: list[str], *, default_corpus: str = "", out: Callable[[str], None]
     code, results, document = _core.verify(options, out=out or (lambda line: None),
                                            progress=None if options.quiet else progress)
     return code, results, json.loads(document)
+
+
+def runner_executable() -> str:
+    """The ``torchconform-run`` installed beside this interpreter (the package's own build), else the one on PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("torchconform-run")
+    return str(exe) if exe.exists() else (shutil.which("torchconform-run") or "torchconform-run")

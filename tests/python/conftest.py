@@ -101,10 +101,11 @@ def rehash(corpus: Path, case: str, index: bool = True) -> None:
     refs = [m["artifact"]] if "artifact" in m else []
     refs += [s[key] for s in m["input_sets"] for key in ("inputs", "expected")]
     refs += [v for v in m.get("variants", []) if "file" in v]
+    refs += [v["bundled"] for v in m.get("variants", []) if "file" in v.get("bundled", {})]
     for ref in refs:
         path = corpus / case / ref["file"]
-        if path.is_file():  # (a deliberately missing or special file stays as the test made it)
-            ref["sha256"] = sha256(path)
+        if path.is_file() and "sha256" in ref:  # (a deliberately missing or special file, or a record without a
+            ref["sha256"] = sha256(path)         # hash, stays as the test made it)
             if "bytes" in ref:
                 ref["bytes"] = path.stat().st_size
     mpath.write_text(json.dumps(m, indent=2) + "\n")

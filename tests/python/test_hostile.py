@@ -13,6 +13,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -151,21 +152,27 @@ def test_a_program_no_runtime_here_can_run_is_an_error(tmp_path: Path, run_cli) 
     assert "nativert:" in errors[0]
 
 
-def test_an_executorch_program_without_the_executorch_runtime_is_an_error(tmp_path: Path, run_cli) -> None:
-    """An ExecuTorch variant (export --executorch) on a runner built without ExecuTorch's C++ runtime: one ERROR
-    naming why (never an expected failure, never silently absent); a runtime name that cannot run the kind is a
-    corpus error. (ci/executorch.sh runs such variants on a runner that has the runtime.)"""
+def _with_executorch_variant(tmp_path: Path, **extra: Any) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """process_outputs with an ExecuTorch variant (64 zero bytes: nothing here can load it) added to its manifest."""
     corpus = hostile.single(tmp_path, "process_outputs")
     m = hostile.manifest(corpus, "process_outputs")
     program = next(v for v in m["variants"] if v["kind"] == "exported_program")
     pte = corpus / "process_outputs" / "variants" / "export_et.pte"
-    pte.write_bytes(b"\0" * 64)  # (never read: nothing here can load it)
+    pte.write_bytes(b"\0" * 64)
     et = {**{k: program[k] for k in ("input_sets", "inputs", "int_outputs_as_tensors") if k in program},
           "name": "export_et", "kind": "executorch_program", "description": "lowered", "transform": "to_executorch()",
           "file": "variants/export_et.pte", "sha256": sha256(pte), "bytes": 64, "runtimes": ["executorch"],
-          "in_spec": "[1, {}]", "out_spec": "[1, {}]", "findings": [], "details": {}}
+          "in_spec": "[1, {}]", "out_spec": "[1, {}]", "findings": [], "details": {}, **extra}
     m["variants"].append(et)
     hostile.write_manifest(corpus, "process_outputs", m)
+    return corpus, m, et
+
+
+def test_an_executorch_program_without_the_executorch_runtime_is_an_error(tmp_path: Path, run_cli) -> None:
+    """An ExecuTorch variant (export --executorch) on a runner built without ExecuTorch's C++ runtime: one ERROR
+    naming why (never an expected failure, never silently absent); a runtime name that cannot run the kind is a
+    corpus error. (ci/executorch.sh runs such variants on a runner that has the runtime.)"""
+    corpus, m, et = _with_executorch_variant(tmp_path)
     r = run_cli(corpus, "--quiet")
     errors = lines(r, "ERROR process_outputs:export_et/*")
     assert r.returncode == 2 and len(errors) == 1, r.stdout
@@ -176,6 +183,33 @@ def test_an_executorch_program_without_the_executorch_runtime_is_an_error(tmp_pa
         hostile.write_manifest(corpus, "process_outputs", {**m, "variants": [*m["variants"][:-1], bad]})
         r = run_cli(corpus, "--quiet")
         assert r.returncode == 2 and "cannot run" in r.stdout + r.stderr, (kind, r.stdout + r.stderr)
+
+
+def test_bundle_check_refuses_what_it_cannot_check(tmp_path: Path, run_cli) -> None:
+    """torchconform bundle-check (ExecuTorch's own check of export --bundled's .bpte files) never reports agreement it
+    did not check: a corpus without bundles, a bundle record without its hash or tolerance, and (in this environment,
+    which has no executorch package) bundles it cannot run all exit 2 saying why. The runner accepts the record.
+    tests/python/test_executorch.py checks real bundles in ci/executorch.sh's environment."""
+    r = tc("bundle-check", GOLDEN)
+    assert r.returncode == 2 and "has no bundled ExecuTorch program" in r.stdout, r.stdout + r.stderr
+    bpte = {"file": "variants/export_et.bpte", "sha256": "0" * 64, "bytes": 64, "input_sets": ["top5_labels"],
+            "rtol": 1.3e-6, "atol": 1e-5}
+    corpus, m, et = _with_executorch_variant(tmp_path, bundled=bpte)
+    (corpus / "process_outputs" / "variants" / "export_et.bpte").write_bytes(b"\0" * 64)
+    r = run_cli(corpus, "--quiet")  # the record is accepted: the artifact and its program verify as before
+    assert len(lines(r, "PASS  process_outputs/")) == 5 and "schema" not in r.stdout, r.stdout + r.stderr
+    assert [ln.split()[1] for ln in lines(r, "ERROR")] == ["process_outputs:export_et/*"], r.stdout
+    from torchconform.writing.executorch import available
+
+    if available():  # no executorch package here
+        r = tc("bundle-check", corpus)
+        assert r.returncode == 2 and "needs the executorch package" in r.stderr, r.stdout + r.stderr
+    for key in ("sha256", "rtol", "input_sets"):
+        broken = {k: v for k, v in bpte.items() if k != key}
+        hostile.write_manifest(corpus, "process_outputs",
+                               {**m, "variants": [*m["variants"][:-1], {**et, "bundled": broken}]})
+        r = tc("bundle-check", corpus)
+        assert r.returncode == 2 and f"has a file but no {key}" in r.stderr, (key, r.stdout + r.stderr)
 
 
 def test_mode_export_with_only_a_missing_runtime_verifies_nothing(tmp_path: Path, run_cli) -> None:

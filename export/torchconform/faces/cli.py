@@ -35,7 +35,8 @@ def _export(args: argparse.Namespace) -> int:
             cases = [dataclasses.replace(c, record_submodules=True) if c.mode in ("trace", "script", "hybrid") else c
                      for c in cases]
         failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going, envelope=args.envelope,
-                              executorch=args.executorch, log=_stderr(args.quiet) or (lambda m: None))
+                              executorch=args.executorch, bundled=args.bundled,
+                              log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
         print(f"torchconform export: error: {e}", file=sys.stderr)
         return 2
@@ -120,6 +121,19 @@ def _report(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return code
+
+
+def _bundle_check(args: argparse.Namespace) -> int:
+    from .. import _core, verification
+    from ..tools.bundled import run
+
+    try:
+        return run(args.corpus, results=args.results, runner=args.runner or verification.runner_executable(),
+                   extra=["--aoti-cache", str(args.aoti_cache)] if args.aoti_cache else [], json_out=args.json,
+                   out=print)
+    except (_core.CorpusError, OSError, ValueError) as e:
+        print(f"torchconform bundle-check: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -231,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="also lower every exported program to ExecuTorch (.pte: CPU kernels, and the XNNPACK "
                           "delegate) as variants the runner's ExecuTorch runtime runs; needs the executorch package "
                           "(ci/executorch.sh)")
+    exp.add_argument("--bundled", action="store_true",
+                     help="--executorch, and each ExecuTorch program also written as an ExecuTorch BundledProgram "
+                          "(.bpte: the program with the case's input sets and goldens as ExecuTorch's own test cases; "
+                          "`torchconform bundle-check` runs ExecuTorch's check on them; docs/executorch.md)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 
@@ -270,6 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--json", type=Path, help="also write the TorchScript -> torch.export migration table as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
     rep.set_defaults(run=_report)
+
+    bun = sub.add_parser("bundle-check", help="ExecuTorch's own bundled-program check on every .bpte of a corpus "
+                                              "(export --bundled), set against the C++ runner's verdicts: they must "
+                                              "agree (exit 0), else exit 1")
+    bun.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
+    bun.add_argument("--results", type=Path, help="the runner's verdicts from this JSON report (torchconform-run "
+                                                  "--json) instead of running it")
+    bun.add_argument("--runner", help="the torchconform-run to run (default: the one installed beside this Python)")
+    bun.add_argument("--json", type=Path, help="also write the comparison as JSON")
+    bun.add_argument("--aoti-cache", type=Path, help=cache_help)
+    bun.set_defaults(run=_bundle_check)
 
     tol = sub.add_parser("tolerances", help="the minimum tolerance each output needed (measured by the runner), and "
                                             "with --suggest per-output tolerances that would pass with a margin")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -241,11 +240,6 @@ def spec_recipe(corpus: Path, policy: Policy, log: Callable[[str], None]) -> dic
 
 
 # ---- the suite's own speed ----------------------------------------------------------------------------------------
-def _runner_exe() -> str:
-    exe = Path(sys.executable).with_name("torchconform-run")
-    return str(exe) if exe.exists() else (shutil.which("torchconform-run") or "torchconform-run")
-
-
 def _wall(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -292,7 +286,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     split["other"] = inproc[i] - sum(split.values())
 
     log("[bench] suite: torchconform-run and the Python loop as processes")
-    exe = _runner_exe()
+    exe = verification.runner_executable()
     env_cache = ["--aoti-cache", aoti_cache] if aoti_cache else []
     # (Isolated runs fork, which this process cannot do safely once LibTorch's thread pools run: as commands.)
     cli = [_wall([exe, str(corpus), "--quiet", *env_cache])[0] for _ in range(rounds)]

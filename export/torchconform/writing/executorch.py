@@ -4,6 +4,12 @@ as a variant of kind ``executorch_program`` that the runner's ExecuTorch runtime
 goldens and, call by call, with the TorchScript artifact. A lowering that fails is recorded as a strict expected
 failure with its message, as a failed torch.export capture is.
 
+With ``bundled`` (``torchconform export --bundled``) each program is also written as an ExecuTorch BundledProgram
+(``.bpte``): the same program with the case's input sets and goldens as ExecuTorch's own test cases, which
+ExecuTorch's bundled-program check (``BundledModule.verify_result_with_bundled_expected_output``, on a device or in
+``torchconform bundle-check``) runs without torchconform. It is built from the corpus's own files (the ``.pte`` and
+the stored inputs and goldens), so what it checks is what torchconform checks.
+
 Needs the ``executorch`` package (ci/executorch.sh sets up an environment with it: ExecuTorch 1.5.1 with torch
 2.14.1); the runner needs ExecuTorch's C++ runtime built in (the same script builds one)."""
 
@@ -16,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..safeload import load_data
 from .digest import sha256_file
 
 # What the variants are called beside their program (`export` -> `export_et`, `export_et_xnnpack`) and how each
@@ -50,9 +57,12 @@ def lower(program: torch.export.ExportedProgram, delegate: str | None) -> bytes:
     return to_edge_transform_and_lower(program, partitioner=partitioner).to_executorch().buffer
 
 
-def variants(case_name: str, program: torch.export.ExportedProgram, entry: dict[str, Any],
-             case_dir: Path) -> list[dict[str, Any]]:
-    """The ExecuTorch variants of one exported-program variant (``entry``: its manifest entry, already written)."""
+def variants(case_name: str, program: torch.export.ExportedProgram, entry: dict[str, Any], case_dir: Path,
+             sets: list[dict[str, Any]] | None = None, tolerance: dict[str, Any] | None = None
+             ) -> list[dict[str, Any]]:
+    """The ExecuTorch variants of one exported-program variant (``entry``: its manifest entry, already written).
+    With ``sets`` (the case's input-set records, files written) each program is also bundled with them (``bundle``),
+    its goldens checked at ``tolerance`` (the case's policy, unless the program has its own)."""
     from torch.utils._pytree import treespec_dumps
 
     out = []
@@ -77,11 +87,93 @@ def variants(case_name: str, program: torch.export.ExportedProgram, entry: dict[
         path = case_dir / "variants" / f"{name}.pte"
         path.write_bytes(data)
         v.update({"file": f"variants/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                  "runtimes": ["executorch"],
+                  "lowered_from": entry["name"], "runtimes": ["executorch"],
                   "in_spec": treespec_dumps(program.call_spec.in_spec),
                   "out_spec": treespec_dumps(program.call_spec.out_spec),
                   "findings": [],
                   "details": {"executorch": version("executorch"),
                               "lowering_seconds": round(seconds, 2)}})
+        if sets is not None:
+            v["bundled"] = bundle(case_dir, v, sets, v.get("tolerance") or tolerance or {})
         out.append(v)
     return out
+
+
+# ---- BundledProgram (.bpte) -------------------------------------------------------------------------------------
+_EPS = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -23, torch.float64: 2.0 ** -52}
+_DEFAULT_RTOL_ATOL = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
+                      torch.float64: (1e-7, 1e-7)}  # torch.testing.assert_close's, as the runner's comparator
+
+
+def bundled_tolerance(expected: list[Any], policy: dict[str, Any]) -> tuple[float, float, list[str]]:
+    """One (rtol, atol) for ExecuTorch's check, which has one pair per program: the loosest the case's policy gives
+    any floating output (the runner's per-dtype defaults for mode allclose, 0/0 for exact, k*eps for k ULPs), and
+    notes where that is not what the runner applies."""
+    rules = [policy.get("default", {"mode": "allclose"}), *policy.get("outputs", {}).values()]
+    notes = []
+    if policy.get("outputs"):
+        notes.append("the case's per-output tolerances are merged into one rtol/atol (the loosest): ExecuTorch's "
+                     "check takes one pair per program")
+    rtol = atol = 0.0
+    for leaf in expected:
+        if not isinstance(leaf, torch.Tensor) or leaf.dtype not in _EPS:
+            continue
+        default_rtol, default_atol = _DEFAULT_RTOL_ATOL[leaf.dtype]
+        for rule in rules:
+            mode = rule.get("mode", "allclose")
+            if mode == "allclose":
+                rtol, atol = max(rtol, rule.get("rtol", default_rtol)), max(atol, rule.get("atol", default_atol))
+            elif mode == "ulp":
+                rtol = max(rtol, rule.get("max_ulp", 0) * _EPS[leaf.dtype])
+                notes.append("ExecuTorch's check has no ULP mode: max_ulp k is checked as rtol = k * eps")
+    return rtol, atol, sorted(set(notes))
+
+
+def test_cases(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]]
+               ) -> list[tuple[str, list[Any], list[Any]]]:
+    """(input set, flat inputs, flat goldens) of every input set the program serves, read back from the corpus's
+    files: the inputs flattened as the program takes them (positional arguments, then keyword arguments by name),
+    the goldens as its outputs come (pytree leaves)."""
+    from torch.utils._pytree import tree_flatten
+
+    served = variant.get("input_sets") or [s["name"] for s in sets]
+    by_name = {s["name"]: s for s in sets}
+    out = []
+    for name in served:
+        s = by_name[name]
+        stored = load_data(case_dir / s["inputs"]["file"])
+        keywords = s.get("keywords", [])
+        n = len(stored) - len(keywords)
+        inputs, _ = tree_flatten((tuple(stored[:n]), dict(zip(keywords, stored[n:]))))
+        expected, _ = tree_flatten(load_data(case_dir / s["expected"]["file"]))
+        out.append((name, inputs, expected))
+    return out
+
+
+def write_bundle(pte: Path, cases: list[tuple[str, list[Any], list[Any]]], out: Path) -> None:
+    """Serialize an ExecuTorch BundledProgram of the program file ``pte`` with ``cases`` as method "forward"'s
+    test cases."""
+    from executorch.devtools import BundledProgram
+    from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+    from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
+
+    suite = MethodTestSuite("forward", [MethodTestCase(inputs=i, expected_outputs=e) for _, i, e in cases])
+    out.write_bytes(serialize_from_bundled_program_to_flatbuffer(BundledProgram(None, [suite],
+                                                                                pte_file_path=str(pte))))
+
+
+def bundle(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]], policy: dict[str, Any]
+           ) -> dict[str, Any]:
+    """Write ``variants/<name>.bpte`` for an ExecuTorch variant; its manifest record (file, hash, the input sets in
+    test-case order, the tolerance for ExecuTorch's check), or ``{"error": why}`` where ExecuTorch cannot bundle it
+    (e.g. a program with int outputs: BundledProgram holds tensor goldens only)."""
+    try:
+        cases = test_cases(case_dir, variant, sets)
+        rtol, atol, notes = bundled_tolerance([leaf for _, _, e in cases for leaf in e], policy)
+        path = case_dir / "variants" / f"{variant['name']}.bpte"
+        write_bundle(case_dir / variant["file"], cases, path)
+    except Exception as e:  # noqa: BLE001 - recorded with the variant: this program has no bundle, and why
+        return {"error": f"ExecuTorch cannot bundle this program's input sets and goldens: {_first_line(e)}"}
+    return {"file": f"variants/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size,
+            "input_sets": [name for name, _, _ in cases], "rtol": rtol, "atol": atol,
+            **({"notes": notes} if notes else {})}

@@ -231,8 +231,9 @@ def _save(value: Any, path: Path) -> dict[str, Any]:
             "bytes": path.stat().st_size}
 
 
-def export_case(case: Case, case_dir: Path, executorch: bool = False) -> dict[str, Any]:
-    """Build one case, write its artifact, input sets, goldens and manifest into ``case_dir``; return the manifest."""
+def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: bool = False) -> dict[str, Any]:
+    """Build one case, write its artifact, input sets, goldens and manifest into ``case_dir``; return the manifest.
+    ``executorch``/``bundled``: also its ExecuTorch programs / and their BundledPrograms (write_corpus)."""
     torch.manual_seed(case.seed)
     with collect_warnings() as caught:
         try:
@@ -340,7 +341,8 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False) -> dict[st
         "notes": built.notes,
         "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
         **({"xfail": _mark(case.xfail)} if case.xfail else {}),
-        "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch),
+        "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch,
+                              sets if bundled else None),
         "input_sets": sets,
     }
     namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
@@ -356,9 +358,10 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False) -> dict[st
 
 
 def _variants(case: Case, built: Built, case_dir: Path, goldens: dict[str, Any],
-              artifact_output: Callable[[str], Any], executorch: bool) -> list[dict[str, Any]]:
+              artifact_output: Callable[[str], Any], executorch: bool,
+              bundle_sets: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The case's variants' manifest entries; with ``executorch``, each exported program's ExecuTorch lowerings right
-    after it (writing/executorch.py)."""
+    after it (writing/executorch.py), bundled with ``bundle_sets`` (the input-set records) when given."""
     out = []
     for v in built.variants:
         entry = _write_variant(case, v, built, case_dir, goldens, artifact_output)
@@ -366,7 +369,7 @@ def _variants(case: Case, built: Built, case_dir: Path, goldens: dict[str, Any],
         if executorch and v.kind == "exported_program" and v.artifact is not None:
             from .executorch import variants as executorch_variants
 
-            out += executorch_variants(case.name, v.artifact, entry, case_dir)
+            out += executorch_variants(case.name, v.artifact, entry, case_dir, bundle_sets, case.tolerance)
     return out
 
 
@@ -377,15 +380,17 @@ def _sizes(manifest: dict[str, Any]) -> str:
         return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
     parts = [f"artifact {mb(manifest['artifact']['bytes'])}"] if "artifact" in manifest else []
+    bundles = [v["bundled"] for v in manifest["variants"] if "bytes" in v.get("bundled", {})]
     parts += [f"{v['name']} {mb(v['bytes'])}" for v in manifest["variants"] if "bytes" in v]
+    parts += [f"{Path(b['file']).name} {mb(b['bytes'])}" for b in bundles]
     data = sum(s[k]["bytes"] for s in manifest["input_sets"] for k in ("inputs", "expected", "submodules") if k in s)
-    total = data + sum(int(p["bytes"]) for p in [manifest.get("artifact", {"bytes": 0}), *manifest["variants"]]
-                       if "bytes" in p)
+    total = data + sum(int(p["bytes"]) for p in [manifest.get("artifact", {"bytes": 0}), *manifest["variants"],
+                                                 *bundles] if "bytes" in p)
     return ", ".join([*parts, f"input sets and goldens {mb(data)}"]) + f" (total {mb(total)})"
 
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
-                 envelope: bool = False, executorch: bool = False,
+                 envelope: bool = False, executorch: bool = False, bundled: bool = False,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
@@ -394,17 +399,20 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     ``force``. Exports into the same directory take turns. Every case is tried: when some fail, CaseError lists them
     all and nothing is written, unless ``keep_going``: then the corpus holds the others and the failures are
     returned (one message each). ``envelope``: also measure each golden's noise envelope (writing/envelope.py).
-    ``executorch``: also lower every exported program to ExecuTorch (writing/executorch.py; needs the package)."""
+    ``executorch``: also lower every exported program to ExecuTorch (writing/executorch.py; needs the package);
+    ``bundled``: that, and each ExecuTorch program also written as a BundledProgram with the case's input sets."""
     out = Path(out)
+    executorch = executorch or bundled
     if executorch:
         from .executorch import available
 
         missing = available()
         if missing:
-            raise CaseError(f"--executorch: {missing}; ci/executorch.sh sets up an environment that has it")
+            flag = "--bundled" if bundled else "--executorch"
+            raise CaseError(f"{flag}: {missing}; ci/executorch.sh sets up an environment that has it")
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
-        failed = _write_into(staging, cases, log, executorch)
+        failed = _write_into(staging, cases, log, executorch, bundled)
         exported = len(cases) - len(failed)
         if failed and (not keep_going or not exported):
             raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
@@ -419,7 +427,8 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     return failed
 
 
-def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], executorch: bool = False) -> list[str]:
+def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], executorch: bool = False,
+                bundled: bool = False) -> list[str]:
     """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
@@ -429,7 +438,7 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
         for i, case in enumerate(cases, 1):
             t0 = time.perf_counter()
             try:
-                manifest = export_case(case, tmp / case.name, executorch)
+                manifest = export_case(case, tmp / case.name, executorch, bundled)
             except CaseError as e:
                 failed.append(str(e))
                 shutil.rmtree(tmp / case.name, ignore_errors=True)
