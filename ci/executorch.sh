@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # ExecuTorch as a third C++ runtime beside TorchScript and AOTInductor: the built-in cases exported with every
-# torch.export program also lowered to ExecuTorch programs (.pte: CPU kernels, and the XNNPACK delegate), then
-# verified from C++ by a torchconform-run whose ExecuTorch runtime is built in (ExecuTorch's C++ Module API), against
-# the goldens and, call by call, against each case's TorchScript artifact.
+# torch.export program also lowered to ExecuTorch programs (.pte: CPU kernels, and the XNNPACK delegate) and bundled
+# with their input sets and goldens (.bpte, ExecuTorch's BundledProgram), then verified from C++ by a torchconform-run
+# whose ExecuTorch runtime is built in (ExecuTorch's C++ Module API), against the goldens and, call by call, against
+# each case's TorchScript artifact; ExecuTorch's own bundled-program check must agree with those verdicts
+# (torchconform bundle-check); the migration report gets its ExecuTorch rows; tests/python/test_executorch.py runs
+# with the skip turned into a failure. TORCHCONFORM_ET_BENCH=1 also benchmarks the models with ExecuTorch's columns.
 # Not part of ci/test.sh: ExecuTorch's wheel pulls torchao, pandas, coremltools and more, and wants torch 2.14.
 #
-#   ci/executorch.sh            # writes $DIR/executorch/{corpus,report.json,verify.txt}
+#   ci/executorch.sh    # writes $DIR/executorch/{corpus,report.json,verify.txt,report.md,bundle-check.txt,...}
 #
 # Sets up what it needs, idempotently, under $TORCHCONFORM_COMPAT_DIR (default .compat/): a venv with torch==2.14.1
 # (a CUDA build from the local wheel store, runs on the CPU), executorch==1.5.1 (the release validated with torch
@@ -43,8 +46,8 @@ if ! grep -q "executorch yes" "$OUT/runtimes.txt"; then
   log "the runner was built without ExecuTorch's runtime (see $OUT/build.log and $DIR/build-executorch)"; exit 1
 fi
 
-log "export the built-in cases with --executorch -> $OUT/corpus"
-"$TC" export --executorch --out "$OUT/corpus" --force 2>&1 | tee "$OUT/export.log" >&2
+log "export the built-in cases with --bundled (ExecuTorch programs and their BundledPrograms) -> $OUT/corpus"
+"$TC" export --bundled --out "$OUT/corpus" --force 2>&1 | tee "$OUT/export.log" >&2
 log "compile the exported programs (AOTInductor, cached by program hash)"
 "$TC" compile "$OUT/corpus" --jobs "${TORCHCONFORM_JOBS:-2}" 2>&1 | tail -n 3 >&2
 log "verify from C++ (torchconform-run)"
@@ -53,6 +56,39 @@ set +e
 rc=$?
 set -e
 grep -E "^runtimes:|_et(_xnnpack)?[@/]|^summary" "$OUT/verify.txt" >&2 || true
+
+log "the migration report with its ExecuTorch rows -> $OUT/report.md"
+"$TC" report "$OUT/corpus" --results "$OUT/report.json" --out "$OUT/report.md" --json "$OUT/migration.json" --quiet \
+  || true  # (its exit status is the run's, checked above)
+grep -E "^\| [a-z_]+ \| [a-z_]+ \| (yes|no)" "$OUT/report.md" >&2 || true
+
+log "ExecuTorch's own bundled-program check against the runner's verdicts (torchconform bundle-check)"
+set +e
+"$TC" bundle-check "$OUT/corpus" --results "$OUT/report.json" --json "$OUT/bundle-check.json" \
+  >"$OUT/bundle-check.txt" 2>&1
+bundle_rc=$?
+set -e
+tail -n 1 "$OUT/bundle-check.txt" >&2
+if [ "$bundle_rc" != 0 ]; then
+  log "bundle-check FAILED (exit $bundle_rc): ExecuTorch's check and torchconform disagree or could not run:"
+  grep -vE "^AGREE" "$OUT/bundle-check.txt" >&2 || true
+  exit 1
+fi
+
+log "tests/python/test_executorch.py (export --bundled, agreement, and its negative controls)"
+if ! TORCHCONFORM_REQUIRE_EXECUTORCH=1 TORCHCONFORM_RUN="$RUN" "$PY" -m pytest -q -p no:cacheprovider \
+     "$ROOT/tests/python/test_executorch.py" >"$OUT/test_executorch.txt" 2>&1; then
+  tail -n 40 "$OUT/test_executorch.txt" >&2
+  log "tests/python/test_executorch.py failed"
+  exit 1
+fi
+tail -n 1 "$OUT/test_executorch.txt" >&2
+
+if [ "${TORCHCONFORM_ET_BENCH:-0}" = 1 ]; then
+  log "torchconform bench with ExecuTorch's columns -> $OUT/bench"
+  "$TC" bench "$OUT/corpus" --out "$OUT/bench" --threads 1 --skip-suite --skip-compile --skip-spec --quiet
+  grep -A12 "^## Latency" "$OUT/bench/bench.md" >&2
+fi
 
 # Negative control: simple_cnn/b4_32x32's golden moved by 1e-3 at [2, 7] (re-signed) must FAIL both ExecuTorch
 # variants on that set, and only there.

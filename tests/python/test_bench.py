@@ -168,3 +168,26 @@ def test_bench_refuses_unknown_models_and_bad_threads(tmp_path):
     assert done.returncode == 2 and "--model resnet: no such model" in done.stderr
     done = _bench(tmp_path, "--threads", "two")
     assert done.returncode == 2 and "--threads takes comma-separated integers" in done.stderr
+
+
+def test_bench_times_executorch_where_the_corpus_and_runner_have_it():
+    """ExecuTorch's columns come from the corpus's lowerings of the model's program; each one left out says why (not
+    exported with --executorch, not lowerable, no runtime in this runner), never an empty column without a reason."""
+    from torchconform.tools.bench import Model, _executorch_labels
+
+    m = Model("c", "C", [], aoti="export@aoti")
+    notes: list[str] = []
+    assert _executorch_labels(m, {"variants": []}, notes) == {} and len(notes) == 2
+    assert all("not in this corpus (torchconform export --executorch)" in n for n in notes)
+    variants = [{"name": "export_et", "file": "variants/export_et.pte"},
+                {"name": "export_et_xnnpack", "error": "PendingUnbackedSymbolNotFound: ..."}]
+    notes = []
+    labels = _executorch_labels(m, {"variants": variants}, notes)
+    assert any("c is not lowered (PendingUnbackedSymbolNotFound" in n for n in notes)
+    available = {n: ok for n, ok, _ in _core.runtimes()}["executorch"]
+    if available:  # ci/executorch.sh's runner
+        assert labels == {"et_cpp": "export_et@executorch"}
+    else:
+        assert labels == {} and any("ExecuTorch CPU kernels (C++): not run: this runner was built without" in n
+                                    for n in notes)
+    assert _executorch_labels(Model("d", "D", []), {"variants": variants}, notes) == {}  # no program: no columns

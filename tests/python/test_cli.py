@@ -86,6 +86,35 @@ def test_report(tmp_path: Path) -> None:
     assert "| export@aoti | b4_32x32 | cpu | FAIL |" in bad.stdout and "worst at \\[2, 7\\]" in bad.stdout
 
 
+def test_migration_has_the_executorch_programs() -> None:
+    """The migration table's ExecuTorch column: each program lowered from an exported program (export --executorch)
+    gets its verdicts, its distance from TorchScript and its times, or why ExecuTorch could not lower it."""
+    from torchconform.faces.report import _migration_markdown, migration
+
+    def row(artifact: str, verdict: str, max_abs: float | None = None) -> dict:
+        return {"device": "cpu", "artifact": artifact, "input_set": "s", "verdict": verdict, "error": "",
+                "load_seconds": 0.5, "first_call_seconds": 0.25, "steady_seconds": 0.125,
+                "vs_artifact": None if max_abs is None else {"max_abs": max_abs, "max_ulp": 7}}
+
+    manifests = {"m": {"artifact": {}, "variants": [
+        {"name": "export", "kind": "exported_program", "transform": "t", "file": "a", "runtimes": ["aoti"]},
+        {"name": "export_et", "kind": "executorch_program", "transform": "t", "file": "b", "lowered_from": "export"},
+        {"name": "export_et_xnnpack", "kind": "executorch_program", "transform": "t", "error": "Boom|x",
+         "lowered_from": "export"},
+        {"name": "other_et", "kind": "executorch_program", "transform": "t", "file": "c", "lowered_from": "other"}]}}
+    rows = {"m": [row("", "PASS"), row("export@aoti", "PASS", 0.0), row("export_et@executorch", "FAIL", 0.5)]}
+    (entry,) = migration(manifests, rows)
+    runtimes = entry["devices"]["cpu"]["runtimes"]
+    assert list(runtimes) == ["aoti", "executorch (export_et)", "executorch (export_et_xnnpack)"]  # not other_et
+    et = runtimes["executorch (export_et)"]
+    assert et["verdicts"] == {"FAIL": 1} and et["max_abs_vs_torchscript"] == 0.5 and et["timing"]["load_s"] == 0.5
+    assert runtimes["executorch (export_et_xnnpack)"] == {"ran": False, "not_lowered": "Boom|x"}
+    assert [e["lowered"] for e in entry["executorch"]] == [True, False]
+    text = "\n".join(_migration_markdown([entry], {}))
+    assert "| m | export | yes | executorch (export\\_et) | cpu | FAIL 1 | 0.5 / 7 | 500 / 500 |" in text, text
+    assert "not run (ExecuTorch cannot lower it: Boom\\|x)" in text
+
+
 def test_report_from_results_file(golden_run, tmp_path: Path) -> None:
     assert golden_run.done.returncode == 0
     r = tc("report", GOLDEN, "--results", golden_run.json)

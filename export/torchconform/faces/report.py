@@ -31,6 +31,11 @@ def _cell(text: Any) -> str:
     return _core.printable(str(text)).translate(_MARKDOWN)
 
 
+def _short(text: str, limit: int = 300) -> str:
+    """A long message's start (the JSON keeps all of it): a table row stays readable."""
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 def _code(text: Any) -> str:
     """Corpus text as an inline code span that nothing inside can close: a backtick fence longer than any run of
     backticks in it (CommonMark), pipes escaped (GitHub tables split cells on them even in code)."""
@@ -66,9 +71,34 @@ def _timing(rows: list[dict[str, Any]]) -> dict[str, float | None]:
             "steady_s": _median([r["steady_seconds"] for r in rows])}
 
 
+def _runtime_stats(ex: list[dict[str, Any]]) -> dict[str, Any]:
+    """One runtime's results for one program and device: verdict counts, errors, agreement with TorchScript, times."""
+    if not ex:
+        return {"ran": False}
+    ok = [r for r in ex if not r["error"]]
+    agree = [r["vs_artifact"] for r in ok if r.get("vs_artifact")]
+    worst = lambda key: max((a[key] for a in agree), default=None,  # noqa: E731
+                            key=lambda x: float("inf") if x is None else x)
+    return {"ran": True,
+            "verdicts": {k: sum(r["verdict"] == k for r in ex) for k in {r["verdict"] for r in ex}},
+            "errors": sorted({r["error"] for r in ex if r["error"]}),
+            "sets": len(ex),
+            "max_abs_vs_torchscript": worst("max_abs"),
+            "max_ulp_vs_torchscript": worst("max_ulp"),
+            "timing": _timing(ok)}
+
+
+def _executorch_of(program: dict[str, Any], variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ExecuTorch programs lowered from ``program`` (export --executorch; by name for corpora written before
+    ``lowered_from``)."""
+    return [v for v in variants if v["kind"] == "executorch_program" and
+            v.get("lowered_from", v["name"].rsplit("_et", 1)[0]) == program["name"]]
+
+
 def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per case and device: TorchScript vs torch.export, from the manifests (what export did) and the C++ results
-    (agreement and timings, measured by the runner in the same process for both)."""
+    """Per case and device: TorchScript vs torch.export (and the ExecuTorch programs lowered from it), from the
+    manifests (what export did) and the C++ results (agreement and timings, measured by the runner in the same
+    process for all of them)."""
     out = []
     for name, m in manifests.items():
         programs = [v for v in m.get("variants", []) if v["kind"] == "exported_program"]
@@ -85,29 +115,21 @@ def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[st
                 out.append(entry)
                 continue
             entry["details"] = v.get("details", {})
+            lowered = _executorch_of(v, m.get("variants", []))
+            entry["executorch"] = [{"variant": e["name"], "lowered": "file" in e, "transform": e["transform"],
+                                    **({"reason": e.get("error", "")} if "file" not in e else {})} for e in lowered]
             devices = sorted({r["device"] for r in rows.get(name, [])})
             entry["devices"] = {}
             for device in devices:
-                ts = [r for r in rows[name] if r["device"] == device and r["artifact"] == "" and not r["error"]]
-                per_runtime = {}
-                for rt in v.get("runtimes", []):
-                    ex = [r for r in rows[name] if r["device"] == device and r["artifact"] == f"{v['name']}@{rt}"]
-                    if not ex:
-                        per_runtime[rt] = {"ran": False}
-                        continue
-                    ok = [r for r in ex if not r["error"]]
-                    agree = [r["vs_artifact"] for r in ok if r.get("vs_artifact")]
-                    per_runtime[rt] = {
-                        "ran": True,
-                        "verdicts": {k: sum(r["verdict"] == k for r in ex) for k in {r["verdict"] for r in ex}},
-                        "errors": sorted({r["error"] for r in ex if r["error"]}),
-                        "sets": len(ex),
-                        "max_abs_vs_torchscript": max((a["max_abs"] for a in agree), default=None,
-                                                      key=lambda x: float("inf") if x is None else x),
-                        "max_ulp_vs_torchscript": max((a["max_ulp"] for a in agree), default=None,
-                                                      key=lambda x: float("inf") if x is None else x),
-                        "timing": _timing(ok),
-                    }
+                mine = [r for r in rows[name] if r["device"] == device]
+                ts = [r for r in mine if r["artifact"] == "" and not r["error"]]
+                per_runtime = {rt: _runtime_stats([r for r in mine if r["artifact"] == f"{v['name']}@{rt}"])
+                               for rt in v.get("runtimes", [])}
+                for e in lowered:
+                    key = f"executorch ({e['name']})"
+                    per_runtime[key] = (_runtime_stats([r for r in mine if r["artifact"] == f"{e['name']}@executorch"])
+                                        if "file" in e else
+                                        {"ran": False, "not_lowered": e.get("error", "")})
                 sets = set(v.get("input_sets") or [r["input_set"] for r in ts])
                 entry["devices"][device] = {"torchscript": _timing([r for r in ts if r["input_set"] in sets]),
                                             "runtimes": per_runtime}
@@ -117,7 +139,8 @@ def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[st
 
 def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> list[str]:
     out = ["## TorchScript → torch.export migration", "",
-           "Per model: can torch.export capture it, does the exported program run from C++ and agree with the "
+           "Per model: can torch.export capture it, does the exported program run from C++ (AOTInductor, and "
+           "ExecuTorch where the corpus holds its lowerings: export --executorch) and agree with the "
            "TorchScript artifact shipped today (same inputs, same process), and what it costs. Times are medians "
            "over the input sets both ran (load: once per artifact). The TorchScript artifact is the first thing "
            "each case's process loads, so its load time includes LibTorch's one-time JIT start-up.", ""]
@@ -132,14 +155,16 @@ def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> 
             why = e.get("reason", "")
             if e.get("expected_failure"):
                 why += f" (expected failure: {e['expected_failure']})"
-            out.append(f"| {e['case']} | {e.get('variant', '-')} | no: {_cell(why)} | | | | | | | |")
+            out.append(f"| {e['case']} | {e.get('variant', '-')} | no: {_cell(_short(why))} | | | | | | | |")
             continue
         for device, d in e["devices"].items():
             ts = d["torchscript"]
             for rt, r in d["runtimes"].items():
                 if not r["ran"]:
-                    out.append(f"| {e['case']} | {e['variant']} | yes | {rt} | {device} | not run (runtime "
-                               f"unavailable) | | | | |")
+                    why = ("ExecuTorch cannot lower it: " + _cell(_short(r["not_lowered"])) if "not_lowered" in r
+                           else "runtime unavailable")
+                    out.append(f"| {e['case']} | {e['variant']} | yes | {_cell(rt)} | {device} | not run ({why}) "
+                               "| | | | |")
                     continue
                 t = r["timing"]
                 verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r["verdicts"].items()))
@@ -149,7 +174,7 @@ def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> 
                     agree = f"{_num(r['max_abs_vs_torchscript'])} / {_num(r['max_ulp_vs_torchscript'])}"
                 else:
                     agree = "-"
-                out.append(f"| {e['case']} | {e['variant']} | yes | {rt} | {device} | {verdicts} | {agree} | "
+                out.append(f"| {e['case']} | {e['variant']} | yes | {_cell(rt)} | {device} | {verdicts} | {agree} | "
                            f"{_ms(ts['load_s'])} / {_ms(t['load_s'])} | {_ms(ts['first_call_s'])} / "
                            f"{_ms(t['first_call_s'])} | {_ms(ts['steady_s'])} / {_ms(t['steady_s'])} |")
     out.append("")

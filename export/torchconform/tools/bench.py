@@ -2,9 +2,10 @@
 
 Models: every built-in case's model, at batch 1 and a larger batch (SimpleCNN also at the spec's 16x3x224x224),
 timed as Python eager, TorchScript called from Python, TorchScript called from C++ (the runner's own loading and
-calling code, timing loop in C++) and AOTInductor from C++; plus load and first-call times, at 1 thread and at the
-machine's core count. The spec's own profiling recipe is re-run as written, so its "10-30% speedup on CPU" claim is
-checked on this machine.
+calling code, timing loop in C++), AOTInductor from C++ and, where the corpus holds them (export --executorch) and the
+runner has ExecuTorch's runtime, the ExecuTorch programs from C++ (CPU kernels and XNNPACK); plus load and first-call
+times, at 1 thread and at the machine's core count. The spec's own profiling recipe is re-run as written, so its
+"10-30% speedup on CPU" claim is checked on this machine.
 
 Suite: ``verify`` against its floor (raw LibTorch load + calls of every artifact and input set, same process),
 where the rest goes, the runner's per-call cost against a raw ``Module::forward``, the obvious Python loop
@@ -31,9 +32,12 @@ import torch
 
 from .. import _core, verification
 
-MODES = ("eager", "ts_python", "ts_cpp", "frozen_cpp", "aoti_cpp")
+MODES = ("eager", "ts_python", "ts_cpp", "frozen_cpp", "aoti_cpp", "et_cpp", "et_xnnpack_cpp")
 MODE_TITLES = {"eager": "Python eager", "ts_python": "TorchScript (Python)", "ts_cpp": "TorchScript (C++)",
-               "frozen_cpp": "frozen TorchScript (C++)", "aoti_cpp": "AOTInductor (C++)"}
+               "frozen_cpp": "frozen TorchScript (C++)", "aoti_cpp": "AOTInductor (C++)",
+               "et_cpp": "ExecuTorch CPU kernels (C++)", "et_xnnpack_cpp": "ExecuTorch XNNPACK (C++)"}
+# The ExecuTorch programs export --executorch lowers from a program: mode -> the variant's name suffix.
+EXECUTORCH_MODES = {"et_cpp": "_et", "et_xnnpack_cpp": "_et_xnnpack"}
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,31 @@ def _build(case_name: str):
     return case.build(case.seed)
 
 
+def _executorch_labels(m: Model, manifest: dict[str, Any], notes: list[str]) -> dict[str, str]:
+    """mode -> runner label of the ExecuTorch programs lowered from the model's exported program, where the corpus
+    has them (export --executorch) and this runner can run them; a note for each that is left out, and why."""
+    if m.aoti is None:
+        return {}
+    program = m.aoti.split("@")[0]
+    variants = {v["name"]: v for v in manifest.get("variants", [])}
+    available = {n: (ok, d) for n, ok, d in _core.runtimes()}.get("executorch", (False, "unknown runtime"))
+    out = {}
+    for mode, suffix in EXECUTORCH_MODES.items():
+        v = variants.get(program + suffix)
+        if v is None:
+            notes.append(f"{MODE_TITLES[mode]}: not in this corpus (torchconform export --executorch)")
+        elif "file" not in v:
+            notes.append(f"{MODE_TITLES[mode]}: {m.case} is not lowered ({v.get('error', '')[:200]})")
+        elif not available[0]:
+            notes.append(f"{MODE_TITLES[mode]}: not run: {available[1]}")
+        else:
+            out[mode] = f"{v['name']}@executorch"
+    if out:
+        notes.append("ExecuTorch runs on its own thread pool, sized by ExecuTorch to the machine (the wheel ships no "
+                     "header to resize it): the threads column does not apply to its modes")
+    return out
+
+
 def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Policy, aoti_cache: str,
                  log: Callable[[str], None]) -> list[dict[str, Any]]:
     opened = _core.Corpus.open(str(corpus))
@@ -186,14 +215,16 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
         eager = m.eager(built)
         if isinstance(eager, torch.nn.Module):
             eager.eval()
-        artifact = Path(spec.dir) / json.loads((Path(spec.dir) / "manifest.json").read_text())["artifact"]["file"]
-        labels = {"ts_cpp": "", "frozen_cpp": m.frozen, "aoti_cpp": m.aoti}
+        manifest = json.loads((Path(spec.dir) / "manifest.json").read_text())
+        artifact = Path(spec.dir) / manifest["artifact"]["file"]
+        labels = {"ts_cpp": "", "frozen_cpp": m.frozen, "aoti_cpp": m.aoti,
+                  **_executorch_labels(m, manifest, notes := list(m.notes))}
         for w in m.workloads:
             args = w.args(torch.Generator().manual_seed(7))
             for t in threads:
                 torch.set_num_threads(t)
                 row: dict[str, Any] = {"case": m.case, "model": m.title, "input": w.label, "threads": t,
-                                       "spec_input": w.spec, "modes": {}, "notes": list(m.notes)}
+                                       "spec_input": w.spec, "modes": {}, "errors": {}, "notes": notes}
                 log(f"[bench] {m.case} {w.label} threads={t}")
                 first, samples = time_python(eager, args, policy)
                 row["modes"]["eager"] = {"load_s": None, "first_call_s": first, **stats(samples)}
@@ -205,8 +236,15 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
                 for mode, label in labels.items():
                     if label is None:
                         continue
-                    load, first, samples = _core.bench_artifact(opened, m.case, label, "forward", args, "cpu", t,
-                                                                aoti_cache, **policy.cpp())
+                    try:
+                        load, first, samples = _core.bench_artifact(opened, m.case, label, "forward", args, "cpu",
+                                                                    t, aoti_cache, **policy.cpp())
+                    except ValueError as e:  # (CorpusError included) ExecuTorch cannot run this input: the row says so
+                        if mode not in EXECUTORCH_MODES:
+                            raise
+                        row["errors"][mode] = str(e)
+                        notes.append(f"{MODE_TITLES[mode]}, {m.case} {w.label}: {str(e)[:300]}")
+                        continue
                     row["modes"][mode] = {"load_s": load, "first_call_s": first, **stats(samples)}
                 eager_ms = row["modes"]["eager"]["median_ms"]
                 row["speedup"] = {k: eager_ms / v["median_ms"] for k, v in row["modes"].items() if k != "eager"}
@@ -361,7 +399,7 @@ def markdown(result: dict[str, Any]) -> str:
             cells = []
             for k in present:
                 s = r["modes"].get(k)
-                cells.append("-" if s is None else
+                cells.append(("error" if k in r.get("errors", {}) else "-") if s is None else
                              f"{s['median_ms']:.3g} [{s['p25_ms']:.3g}-{s['p75_ms']:.3g}]")
             speed = [f"{r['speedup'][k]:.2f}x" if k in r["speedup"] else "-" for k in present if k != "eager"]
             out.append(f"| {r['case']} | {r['input']}{' (spec)' if r['spec_input'] else ''} | {r['threads']} | "

@@ -24,6 +24,7 @@ import torch
 
 from ..safeload import load_data
 from .digest import sha256_file
+from .values import DEFAULT_RTOL_ATOL
 
 # What the variants are called beside their program (`export` -> `export_et`, `export_et_xnnpack`) and how each
 # lowering is made.
@@ -100,11 +101,6 @@ def variants(case_name: str, program: torch.export.ExportedProgram, entry: dict[
 
 
 # ---- BundledProgram (.bpte) -------------------------------------------------------------------------------------
-_EPS = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -23, torch.float64: 2.0 ** -52}
-_DEFAULT_RTOL_ATOL = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
-                      torch.float64: (1e-7, 1e-7)}  # torch.testing.assert_close's, as the runner's comparator
-
-
 def bundled_tolerance(expected: list[Any], policy: dict[str, Any]) -> tuple[float, float, list[str]]:
     """One (rtol, atol) for ExecuTorch's check, which has one pair per program: the loosest the case's policy gives
     any floating output (the runner's per-dtype defaults for mode allclose, 0/0 for exact, k*eps for k ULPs), and
@@ -116,15 +112,15 @@ def bundled_tolerance(expected: list[Any], policy: dict[str, Any]) -> tuple[floa
                      "check takes one pair per program")
     rtol = atol = 0.0
     for leaf in expected:
-        if not isinstance(leaf, torch.Tensor) or leaf.dtype not in _EPS:
+        if not isinstance(leaf, torch.Tensor) or not leaf.dtype.is_floating_point:
             continue
-        default_rtol, default_atol = _DEFAULT_RTOL_ATOL[leaf.dtype]
+        default_rtol, default_atol = DEFAULT_RTOL_ATOL[leaf.dtype]
         for rule in rules:
             mode = rule.get("mode", "allclose")
             if mode == "allclose":
                 rtol, atol = max(rtol, rule.get("rtol", default_rtol)), max(atol, rule.get("atol", default_atol))
             elif mode == "ulp":
-                rtol = max(rtol, rule.get("max_ulp", 0) * _EPS[leaf.dtype])
+                rtol = max(rtol, rule.get("max_ulp", 0) * torch.finfo(leaf.dtype).eps)
                 notes.append("ExecuTorch's check has no ULP mode: max_ulp k is checked as rtol = k * eps")
     return rtol, atol, sorted(set(notes))
 
