@@ -84,11 +84,6 @@ if ! TORCHCONFORM_REQUIRE_EXECUTORCH=1 TORCHCONFORM_RUN="$RUN" "$PY" -m pytest -
 fi
 tail -n 1 "$OUT/test_executorch.txt" >&2
 
-if [ "${TORCHCONFORM_ET_BENCH:-0}" = 1 ]; then
-  log "torchconform bench with ExecuTorch's columns -> $OUT/bench"
-  "$TC" bench "$OUT/corpus" --out "$OUT/bench" --threads 1 --skip-suite --skip-compile --skip-spec --quiet
-  grep -A12 "^## Latency" "$OUT/bench/bench.md" >&2
-fi
 
 # Negative control: simple_cnn/b4_32x32's golden moved by 1e-3 at [2, 7] (re-signed) must FAIL both ExecuTorch
 # variants on that set, and only there.
@@ -113,5 +108,10 @@ if [ "$failed" != 2 ] || [ "$(grep '^FAIL' "$OUT/perturbed.txt" | grep -c '/b4_3
   exit 1
 fi
 log "negative control: the perturbed golden fails both ExecuTorch variants on b4_32x32, nothing else"
+if [ "${TORCHCONFORM_ET_BENCH:-0}" = 1 ]; then
+  log "torchconform bench with ExecuTorch's columns -> $OUT/bench"
+  "$TC" bench "$OUT/corpus" --out "$OUT/bench" --threads 1 --skip-suite --skip-compile --skip-spec --quiet
+  grep -A12 "^## Latency" "$OUT/bench/bench.md" >&2
+fi
 log "done in $(( $(date +%s) - start )) s (exit $rc): $OUT/verify.txt, $OUT/report.json"
 exit $rc

@@ -93,14 +93,17 @@ def _perturb(path: Path) -> None:
 
 
 def _rebundle(corpus: Path, case: str) -> None:
-    """Re-write every bundle of the case from the corpus's files as they are now (export's own code path)."""
-    from torchconform.writing.executorch import test_cases, write_bundle
+    """Re-sign the case, then re-write every bundle of it from the corpus's files as they are now (export's own code
+    path), then re-sign the bundles."""
+    from torchconform.writing.executorch import bundle_bytes, test_cases
 
+    rehash(corpus, case)
     m = json.loads((corpus / case / "manifest.json").read_text())
     for v in m["variants"]:
         if "file" in v.get("bundled", {}):
-            write_bundle(corpus / case / v["file"], test_cases(corpus / case, v, m["input_sets"]),
-                         corpus / case / v["bundled"]["file"])
+            data = bundle_bytes(corpus / case, v, test_cases(corpus / case, v, m["input_sets"]))
+            (corpus / case / v["bundled"]["file"]).write_bytes(data)
+    rehash(corpus, case)
 
 
 def test_a_perturbed_golden_fails_in_both(corpus: Path, tmp_path: Path) -> None:
@@ -109,7 +112,6 @@ def test_a_perturbed_golden_fails_in_both(corpus: Path, tmp_path: Path) -> None:
     bad = shutil.copytree(corpus, tmp_path / "perturbed")
     _perturb(bad / "simple_cnn" / "sets" / "b4_32x32.expected.pt")
     _rebundle(bad, "simple_cnn")
-    rehash(bad, "simple_cnn")
     code, doc, text = check(bad, tmp_path)
     assert code == 0, text
     failed = sorted(r["result"] for r in doc["results"] if not r["executorch"])
@@ -118,20 +120,39 @@ def test_a_perturbed_golden_fails_in_both(corpus: Path, tmp_path: Path) -> None:
     assert "6 pass in both, 2 fail in both" in text
 
 
-def test_a_disagreement_fails_the_check(corpus: Path, tmp_path: Path) -> None:
-    """Only the bundles' golden perturbed (the corpus's untouched, everything re-signed): ExecuTorch fails where the
-    runner passes. bundle-check must say DISAGREE and exit 1: the agreement is checked, not assumed."""
-    bad = shutil.copytree(corpus, tmp_path / "disagree")
-    kept = (bad / "simple_cnn" / "sets" / "b4_32x32.expected.pt").read_bytes()
-    _perturb(bad / "simple_cnn" / "sets" / "b4_32x32.expected.pt")
+def test_a_stale_bundle_is_not_checked(corpus: Path, tmp_path: Path) -> None:
+    """Only the bundles' golden perturbed (the corpus's untouched, everything re-signed): the bundles are no longer
+    the corpus's program, input sets and goldens. bundle-check rebuilds them from the corpus, sees the difference and
+    checks nothing of them (exit 1), whatever ExecuTorch would say."""
+    bad = shutil.copytree(corpus, tmp_path / "stale")
+    golden = bad / "simple_cnn" / "sets" / "b4_32x32.expected.pt"
+    kept = golden.read_bytes()
+    _perturb(golden)
     _rebundle(bad, "simple_cnn")
-    (bad / "simple_cnn" / "sets" / "b4_32x32.expected.pt").write_bytes(kept)
+    golden.write_bytes(kept)
     rehash(bad, "simple_cnn")
     code, doc, text = check(bad, tmp_path)
     assert code == 1, text
-    assert sorted(r["result"] for r in doc["results"] if r["status"] == "DISAGREE") == [
-        "simple_cnn:export_et@executorch/b4_32x32", "simple_cnn:export_et_xnnpack@executorch/b4_32x32"]
-    assert "2 disagree" in text
+    assert all(r["status"] == "error" and "the bundle is not this corpus's" in r["executorch_message"]
+               for r in doc["results"]) and len(doc["results"]) == 8, text
+
+
+def test_a_disagreement_fails_the_check(corpus: Path, tmp_path: Path) -> None:
+    """The bundles' tolerance set to 0 (re-signed): ExecuTorch's check now fails the sets whose outputs are not
+    bitwise the goldens, where the runner (at the case's tolerance) passes. bundle-check must say DISAGREE and exit
+    1: the agreement is checked, not assumed."""
+    bad = shutil.copytree(corpus, tmp_path / "disagree")
+    m = json.loads((bad / "simple_cnn" / "manifest.json").read_text())
+    for v in m["variants"]:
+        if "file" in v.get("bundled", {}):
+            v["bundled"].update(rtol=0.0, atol=0.0)
+    (bad / "simple_cnn" / "manifest.json").write_text(json.dumps(m, indent=2))
+    rehash(bad, "simple_cnn")
+    code, doc, text = check(bad, tmp_path)
+    assert code == 1, text
+    disagree = [r for r in doc["results"] if r["status"] == "DISAGREE"]
+    assert disagree and all(not r["executorch"] and r["torchconform"] == "PASS" for r in disagree), text
+    assert f"{len(disagree)} disagree" in text
 
 
 def test_a_tampered_bundle_is_not_checked(corpus: Path, tmp_path: Path) -> None:

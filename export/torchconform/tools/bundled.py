@@ -8,7 +8,9 @@ it beside the C++ runner's verdict on the same program and input set: they must 
 fail. A disagreement means one of the two checks is wrong about this program.
 
 ExecuTorch's check runs in a child process (a hostile or broken ``.bpte`` that crashes ExecuTorch's runtime is
-reported, not fatal), which hashes the bytes it hands to ExecuTorch against the manifest first. The runner's verdicts
+reported, not fatal), which hashes the bytes it hands to ExecuTorch against the manifest first and checks that they
+are this corpus's program, input sets and goldens (rebuilt from the corpus's hash-checked files, the bundle is the
+same bytes): a stale or forged bundle is never checked. The runner's verdicts
 come from a ``torchconform-run --json`` report (``--results``) or from running ``torchconform-run`` on the bundled
 programs' results.
 
@@ -38,6 +40,9 @@ class Bundle:
     sets: list[str]
     rtol: float
     atol: float
+    case_dir: str
+    entry: dict[str, Any]          # the variant's manifest entry
+    set_records: list[dict[str, Any]]  # the case's input-set records
 
 
 def plan(corpus: Path) -> tuple[list[Bundle], list[str]]:
@@ -63,7 +68,7 @@ def plan(corpus: Path) -> tuple[list[Bundle], list[str]]:
             elif "file" not in b:
                 unbundled.append(f"{case.name}:{v['name']}: {b.get('error', 'no bundle')}")
             else:
-                missing = [k for k in ("sha256", "input_sets", "rtol", "atol") if k not in b]
+                missing = [k for k in ("sha256", "input_sets", "rtol", "atol") if not b.get(k) and b.get(k) != 0]
                 if missing:
                     raise ValueError(f"{case.name}:{v['name']}: the bundle record has a file but no "
                                      f"{', '.join(missing)}")
@@ -72,7 +77,7 @@ def plan(corpus: Path) -> tuple[list[Bundle], list[str]]:
                 if root not in path.parents:  # the schema's relpath already refuses this; never trust one check
                     raise ValueError(f"{case.name}:{v['name']}: bundle path {b['file']!r} leaves the case directory")
                 bundles.append(Bundle(case.name, v["name"], str(path), b["sha256"], list(b["input_sets"]),
-                                      float(b["rtol"]), float(b["atol"])))
+                                      float(b["rtol"]), float(b["atol"]), str(root), v, manifest["input_sets"]))
     return bundles, unbundled
 
 
@@ -80,6 +85,8 @@ def _child_main() -> int:
     """In the child: read the bundles as JSON on stdin, run ExecuTorch's check on each test case, print one JSON line
     per result (flushed, so a crash keeps what came before)."""
     from executorch.extension.pybindings import portable_lib
+
+    from ..writing.executorch import bundle_bytes, test_cases
 
     def emit(b: Bundle, input_set: str, ok: bool | None, message: str) -> None:
         print(json.dumps({"case": b.case, "variant": b.variant, "input_set": input_set, "ok": ok,
@@ -100,6 +107,17 @@ def _child_main() -> int:
         digest = hashlib.sha256(data).hexdigest()
         if digest != b.sha256:
             emit(b, "*", None, f"sha256 {digest} is not the manifest's {b.sha256}: not checked")
+            continue
+        # The bundle must be this corpus's program, input sets and goldens: rebuilt from them (hash-checked), it is
+        # the same bytes (serialization is deterministic). A bundle that is not is stale or forged: not checked.
+        try:
+            cases = test_cases(Path(b.case_dir), b.entry, b.set_records)
+            if [name for name, _, _ in cases] != b.sets:
+                raise ValueError(f"its input sets {b.sets} are not the program's {[n for n, _, _ in cases]}")
+            if bundle_bytes(Path(b.case_dir), b.entry, cases) != data:
+                raise ValueError("rebuilt from the corpus's program, input sets and goldens, it differs")
+        except Exception as e:  # noqa: BLE001 - reported for every result of the bundle
+            emit(b, "*", None, f"the bundle is not this corpus's (stale or forged): {type(e).__name__}: {e}")
             continue
         try:
             module = portable_lib._load_bundled_program_from_buffer(data)
@@ -189,6 +207,9 @@ def run(corpus: Path, *, results: Path | None, runner: str, extra: list[str], js
         raise ValueError(f"{len(bundles)} bundled programs to check, but ExecuTorch's check needs the executorch "
                          "package, which this Python does not have (ci/executorch.sh sets up an environment with it)")
     rows = compare(bundles, executorch_check(bundles), runner_verdicts(corpus, bundles, results, runner, extra))
+    if not rows:
+        out(f"bundle-check: the bundles of {corpus} hold no input set: nothing checked")
+        return 2
     for r in rows:
         et = {True: "pass", False: "FAIL", None: "ERROR"}[r["executorch"]]
         msg = f"  ({r['executorch_message']})" if r["executorch_message"] else ""

@@ -125,11 +125,19 @@ def bundled_tolerance(expected: list[Any], policy: dict[str, Any]) -> tuple[floa
     return rtol, atol, sorted(set(notes))
 
 
+def _read(path: Path, record: dict[str, Any]) -> Path:
+    """``path``, after checking it still has the SHA-256 its manifest record gives."""
+    digest = sha256_file(path)
+    if "sha256" in record and digest != record["sha256"]:
+        raise ValueError(f"{path.name}: sha256 {digest} is not the manifest's {record['sha256']}")
+    return path
+
+
 def test_cases(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]]
                ) -> list[tuple[str, list[Any], list[Any]]]:
     """(input set, flat inputs, flat goldens) of every input set the program serves, read back from the corpus's
-    files: the inputs flattened as the program takes them (positional arguments, then keyword arguments by name),
-    the goldens as its outputs come (pytree leaves)."""
+    files (hash-checked against their records): the inputs flattened as the program takes them (positional
+    arguments, then keyword arguments by name), the goldens as its outputs come (pytree leaves)."""
     from torch.utils._pytree import tree_flatten
 
     served = variant.get("input_sets") or [s["name"] for s in sets]
@@ -137,25 +145,25 @@ def test_cases(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any
     out = []
     for name in served:
         s = by_name[name]
-        stored = load_data(case_dir / s["inputs"]["file"])
+        stored = load_data(_read(case_dir / s["inputs"]["file"], s["inputs"]))
         keywords = s.get("keywords", [])
         n = len(stored) - len(keywords)
         inputs, _ = tree_flatten((tuple(stored[:n]), dict(zip(keywords, stored[n:]))))
-        expected, _ = tree_flatten(load_data(case_dir / s["expected"]["file"]))
+        expected, _ = tree_flatten(load_data(_read(case_dir / s["expected"]["file"], s["expected"])))
         out.append((name, inputs, expected))
     return out
 
 
-def write_bundle(pte: Path, cases: list[tuple[str, list[Any], list[Any]]], out: Path) -> None:
-    """Serialize an ExecuTorch BundledProgram of the program file ``pte`` with ``cases`` as method "forward"'s
-    test cases."""
+def bundle_bytes(case_dir: Path, variant: dict[str, Any], cases: list[tuple[str, list[Any], list[Any]]]) -> bytes:
+    """An ExecuTorch BundledProgram of the variant's program file with ``cases`` as method "forward"'s test cases,
+    serialized (deterministic: the same program and cases give the same bytes, which bundle-check relies on)."""
     from executorch.devtools import BundledProgram
     from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
     from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
 
+    pte = _read(case_dir / variant["file"], variant)
     suite = MethodTestSuite("forward", [MethodTestCase(inputs=i, expected_outputs=e) for _, i, e in cases])
-    out.write_bytes(serialize_from_bundled_program_to_flatbuffer(BundledProgram(None, [suite],
-                                                                                pte_file_path=str(pte))))
+    return serialize_from_bundled_program_to_flatbuffer(BundledProgram(None, [suite], pte_file_path=str(pte)))
 
 
 def bundle(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]], policy: dict[str, Any]
@@ -167,7 +175,7 @@ def bundle(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]], 
         cases = test_cases(case_dir, variant, sets)
         rtol, atol, notes = bundled_tolerance([leaf for _, _, e in cases for leaf in e], policy)
         path = case_dir / "variants" / f"{variant['name']}.bpte"
-        write_bundle(case_dir / variant["file"], cases, path)
+        path.write_bytes(bundle_bytes(case_dir, variant, cases))
     except Exception as e:  # noqa: BLE001 - recorded with the variant: this program has no bundle, and why
         return {"error": f"ExecuTorch cannot bundle this program's input sets and goldens: {_first_line(e)}"}
     return {"file": f"variants/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size,
