@@ -192,6 +192,12 @@ def test_bundle_check_refuses_what_it_cannot_check(tmp_path: Path, run_cli) -> N
     tests/python/test_executorch.py checks real bundles in ci/executorch.sh's environment."""
     r = tc("bundle-check", GOLDEN)
     assert r.returncode == 2 and "has no bundled ExecuTorch program" in r.stdout, r.stdout + r.stderr
+    damaged = hostile.single(tmp_path / "damaged", "simple_cnn")  # a manifest edited, not re-signed: its bundles,
+    mpath = damaged / "simple_cnn" / "manifest.json"              # if any, cannot be known, so never "all agree"
+    mpath.write_text(mpath.read_text().replace('"description": "', '"description": "x', 1))
+    r = tc("bundle-check", damaged)
+    assert r.returncode == 1 and "UNREADABLE   simple_cnn:" in r.stdout and "1 cases not readable" in r.stdout, (
+        r.stdout + r.stderr)
     bpte = {"file": "variants/export_et.bpte", "sha256": "0" * 64, "bytes": 64, "input_sets": ["top5_labels"],
             "rtol": 1.3e-6, "atol": 1e-5}
     corpus, m, et = _with_executorch_variant(tmp_path, bundled=bpte)

@@ -14,8 +14,9 @@ same bytes): a stale or forged bundle is never checked. The runner's verdicts
 come from a ``torchconform-run --json`` report (``--results``) or from running ``torchconform-run`` on the bundled
 programs' results.
 
-Exit status: 0 every bundled result agrees; 1 a disagreement, a bundle that fails its hash or crashes ExecuTorch;
-2 nothing to check (no bundle in the corpus) or bad usage."""
+Exit status: 0 every bundled result agrees; 1 a disagreement, a bundle that fails its hash, is not the corpus's or
+crashes ExecuTorch, or a case whose manifest cannot be read; 2 nothing to check (no bundle in the corpus) or bad
+usage."""
 
 from __future__ import annotations
 
@@ -45,16 +46,16 @@ class Bundle:
     set_records: list[dict[str, Any]]  # the case's input-set records
 
 
-def plan(corpus: Path) -> tuple[list[Bundle], list[str]]:
-    """The corpus's bundles (from manifests the C++ reader hash-checked) and, one line each, the ExecuTorch programs
-    that have no bundle, with why."""
+def plan(corpus: Path) -> tuple[list[Bundle], list[str], list[str]]:
+    """The corpus's bundles (from manifests the C++ reader hash-checked); one line per ExecuTorch program that has
+    no bundle, with why; one line per case whose manifest could not be read (its bundles, if any, go unchecked)."""
     from .. import _core
 
     opened = _core.Corpus.open(str(corpus))
-    bundles, unbundled = [], []
+    bundles, unbundled, unreadable = [], [], []
     for case in opened.cases:
         if case.error:
-            unbundled.append(f"{case.name}: the case is not readable ({case.error})")
+            unreadable.append(f"{case.name}: {case.error}")
             continue
         manifest = json.loads(case.manifest_json)
         for v in manifest.get("variants", []):
@@ -78,7 +79,7 @@ def plan(corpus: Path) -> tuple[list[Bundle], list[str]]:
                     raise ValueError(f"{case.name}:{v['name']}: bundle path {b['file']!r} leaves the case directory")
                 bundles.append(Bundle(case.name, v["name"], str(path), b["sha256"], list(b["input_sets"]),
                                       float(b["rtol"]), float(b["atol"]), str(root), v, manifest["input_sets"]))
-    return bundles, unbundled
+    return bundles, unbundled, unreadable
 
 
 def _child_main() -> int:
@@ -194,13 +195,15 @@ def compare(bundles: list[Bundle], et_rows: list[dict[str, Any]], verdicts: dict
 
 def run(corpus: Path, *, results: Path | None, runner: str, extra: list[str], json_out: Path | None,
         out: Callable[[str], None]) -> int:
-    bundles, unbundled = plan(corpus)
+    bundles, unbundled, unreadable = plan(corpus)
     for line in unbundled:
         out(f"NOT BUNDLED  {line}")
+    for line in unreadable:
+        out(f"UNREADABLE   {line}")
     if not bundles:
         out(f"bundle-check: {corpus} has no bundled ExecuTorch program (torchconform export --bundled): nothing "
-            "checked")
-        return 2
+            "checked" + (f"; {len(unreadable)} cases not readable" if unreadable else ""))
+        return 1 if unreadable else 2
     import importlib.util
 
     if importlib.util.find_spec("executorch") is None:
@@ -218,11 +221,12 @@ def run(corpus: Path, *, results: Path | None, runner: str, extra: list[str], js
     both_fail = sum(r["status"] == "agree" and not r["executorch"] for r in rows)
     out(f"bundle-check: {len(rows)} bundled results in {len(bundles)} programs: {agree} agree ({agree - both_fail} "
         f"pass in both, {both_fail} fail in both), {sum(r['status'] == 'DISAGREE' for r in rows)} disagree, "
-        f"{sum(r['status'] == 'error' for r in rows)} not checked; {len(unbundled)} programs not bundled")
+        f"{sum(r['status'] == 'error' for r in rows)} not checked; {len(unbundled)} programs not bundled"
+        + (f"; {len(unreadable)} cases not readable (their bundles, if any, are not checked)" if unreadable else ""))
     if json_out:
-        json_out.write_text(json.dumps({"corpus": str(corpus), "results": rows, "not_bundled": unbundled},
-                                       indent=2) + "\n")
-    return 0 if agree == len(rows) else 1
+        json_out.write_text(json.dumps({"corpus": str(corpus), "results": rows, "not_bundled": unbundled,
+                                        "unreadable": unreadable}, indent=2) + "\n")
+    return 0 if agree == len(rows) and not unreadable else 1
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--child"]:
