@@ -185,19 +185,26 @@ def test_an_executorch_program_without_the_executorch_runtime_is_an_error(tmp_pa
         assert r.returncode == 2 and "cannot run" in r.stdout + r.stderr, (kind, r.stdout + r.stderr)
 
 
-def test_bundle_check_refuses_what_it_cannot_check(tmp_path: Path, run_cli) -> None:
+def test_bundle_check_refuses_what_it_cannot_check(tmp_path: Path, run_cli, capsys) -> None:
     """torchconform bundle-check (ExecuTorch's own check of export --bundled's .bpte files) never reports agreement it
-    did not check: a corpus without bundles, a bundle record without its hash or tolerance, and (in this environment,
-    which has no executorch package) bundles it cannot run all exit 2 saying why. The runner accepts the record.
-    tests/python/test_executorch.py checks real bundles in ci/executorch.sh's environment."""
+    did not check: a corpus without bundles, a bundle record without its hash, tolerance or input sets, and (in this
+    environment, which has no executorch package) bundles it cannot run all exit 2 saying why; a case it cannot read
+    exits 1. The runner accepts the record. tests/python/test_executorch.py checks real bundles in ci/executorch.sh's
+    environment. (The command once as a process, then in this process: the same code, without 3 s of imports each.)"""
+    from torchconform.faces.cli import main
+
+    def bundle_check(corpus: Path) -> tuple[int, str, str]:
+        code = main(["bundle-check", str(corpus)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
     r = tc("bundle-check", GOLDEN)
     assert r.returncode == 2 and "has no bundled ExecuTorch program" in r.stdout, r.stdout + r.stderr
     damaged = hostile.single(tmp_path / "damaged", "simple_cnn")  # a manifest edited, not re-signed: its bundles,
     mpath = damaged / "simple_cnn" / "manifest.json"              # if any, cannot be known, so never "all agree"
     mpath.write_text(mpath.read_text().replace('"description": "', '"description": "x', 1))
-    r = tc("bundle-check", damaged)
-    assert r.returncode == 1 and "UNREADABLE   simple_cnn:" in r.stdout and "1 cases not readable" in r.stdout, (
-        r.stdout + r.stderr)
+    code, out, err = bundle_check(damaged)
+    assert code == 1 and "UNREADABLE   simple_cnn:" in out and "1 cases not readable" in out, out + err
     bpte = {"file": "variants/export_et.bpte", "sha256": "0" * 64, "bytes": 64, "input_sets": ["top5_labels"],
             "rtol": 1.3e-6, "atol": 1e-5}
     corpus, m, et = _with_executorch_variant(tmp_path, bundled=bpte)
@@ -208,14 +215,14 @@ def test_bundle_check_refuses_what_it_cannot_check(tmp_path: Path, run_cli) -> N
     from torchconform.writing.executorch import available
 
     if available():  # no executorch package here
-        r = tc("bundle-check", corpus)
-        assert r.returncode == 2 and "needs the executorch package" in r.stderr, r.stdout + r.stderr
-    for key in ("sha256", "rtol", "input_sets"):
-        broken = {k: v for k, v in bpte.items() if k != key}
+        code, out, err = bundle_check(corpus)
+        assert code == 2 and "needs the executorch package" in err, out + err
+    for key, broken in [*((k, {x: v for x, v in bpte.items() if x != k}) for k in ("sha256", "rtol", "input_sets")),
+                        ("input_sets", {**bpte, "input_sets": []})]:
         hostile.write_manifest(corpus, "process_outputs",
                                {**m, "variants": [*m["variants"][:-1], {**et, "bundled": broken}]})
-        r = tc("bundle-check", corpus)
-        assert r.returncode == 2 and f"has a file but no {key}" in r.stderr, (key, r.stdout + r.stderr)
+        code, out, err = bundle_check(corpus)
+        assert code == 2 and f"has a file but no {key}" in err, (key, out + err)
 
 
 def test_mode_export_with_only_a_missing_runtime_verifies_nothing(tmp_path: Path, run_cli) -> None:
