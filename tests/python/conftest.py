@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,54 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "golden"
+_STARTED = pytest.StashKey[float]()
+
+# `torchconform export` re-executes its interpreter with PYTHONHASHSEED=0 unless it is already set (TorchScript
+# writes __constants__ in set order): with it set here, every export the tests start imports torch once, not twice.
+# test_export's determinism test takes it away again to cover the re-execution.
+os.environ["PYTHONHASHSEED"] = "0"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Counts that tests leave in build/test-results/*.summary.txt during this session (the mutation sweep's: false
+    PASS, payloads run, hangs, raw control characters), printed where CI's log shows them, xdist or not."""
+    started = config.stash.get(_STARTED, None)
+    if started is None or hasattr(config, "workerinput"):
+        return
+    for path in sorted((ROOT / "build" / "test-results").glob("*.summary.txt")):
+        if path.stat().st_mtime >= started:
+            terminalreporter.write_sep("-", path.name.removesuffix(".summary.txt"))
+            terminalreporter.write(path.read_text())
+
+
+def tc(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+       timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The ``torchconform`` command, as a user runs it, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})
+
+
+def flat(text: str) -> str:
+    """Text printed by another tool with its whitespace normalised: CMake wraps its messages to the terminal width
+    (a longer path moves the line breaks), pytest and pip pad and wrap theirs."""
+    return " ".join(text.split())
+
+
+def compiled(corpus: Path) -> Path:
+    """``corpus`` with the AOTInductor packages of its exported programs in the default cache, where the runner looks.
+    A corpus exported by a test on this machine holds golden/'s programs byte for byte only where this CPU draws the
+    same random inputs (torch.randn's vectorized path): elsewhere (ATEN_CPU_CAPABILITY=default, another ISA) they are
+    other programs and are compiled here, once per cache."""
+    import torch  # noqa: F401  (before _core)
+
+    from torchconform.writing.aoti import compile_corpus
+
+    compile_corpus(corpus, devices=["cpu"], log=lambda m: None)
+    return corpus
 
 
 def runner_path() -> Path:
@@ -127,6 +177,27 @@ def result_id(row: dict) -> str:
 def result_ids(report: Path) -> list[str]:
     """The result ids of a JSON report, in report order."""
     return [result_id(r) for r in json.loads(report.read_text())["results"]]
+
+
+def computed_here(corpus: Path, case: str, sets: list[str]) -> None:
+    """Replaces the goldens of ``sets`` of ``case`` with what this machine's LibTorch computes from the case's
+    TorchScript artifact, re-signed: a corpus this machine reproduces bit for bit, for the tests whose subject needs
+    an exact reproduction (golden/ was exported on another CPU, and results move with the kernels a CPU gets)."""
+    import torch
+
+    from torchconform import _core
+
+    opened = _core.Corpus.open(str(corpus))
+    done = set()
+    for r in _core.run_case(opened, case, device="cpu", sets=sets):
+        if r.artifact == "":
+            assert r.error == "", r.line
+            path = corpus / case / "sets" / f"{r.input_set}.expected.pt"
+            path.unlink()  # (a hard link or a copy: never write through it)
+            torch.save(r.output, path)
+            done.add(r.input_set)
+    assert done == set(sets), done
+    rehash(corpus, case)
 
 
 def perturbed_failures() -> int:

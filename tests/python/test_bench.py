@@ -138,7 +138,7 @@ def test_bench_models_writes_tables_json_and_plot(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_suite_reports_ratios_of_its_measurements(tmp_path):
     done = _bench(tmp_path, "--skip-models", "--rounds", "1", "--overhead-calls", "10")
     assert done.returncode == 0, done.stderr

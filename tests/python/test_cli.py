@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash
+from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash, tc
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 N_PASS, N_XFAIL = counts()
 N_PERTURBED = perturbed_failures()
-
-
-def tc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
 
 
 def lines(stdout: str) -> list[str]:
@@ -36,7 +31,7 @@ def truncated(tmp_path: Path) -> Path:
     return corpus
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_verify_prints_what_torchconform_run_prints(run_cli, tmp_path: Path) -> None:
     for corpus, code in [(GOLDEN, 0), (perturbed_corpus(tmp_path / "p"), 1), (truncated(tmp_path / "t"), 2)]:
         py = tc("verify", corpus, "--quiet", "--threads", "1")
@@ -123,7 +118,7 @@ def test_report_from_results_file(golden_run, tmp_path: Path) -> None:
     assert r.returncode == 2 and "missing.json" in r.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_pytest_plugin_one_test_per_case_and_set(tmp_path: Path) -> None:
     def plugin_run(corpus: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-v",

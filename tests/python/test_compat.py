@@ -191,7 +191,7 @@ def _compat(tmp_path: Path, *corpora: str) -> tuple[int, dict, str]:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_old_corpus_on_the_pinned_torch(tmp_path):
     """TorchScript's backward compatibility: what Debian's 1.13.1 wrote loads and agrees on 2.13.0, from Python and
     C++; its torch.export variants are expected failures the 1.13.1 exporter recorded (no torch.export there)."""
@@ -210,7 +210,7 @@ def test_old_corpus_on_the_pinned_torch(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_too_new_artifact_is_a_load_failure_with_its_message(tmp_path):
     """tests/data/compat/future-format: process_outputs whose artifact claims TorchScript file format 99."""
     code, data, text = _compat(tmp_path, f"future:{FUTURE}")
@@ -223,7 +223,7 @@ def test_a_too_new_artifact_is_a_load_failure_with_its_message(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_stale_version_mark_fails_the_run(tmp_path):
     corpus = copy_corpus(tmp_path, OLD)
     mpath = corpus / "process_outputs" / "manifest.json"

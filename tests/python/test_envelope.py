@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, rehash
+from conftest import ROOT, compiled, rehash
 from torchconform import _core
 from torchconform.authoring.registry import select
 from torchconform.schema import standard_validate
 from torchconform.writing import envelope
 from torchconform.writing.writer import write_corpus
 
-pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
+# e2e: runs the runner, the CLI or an export end to end; one xdist group: the module's export is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("envelope")]
 
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
 
@@ -29,7 +30,7 @@ SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("envelope") / "corpus"
     write_corpus(out, select(["simple_cnn", "process_outputs"]), envelope=True, log=lambda m: None)
-    return out
+    return compiled(out)
 
 
 def run(runner: Path, corpus: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> list[dict]:

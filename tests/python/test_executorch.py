@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, rehash, runner_path
+from conftest import ROOT, rehash, runner_path, tc
 from torchconform.safeload import load_data
 
 
@@ -37,11 +36,6 @@ if _MISSING:
     if os.environ.get("TORCHCONFORM_REQUIRE_EXECUTORCH") == "1":
         raise RuntimeError(f"TORCHCONFORM_REQUIRE_EXECUTORCH=1 but {_MISSING}")
     pytest.skip(f"ExecuTorch end to end needs ci/executorch.sh's environment: {_MISSING}", allow_module_level=True)
-
-
-def tc(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT)
 
 
 def check(corpus: Path, tmp: Path) -> tuple[int, dict, str]:

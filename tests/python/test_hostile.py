@@ -19,15 +19,10 @@ import pytest
 import torch
 
 import hostile
-from conftest import GOLDEN, copy_corpus, rehash, sha256
+from conftest import GOLDEN, computed_here, copy_corpus, flat, rehash, sha256, tc
 from torchconform import _core
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
-
-
-def tc(*args: str | Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
 
 
 def probe(corpus: Path, judge: bool = False) -> tuple[list[dict], str]:
@@ -252,7 +247,7 @@ def test_only_expected_failures_verifies_nothing(tmp_path: Path, run_cli) -> Non
     plugin = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q",
                              "-p", "no:cacheprovider", "-o", "addopts="], capture_output=True, text=True,
                             cwd=tmp_path, timeout=600)
-    assert plugin.returncode == 1 and "nothing was verified" in plugin.stderr, plugin.stdout + plugin.stderr
+    assert plugin.returncode == 1 and "nothing was verified" in flat(plugin.stderr), plugin.stdout + plugin.stderr
 
 
 # ---- 5. tolerances -------------------------------------------------------------------------------------------
@@ -279,13 +274,14 @@ def test_a_loosened_tolerance_is_never_a_plain_pass(tmp_path: Path, run_cli, tol
 
 def test_a_stricter_or_default_tolerance_is_not_loosened(tmp_path: Path, run_cli) -> None:
     corpus = hostile.single(tmp_path, "simple_cnn")
+    computed_here(corpus, "simple_cnn", ["b4_32x32"])  # 0 ULP here, on any CPU (golden/'s are tens away elsewhere)
     m = hostile.manifest(corpus, "simple_cnn")
     m["tolerance"] = {"default": {"mode": "ulp", "max_ulp": 10000}, "outputs": {"$": {"mode": "ulp", "max_ulp": 8}}}
     for v in m["variants"]:
         v.pop("tolerance", None)
     hostile.write_manifest(corpus, "simple_cnn", m)
     result, r = row(corpus, run_cli, "simple_cnn", "b4_32x32")
-    assert result["verdict"] == "PASS" and not result["loosened"] and "LOOSENED" not in r.stdout
+    assert result["verdict"] == "PASS" and not result["loosened"] and "LOOSENED" not in r.stdout, result["line"]
     assert "[tolerance: $ ulp max_ulp=8]" in result["line"]  # not the default: shown, but not loosened
     assert "tolerance:" not in next(x for x in lines(run_cli(GOLDEN, "--case", "simple_cnn"), "PASS"))
 
@@ -347,7 +343,7 @@ def test_the_audit_hook_refuses_unlisted_globals_while_loading(tmp_path: Path) -
     assert not marker.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_probe_and_compare_corpora_load_weights_only_and_check_hashes(tmp_path: Path) -> None:
     from torchconform.tools import compat
     from torchconform.tools.compat import compare_corpora
@@ -406,7 +402,7 @@ def test_malicious_data_files_never_run_in_the_runner(tmp_path: Path, run_cli) -
 
 
 # ---- 8. a long string where a pattern is checked --------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_26000_character_name_is_refused_by_every_face(tmp_path: Path, run_cli) -> None:
     corpus = hostile.single(tmp_path, "process_outputs")
     m = hostile.manifest(corpus, "process_outputs")
@@ -422,7 +418,7 @@ def test_a_26000_character_name_is_refused_by_every_face(tmp_path: Path, run_cli
     plugin = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q",
                              "-p", "no:cacheprovider", "-o", "addopts="], capture_output=True, text=True,
                             cwd=tmp_path, timeout=600)
-    assert plugin.returncode == 1 and "longer than 256" in plugin.stdout, plugin.stdout + plugin.stderr
+    assert plugin.returncode == 1 and "longer than 256" in flat(plugin.stdout), plugin.stdout + plugin.stderr
     # corpus.json itself (unsigned: its own validity is all there is)
     index = json.loads((corpus / "corpus.json").read_text())
     index["cases"][0]["name"] = "a" * 26000
@@ -595,7 +591,7 @@ def test_two_exports_into_one_new_corpus_do_not_replace_each_other(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_recovery_touches_only_what_an_export_journaled(tmp_path: Path) -> None:
     lookalike = tmp_path / ".corpus.partial-999999999"
     lookalike.mkdir()

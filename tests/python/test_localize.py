@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import rehash
+from conftest import compiled, rehash
 from torchconform.authoring.registry import select
 from torchconform.writing.writer import write_corpus
 
-pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
+# e2e: runs the runner, the CLI or an export end to end; one xdist group: the module's export is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("localize")]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def recorded(tmp_path_factory) -> Path:
     cases = [dataclasses.replace(c, record_submodules=True)
              for c in select(["simple_cnn", "dynamic_router", "full_model"])]
     write_corpus(out, cases, log=lambda m: None)
-    return out
+    return compiled(out)
 
 
 def copy_of(recorded: Path, tmp_path: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import rehash, semantic_members
+from conftest import flat, rehash, semantic_members
 
 pytestmark = pytest.mark.e2e  # exports and runs the runner
 
@@ -243,9 +243,9 @@ def test_the_pytest_plugin_selects_cases_and_threads(tmp_path: Path) -> None:
     n_xfail = sum(1 for p in rows if p["xfail"])
     assert r.returncode == 0 and f"{len(rows) - n_xfail} passed, {n_xfail} xfailed" in r.stdout, r.stdout + r.stderr
     r = plugin("--torchconform-case", "nope")
-    assert r.returncode == 4 and "--case 'nope' matches no case" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert r.returncode == 4 and "--case 'nope' matches no case" in flat(r.stdout + r.stderr), r.stdout + r.stderr
     r = plugin("--torchconform-threads", "0")
-    assert r.returncode == 4 and "--torchconform-threads expects an integer >= 1" in r.stdout + r.stderr
+    assert r.returncode == 4 and "--torchconform-threads expects an integer >= 1" in flat(r.stdout + r.stderr)
 
 
 CUSTOM_NODE = """
@@ -378,6 +378,7 @@ def program_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subp
     return tmp / "corpus", r
 
 
+@pytest.mark.xdist_group("program_corpus")  # one worker exports the module's fixture once
 def test_program_containers_in_and_out(program_corpus: tuple[Path, subprocess.CompletedProcess[str]],
                                        run_cli) -> None:
     """Gap 1: a dict argument ("exported_program variants take no dict arguments yet") is flattened by the keys the
@@ -395,6 +396,7 @@ def test_program_containers_in_and_out(program_corpus: tuple[Path, subprocess.Co
         ("ab", "PASS"), ("ba", "PASS")}, r.stdout
 
 
+@pytest.mark.xdist_group("program_corpus")  # one worker exports the module's fixture once
 def test_sets_outside_a_programs_guards_are_refused(program_corpus: tuple[Path, subprocess.CompletedProcess[str]],
                                                     run_cli, tmp_path: Path) -> None:
     """Gap 4: a program exported for a static batch of 3 was run on 5 rows (a PASS, with only a Resize.cpp warning)
@@ -475,6 +477,7 @@ def ops_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                    is_python_module=False, verbose=False))
 
 
+@pytest.mark.heavy  # builds a TORCH_LIBRARY with cpp_extension (about 30 s of g++)
 def test_custom_operator_libraries_are_recorded_and_loaded_on_request(ops_library: Path, tmp_path: Path,
                                                                        run_cli) -> None:
     """Gap 2: torchconform-run knew no operator outside LibTorch ("Unknown builtin op: torchvision::nms") and

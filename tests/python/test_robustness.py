@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import GOLDEN, copy_corpus, counts, manifests, planned, rehash, sha256
+from conftest import GOLDEN, compiled, copy_corpus, counts, manifests, planned, rehash, sha256, tc
 from torchconform import Built, Case, InputSet
 from torchconform.authoring.registry import select
 from torchconform.writing.writer import write_corpus
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 N_PASS, N_XFAIL = counts()
 N_FULL = sum(1 for r in planned() if r["case"] == "full_model")  # its results: all artifacts, all sets
 N_CNN = sum(1 for r in planned() if r["case"] == "simple_cnn")
-
-
-def tc(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["sequential", "jobs2"])
@@ -131,11 +126,11 @@ def test_exporter_writes_xfail_marks(run_cli, tmp_path: Path) -> None:
 
     write_corpus(tmp_path / "c", [Case("marked", "script_function", "xfail on a passing set", marked, base.seed)],
                  log=lambda m: None)
-    r = run_cli(tmp_path / "c")
+    r = run_cli(compiled(tmp_path / "c"))
     assert r.returncode == 1 and "XPASS marked/top1_no_labels" in r.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     assert tc("export", "--out", out, "--case", "process_outputs", "--quiet").returncode == 0
@@ -156,7 +151,7 @@ def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_killed_between_renames_is_recovered(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     assert tc("export", "--out", out, "--case", "process_outputs", "--quiet").returncode == 0

@@ -84,7 +84,7 @@ def outcome(r: subprocess.CompletedProcess[str]) -> tuple[int, int]:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_plugin_sharded_and_under_xdist_gives_the_same_outcome(tmp_path: Path) -> None:
     r = plugin(tmp_path, "-n", "2", "--dist", "loadgroup")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -128,7 +128,7 @@ def test_jobs_2_reports_exactly_what_a_sequential_run_does(runner: Path, golden_
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path) -> None:
     from torchconform.authoring.registry import select
     from torchconform.writing.aoti_build import cached_package_problem

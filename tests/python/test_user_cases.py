@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, counts, manifests, planned
+from conftest import ROOT, counts, manifests, planned, tc
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 EXAMPLES = ROOT / "examples" / "my_cases.py"
-
-
-def tc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +29,7 @@ def example_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("example_corpus")  # one worker exports the module's fixture once
 def test_examples_verify_from_cpp_with_every_artifact_kind(example_corpus: Path, run_cli) -> None:
     r = run_cli(example_corpus, "--json", example_corpus.parent / "r.json")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -50,6 +46,7 @@ def test_examples_verify_from_cpp_with_every_artifact_kind(example_corpus: Path,
     assert "artifact" not in json.loads((example_corpus / "attention_block_export" / "manifest.json").read_text())
 
 
+@pytest.mark.xdist_group("example_corpus")  # one worker exports the module's fixture once
 def test_examples_through_pytest_ctest_and_report(example_corpus: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={example_corpus}", "-q",
                         "-p", "no:cacheprovider", "-o", "addopts="], capture_output=True, text=True, cwd=tmp_path,
