@@ -169,6 +169,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("loosened", &LeafReport::loosened)
       .def_readonly("needed_rtol", &LeafReport::needed_rtol)
       .def_readonly("needed_atol", &LeafReport::needed_atol)
+      .def_readonly("weak", &LeafReport::weak,
+                    "why the golden checks little, judged from its values (empty, constant, within atol), or ''")
       .def("__repr__", [](const LeafReport& l) {
         return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
       });
@@ -378,6 +380,24 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("case"), py::arg("input_set"),
       "(inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).");
   m.def(
+      "program_call_problem",
+      [](const Corpus& corpus, const std::string& name, const std::string& variant, const std::string& set) {
+        const CaseSpec& c = find_case(corpus, name);
+        const VariantSpec* v = nullptr;
+        for (const auto& x : c.variants)
+          if (x.name == variant && x.kind == VariantKind::kExportedProgram) v = &x;
+        if (!v) throw CorpusError(c.name + ": no exported program named '" + variant + "'");
+        const InputSetSpec* spec = nullptr;
+        for (const auto& s : c.sets)
+          if (s.name == set) spec = &s;
+        if (!spec) throw CorpusError(c.name + ": no input set named '" + set + "'");
+        py::gil_scoped_release release;
+        return program_call_problem(c, *v, *spec);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("variant"), py::arg("input_set"),
+      "Why the input set cannot be passed to the exported program ('' when it can): its structure and the "
+      "program's guards, checked as the runner's AOTInductor runtime does before a call.");
+  m.def(
       "load_records",
       [](const Corpus& corpus, const std::string& name, const std::string& set) -> py::object {
         const CaseSpec& c = find_case(corpus, name);
@@ -433,7 +453,39 @@ PYBIND11_MODULE(_core, m) {
         "with costs (seconds per name) longest first to the least loaded shard. Keeps the order of `names`.");
   m.def("case_costs_from_report", &case_costs_from_report, py::arg("path"),
         "Seconds per case in a JSON report (the sum over its results and devices): what --durations reads.");
-  m.def("default_aoti_cache", &default_aoti_cache);
+  m.def("default_aoti_cache", &default_aoti_cache,
+        "$TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; raises "
+        "UsageError when none is set (never a shared temporary directory).");
+  m.def("check_aoti_cache", &check_aoti_cache, py::arg("cache"),
+        "Raises UsageError when another local user could have written into the cache (not this user's, group- or "
+        "world-writable, or under a parent others can change).");
+  m.def("prepare_aoti_cache", &prepare_aoti_cache, py::arg("cache"),
+        "Creates the cache's missing directories with mode 0700, checks it (check_aoti_cache) and returns its "
+        "canonical path.");
+  m.def(
+      "read_case_file",
+      [](const Corpus& corpus, const std::string& name, const std::string& rel) {
+        const CaseSpec& c = find_case(corpus, name);
+        std::string bytes;
+        {
+          py::gil_scoped_release release;
+          bytes = read_case_file(c, rel);
+        }
+        return py::bytes(bytes);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("file"),
+      "The one checked door into a corpus for every face: the bytes of a file the case's manifest declares "
+      "(relative to the case directory), a regular file inside the corpus, of its declared size and SHA-256, read "
+      "once. Raises CorpusError.");
+  m.def("side_effect_operators", &side_effect_operators,
+        "The operators through which an artifact can act outside the process (file I/O, printing): refused unless "
+        "--allow-side-effects.");
+  m.def(
+      "check_torchscript_code",
+      [](const py::bytes& data, const std::string& what) { check_torchscript_code(std::string(data), what); },
+      py::arg("data"), py::arg("what"),
+      "Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it "
+      "before torch.jit.load (a module's __setstate__ runs while it loads).");
   m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
         py::arg("torch_version") = std::string(libtorch_version()),
         "Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an "
@@ -474,6 +526,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("timeout", &VerifyOptions::timeout)
       .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
       .def_readonly("allow_tf32", &VerifyOptions::allow_tf32)
+      .def_readonly("allow_side_effects", &VerifyOptions::allow_side_effects)
       .def_property_readonly("localize",
                              [](const VerifyOptions& o) {
                                using L = RunOptions::Localize;

@@ -29,8 +29,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from torchconform import _core  # noqa: E402
-from torchconform.safeload import load_data  # noqa: E402
-from torchconform.tools.compat_probe import read_verified  # noqa: E402
 from torchconform.writing import protocol  # noqa: E402
 
 TILE, SEEDS = 256, 8
@@ -50,16 +48,18 @@ def convert(v: Any, device: str, dtype: torch.dtype | None = None, tile: int = 1
 
 
 def case_sets(corpus: Path) -> list[tuple[Any, dict[str, Any], bytes, dict[str, Any]]]:
-    """(case, manifest, artifact bytes, input set) for every TorchScript artifact's input sets."""
+    """(case, manifest, artifact bytes, input set) for every TorchScript artifact's input sets, the bytes through the
+    core's checked reader."""
     out = []
-    for c in _core.Corpus.open(str(corpus)).cases:
-        m = json.loads(c.manifest_json)
+    opened = _core.Corpus.open(str(corpus))
+    for c in opened.cases:
+        m = json.loads(c.manifest_json) if not c.error else {}
         if c.error or not m.get("artifact"):
             continue
-        a = m["artifact"]
-        data = read_verified(Path(c.dir), a["file"], a["sha256"], a.get("bytes"))
+        data = _core.read_case_file(opened, c.name, m["artifact"]["file"])
+        _core.check_torchscript_code(data, f"{c.name}/{m['artifact']['file']}")
         for s in m["input_sets"]:
-            out.append((c, m, data, s))
+            out.append(((opened, c), m, data, s))
     return out
 
 
@@ -75,18 +75,17 @@ def call(data: bytes, s: dict[str, Any], device: str, dtype: torch.dtype | None,
     return convert(out, "cpu")
 
 
-def files(c: Any, s: dict[str, Any]) -> tuple[Any, Any]:
-    inputs = load_data(io.BytesIO(read_verified(Path(c.dir), s["inputs"]["file"], s["inputs"]["sha256"])))
-    expected = load_data(io.BytesIO(read_verified(Path(c.dir), s["expected"]["file"], s["expected"]["sha256"])))
-    return inputs, expected
+def files(case: Any, s: dict[str, Any]) -> tuple[Any, Any]:
+    opened, c = case
+    return _core.load_set(opened, c.name, s["name"])
 
 
 def half_precision(corpus: Path) -> list[dict[str, Any]]:
     rows = []
-    for c, _, data, s in case_sets(corpus):
+    for (opened, c), _, data, s in case_sets(corpus):
         if s.get("seed") is not None:
             continue
-        inputs, expected = files(c, s)
+        inputs, expected = files((opened, c), s)
         for dtype in (torch.float16, torch.bfloat16):
             row = {"case": c.name, "set": s["name"], "dtype": str(dtype).split(".")[1]}
             try:
@@ -108,10 +107,10 @@ def frequencies(samples: torch.Tensor, rows: int, vocab: int) -> torch.Tensor:
 
 def sampling(corpus: Path) -> list[dict[str, Any]]:
     rows = []
-    for c, _, data, s in case_sets(corpus):
+    for (opened, c), _, data, s in case_sets(corpus):
         if s.get("seed") is None:
             continue
-        inputs, expected = files(c, s)
+        inputs, expected = files((opened, c), s)
         row: dict[str, Any] = {"case": c.name, "set": s["name"], "seed": s["seed"]}
         try:
             first = call(data, s, "cuda", None, inputs, s["seed"])

@@ -10,7 +10,7 @@
 # test per case x device instead (one process per case: fewer, coarser tests).
 #
 # The results are discovered the way gtest_discover_tests(DISCOVERY_MODE PRE_TEST) discovers GoogleTest cases: when
-# ctest starts, the runner lists the corpus's plan (`--list`; re-listed only when corpus.json or the runner changed),
+# ctest starts, the runner lists the corpus's plan (`--list`; re-listed only when corpus.json's or the runner's content changed),
 # so the tests follow a re-exported corpus and the runtimes this runner has (a program's `@aoti` results exist where
 # AOTInductor is built in). Case names are checked at configure time and every listed id again before it becomes a
 # test name or argument: a corpus is data, and nothing in it reaches a command line unchecked. CUDA tests declare

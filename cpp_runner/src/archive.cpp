@@ -113,10 +113,25 @@ std::vector<ZipRecord> check_zip(std::string_view b, const std::string& what) {
       fail("local header of '" + r.name + "' disagrees with the central directory");
     const uint64_t data = local + 30 + lname + lextra;
     if (data > cd_offset || comp > cd_offset - data) fail("data of '" + r.name + "' lies outside the archive");
+    r.data_offset = data;
     out.push_back(std::move(r));
   }
   if (at != cd_end) fail("trailing bytes in the central directory");
   return out;
+}
+
+std::string_view stored_record(std::string_view bytes, const std::vector<ZipRecord>& records,
+                               const std::string& suffix, const std::string& what) {
+  const ZipRecord* found = nullptr;
+  for (const auto& r : records) {
+    if (r.name.size() < suffix.size() || r.name.compare(r.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    if (found) throw CorpusError(what + ": more than one record ends in '" + suffix + "'");
+    found = &r;
+  }
+  if (!found) throw CorpusError(what + ": no record ends in '" + suffix + "'");
+  if (!found->stored) throw CorpusError(what + ": record '" + found->name + "' is compressed (PyTorch stores it)");
+  return bytes.substr(found->data_offset, found->size);  // check_zip proved it lies inside the archive
 }
 
 namespace {

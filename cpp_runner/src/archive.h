@@ -20,12 +20,18 @@ struct ZipRecord {
   std::string name;
   uint64_t size = 0;  // uncompressed
   bool stored = true;
+  uint64_t data_offset = 0;  // where its (compressed, unless stored) bytes start in the archive
 };
 
 // Reads the zip's central directory and refuses what a LibTorch reader would trust blindly: records outside the file,
 // duplicate or non-printable names, encryption, compression other than deflate, inflated sizes above the limits,
 // stored records whose two sizes differ. Throws CorpusError naming `what`.
 std::vector<ZipRecord> check_zip(std::string_view bytes, const std::string& what);
+
+// The bytes of the one stored record of a checked archive (check_zip's records) whose name ends in `suffix`, e.g.
+// "/models/model.json". Throws CorpusError naming `what` when none or several match, or it is deflated.
+std::string_view stored_record(std::string_view bytes, const std::vector<ZipRecord>& records,
+                               const std::string& suffix, const std::string& what);
 
 // A storage a torch.save pickle refers to: record data/<key>, `numel` elements of `dtype`.
 struct PickledStorage {

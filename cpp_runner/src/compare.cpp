@@ -170,6 +170,26 @@ int64_t floating_loop(const T* ep, const T* ap, int64_t n, c10::ScalarType dtype
   return worst;
 }
 
+// Why a golden would check little (judged from its values, never from what a manifest says): empty (nothing is
+// compared), constant (a runtime returning that constant passes), or every |value| within the absolute tolerance
+// (a runtime returning zeros passes). "" when it checks what it seems to.
+template <typename T>
+std::string weak_golden(const T* ep, int64_t n, const Tolerance& tol, double atol) {
+  if (n == 0) return "empty tensor (nothing is compared)";
+  bool constant = n > 1;
+  double biggest = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(ep[i]);
+    if (constant && !(x == static_cast<double>(ep[0]) || (std::isnan(x) && std::isnan(static_cast<double>(ep[0])))))
+      constant = false;
+    biggest = std::max(biggest, std::fabs(x));
+  }
+  if (constant) return "all " + std::to_string(n) + " elements are " + fmt(static_cast<double>(ep[0])) + " (constant)";
+  if (tol.mode == ToleranceMode::kAllClose && biggest <= atol)
+    return "every |value| is at most " + fmt(biggest) + ", within atol " + fmt(atol) + " (zeros would pass)";
+  return "";
+}
+
 // Element-wise comparison of two same-dtype, same-shape CPU tensors of a real floating dtype.
 void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::ScalarType dtype, const Tolerance& tol,
                       LeafReport& leaf) {
@@ -191,12 +211,17 @@ void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::Scala
   // bfloat16 are widened to float64 first (exactly).
   if (dtype == c10::kFloat || dtype == c10::kDouble) {
     const at::Tensor e = e_in.contiguous(), a = a_in.contiguous();
-    worst = dtype == c10::kFloat
-                ? floating_loop(e.data_ptr<float>(), a.data_ptr<float>(), leaf.total, dtype, tol, rtol, atol, leaf)
-                : floating_loop(e.data_ptr<double>(), a.data_ptr<double>(), leaf.total, dtype, tol, rtol, atol, leaf);
+    if (dtype == c10::kFloat) {
+      worst = floating_loop(e.data_ptr<float>(), a.data_ptr<float>(), leaf.total, dtype, tol, rtol, atol, leaf);
+      leaf.weak = weak_golden(e.data_ptr<float>(), leaf.total, tol, atol);
+    } else {
+      worst = floating_loop(e.data_ptr<double>(), a.data_ptr<double>(), leaf.total, dtype, tol, rtol, atol, leaf);
+      leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, atol);
+    }
   } else {
     const at::Tensor e = e_in.to(at::kDouble).contiguous(), a = a_in.to(at::kDouble).contiguous();
     worst = floating_loop(e.data_ptr<double>(), a.data_ptr<double>(), leaf.total, dtype, tol, rtol, atol, leaf);
+    leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, atol);
   }
   if (worst >= 0) leaf.worst_index = index_text(worst, e_in.sizes());
 }
@@ -505,6 +530,13 @@ std::string Comparison::summary() const {
   os << "max_abs=" << fmt(max_abs()) << " max_rel=" << fmt(max_rel()) << " max_ulp=" << fmt(max_ulp())
      << " mismatched=" << mismatched() << "/" << total();
   return os.str();
+}
+
+std::string Comparison::weak_note() const {
+  std::string out;
+  for (const auto& l : leaves)
+    if (!l.weak.empty()) out += (out.empty() ? "" : "; ") + l.path + ": " + l.weak;
+  return out;
 }
 
 bool Comparison::loosened() const {

@@ -26,6 +26,24 @@ std::string read_verified(const CaseSpec& c, const FileRef& ref) {
   return bytes;
 }
 
+std::string read_case_file(const CaseSpec& c, const std::string& rel) {
+  if (!c.error.empty()) throw CorpusError(c.error);
+  std::vector<const FileRef*> refs;
+  if (c.has_artifact) refs.push_back(&c.artifact);
+  for (const auto& v : c.variants) {
+    if (v.file) refs.push_back(&*v.file);
+    if (v.bundled) refs.push_back(&*v.bundled);
+  }
+  for (const auto& s : c.sets) {
+    refs.push_back(&s.inputs);
+    refs.push_back(&s.expected);
+    if (s.submodules) refs.push_back(&*s.submodules);
+  }
+  for (const FileRef* ref : refs)
+    if (ref->file == rel) return read_verified(c, *ref);
+  throw CorpusError(c.name + ": '" + rel + "' is not a file its manifest declares; refused");
+}
+
 Corpus Corpus::open(const fs::path& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) throw CorpusError(root.string() + ": not a corpus directory");

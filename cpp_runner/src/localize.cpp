@@ -55,7 +55,7 @@ Localization localize(const CaseSpec& c, const InputSetSpec& s, const ToleranceP
   torch::jit::Module root;
   try {
     records = load_value(read_verified(c, *s.submodules), who);
-    root = load_torchscript(c, c.artifact, o.device);
+    root = load_torchscript(c, c.artifact, o);
   } catch (const CorpusError& e) {
     out.note = std::string("localisation not possible: ") + e.what();
     return out;

@@ -165,6 +165,9 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
     if (et) {
       v.in_spec = f.str("in_spec");
       v.out_spec = f.str("out_spec");
+      v.lowered_from = f.has("lowered_from") ? f.str("lowered_from") : "";
+      if (f.has("bundled") && Fields{f.object("bundled"), vwho + ": bundled"}.has("file"))
+        v.bundled = file_ref(f.object("bundled"), vwho + ": bundled");
     }
     for (const json& in : f.array("inputs")) {
       ProgramInput pi;

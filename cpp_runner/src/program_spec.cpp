@@ -5,10 +5,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "archive.h"
+#include "schema.h"  // parse_json: depth-limited, refuses repeated object keys
+
+#include <algorithm>
 #include <map>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 namespace torchconform {
+using nlohmann::json;
 namespace {
 
 
@@ -34,15 +41,59 @@ SpecNode node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeT
   return SpecNode::kUnknown;
 }
 
-// A dict node's keys, from its context (a JSON list in a JSON string).
-std::vector<std::string> dict_keys(const nlohmann::json& spec, const std::string& who) {
-  const auto keys = nlohmann::json::parse(spec.at("context").get<std::string>());
+// A list of str names from a spec's context, each once: torch's pytree keeps the last value of a key named twice,
+// a first-wins reader the first, so a repeated key would let one value go uncompared.
+std::vector<std::string> unique_names(const nlohmann::json& names, const std::string& what, const std::string& who) {
+  if (!names.is_array()) throw CorpusError(who + ": " + what + " in the program's spec is not a list");
   std::vector<std::string> out;
-  for (const auto& k : keys) {
-    if (!k.is_string()) throw CorpusError(who + ": only str dict keys are supported in a program's spec");
+  std::set<std::string> seen;
+  for (const auto& k : names) {
+    if (!k.is_string()) throw CorpusError(who + ": only str " + what + " are supported in a program's spec");
+    if (!seen.insert(k.get<std::string>()).second)
+      throw CorpusError(who + ": " + what + " '" + printable(k.get<std::string>()) + "' appear twice in the "
+                        "program's spec (readers would disagree on which value it names); refused");
     out.push_back(k.get<std::string>());
   }
   return out;
+}
+
+nlohmann::json context_of(const nlohmann::json& spec, const std::string& who) {
+  const auto& context = spec.at("context");
+  if (!context.is_string()) throw CorpusError(who + ": a container's context in the program's spec is not a string");
+  return parse_json(context.get<std::string>(), who + ": program spec context");
+}
+
+// A dict node's keys, from its context (a JSON list in a JSON string).
+std::vector<std::string> dict_keys(const nlohmann::json& spec, const std::string& who) {
+  return unique_names(context_of(spec, who), "dict keys", who);
+}
+
+// A registered dataclass's fields as the program serialized them (torch.export.register_dataclass: the context is
+// [[fields with a value], [fields that were None]]): the program decides the order, never the manifest, whose
+// pytree_types must agree (they register stand-ins for `torchconform compile`).
+std::pair<std::vector<std::string>, std::vector<std::string>> dataclass_fields(const nlohmann::json& spec,
+                                                                               const PytreeType& declared,
+                                                                               const std::string& who) {
+  const auto context = context_of(spec, who);
+  if (!context.is_array() || context.size() != 2)
+    throw CorpusError(who + ": dataclass '" + printable(declared.name) + "' has no [fields, none_fields] context in "
+                      "the program's spec");
+  auto fields = unique_names(context[0], "dataclass fields", who);
+  auto none_fields = unique_names(context[1], "dataclass fields", who);
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  std::vector<std::string> all = fields, declared_all = declared.fields;
+  all.insert(all.end(), none_fields.begin(), none_fields.end());
+  declared_all.insert(declared_all.end(), declared.none_fields.begin(), declared.none_fields.end());
+  if (fields != declared.fields || sorted(all) != sorted(declared_all))
+    throw CorpusError(who + ": the manifest's pytree_types lists dataclass '" + printable(declared.name) +
+                      "' with other fields or another field order than the program's spec; refused");
+  for (const auto& f : all)
+    if (std::count(all.begin(), all.end(), f) > 1)
+      throw CorpusError(who + ": dataclass field '" + printable(f) + "' appears twice in the program's spec");
+  return {std::move(fields), std::move(none_fields)};
 }
 
 // An input set's leaves in the order the program takes them, following the program's input spec: sequences by
@@ -205,18 +256,53 @@ static c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::T
     return l;
   }
   // dicts, OrderedDicts (every torchvision segmentation model) and dataclasses (their fields; those that were None
-  // when captured are None) are str-keyed dicts, as the goldens store them
-  const std::vector<std::string> keys = node == SpecNode::kDict ? dict_keys(spec, who) : user->fields;
+  // when captured are None) are str-keyed dicts, as the goldens store them; names come from the program's spec
+  std::vector<std::string> keys, none_keys;
+  if (node == SpecNode::kDict) keys = dict_keys(spec, who);
+  else std::tie(keys, none_keys) = dataclass_fields(spec, *user, who);
   if (keys.size() != children.size())
-    throw CorpusError(who + ": '" + name + "' has " + std::to_string(keys.size()) + " keys for " +
+    throw CorpusError(who + ": '" + printable(name) + "' has " + std::to_string(keys.size()) + " keys for " +
                       std::to_string(children.size()) + " values in the program's output spec");
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   for (size_t i = 0; i < children.size(); ++i) d.insert(keys[i], children[i]);
-  if (node == SpecNode::kDataclass)
-    for (const auto& k : user->none_fields) d.insert(k, c10::IValue());
+  for (const auto& k : none_keys) d.insert(k, c10::IValue());
   return d;
 }
 
+
+std::pair<nlohmann::json, nlohmann::json> program_call_specs(const CaseSpec& c, const VariantSpec& program) {
+  const std::string what = c.name + "/" + program.file->file;
+  const std::string bytes = read_verified(c, *program.file);
+  const auto records = check_zip(bytes, what);
+  const json model = parse_json(std::string(stored_record(bytes, records, "/models/model.json", what)),
+                                what + ": models/model.json");
+  try {
+    for (const json& entry : model.at("graph_module").at("module_call_graph")) {
+      if (entry.at("fqn") != "") continue;
+      const json& sig = entry.at("signature");
+      return {parse_json(sig.at("in_spec").get<std::string>(), what + ": in_spec").at(1),
+              parse_json(sig.at("out_spec").get<std::string>(), what + ": out_spec").at(1)};
+    }
+  } catch (const json::exception& e) {
+    throw CorpusError(what + ": unreadable module call graph in models/model.json: " + e.what());
+  }
+  throw CorpusError(what + ": models/model.json has no signature of the root module");
+}
+
+std::string program_call_problem(const CaseSpec& c, const VariantSpec& program, const InputSetSpec& s) {
+  const std::string who = c.name + ":" + program.name + "/" + s.name;
+  try {
+    if (!program.file) throw CorpusError(who + ": the program has no file (its capture failed)");
+    const auto [in_spec, out_spec] = program_call_specs(c, program);
+    (void)out_spec;
+    auto [inputs, expected] = read_input_set(c, s);
+    (void)expected;
+    program_inputs(program, in_spec, split_keywords(s, inputs.toTupleRef().elements().vec(), who), who);
+  } catch (const CorpusError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 c10::IValue program_outputs(const nlohmann::json& out_spec, const std::vector<at::Tensor>& flat, const VariantSpec& v,
                             const std::string& who) {

@@ -109,7 +109,7 @@ class Json final : public Reporter {
     out["summary"] = {{"passed", s.passed},   {"failed", s.failed},       {"errors", s.errors},
                       {"crashed", s.crashed}, {"timed_out", s.timed_out}, {"xfailed", s.xfailed},
                       {"xpassed", s.xpassed}, {"loosened", s.loosened},   {"verified", s.verified()},
-                      {"exit_code", s.exit_code()}};
+                      {"weak", s.weak},       {"elements", s.elements},   {"exit_code", s.exit_code()}};
     out["results"] = results;
     const std::string text = out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
     if (document_) *document_ = text;
@@ -184,6 +184,9 @@ std::string format_result(const SetResult& r) {
     if (!note.empty()) os << " [" << note << "]";
     const std::string ref_note = r.has_reference ? r.vs_artifact.tolerance_note() : "";
     if (!ref_note.empty() && ref_note != note) os << " [vs artifact " << ref_note << "]";
+    // A golden that checks little is judged from its values here, whatever the manifest says about it.
+    const std::string weak = r.comparison.weak_note();
+    if (!weak.empty()) os << " [golden checks little: " << weak << "]";
   }
   if (!r.xfail_reason.empty()) os << " [xfail: " << r.xfail_reason << "]";
   if (!r.localization.first_divergence.empty())
@@ -212,7 +215,10 @@ Summary summarize(const std::vector<SetResult>& results) {
       case Verdict::kXFail: ++s.xfailed; break;
       case Verdict::kXPass: ++s.xpassed; break;
     }
-    if ((r.verdict == Verdict::kPass || r.verdict == Verdict::kXPass) && loosened(r)) ++s.loosened;
+    const bool passed = r.verdict == Verdict::kPass || r.verdict == Verdict::kXPass;
+    if (passed && loosened(r)) ++s.loosened;
+    if (passed && !r.comparison.weak_note().empty()) ++s.weak;
+    if (passed || r.verdict == Verdict::kFail) s.elements += r.comparison.total();
     s.seconds += r.seconds;
   }
   return s;
@@ -222,10 +228,15 @@ std::string format_summary(const std::vector<SetResult>& results) {
   const Summary s = summarize(results);
   std::ostringstream os;
   os << "summary: " << s.passed << " passed";
-  if (s.loosened) os << " (" << s.loosened << " under a LOOSENED tolerance)";
+  if (s.loosened || s.weak) {
+    os << " (";
+    if (s.loosened) os << s.loosened << " under a LOOSENED tolerance" << (s.weak ? ", " : "");
+    if (s.weak) os << s.weak << " on a golden that checks little";
+    os << ")";
+  }
   os << ", " << s.failed << " failed, " << s.errors << " errors, " << s.crashed << " crashed, " << s.timed_out
      << " timed out, " << s.xfailed << " xfailed, " << s.xpassed << " xpassed (" << results.size()
-     << " input-set runs, " << fmt(s.seconds) << " s)";
+     << " input-set runs, " << s.elements << " elements compared, " << fmt(s.seconds) << " s)";
   if (s.verified() == 0) os << "; NOTHING WAS VERIFIED: no result compared an output with its golden";
   return os.str();
 }

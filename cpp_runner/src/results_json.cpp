@@ -24,7 +24,8 @@ void to_json(nlohmann::json& j, const LeafReport& l) {
        {"worst_index", l.worst_index}, {"worst_expected", l.worst_expected},
        {"worst_actual", l.worst_actual}, {"tolerance", l.tolerance},
        {"custom_tolerance", l.custom_tolerance}, {"loosened", l.loosened},
-       {"needed_rtol", num(l.needed_rtol)}, {"needed_atol", num(l.needed_atol)}};
+       {"needed_rtol", num(l.needed_rtol)}, {"needed_atol", num(l.needed_atol)},
+       {"weak", l.weak}};
 }
 
 void from_json(const nlohmann::json& j, LeafReport& l) {
@@ -46,6 +47,7 @@ void from_json(const nlohmann::json& j, LeafReport& l) {
   l.loosened = j.at("loosened").get<bool>();
   l.needed_rtol = num(j.at("needed_rtol"));
   l.needed_atol = num(j.at("needed_atol"));
+  l.weak = j.at("weak").get<std::string>();
   l.floating = l.dtype.rfind("float", 0) == 0 || l.dtype.rfind("bfloat", 0) == 0 || l.dtype.rfind("complex", 0) == 0 ||
                l.kind == "float";
 }

@@ -98,6 +98,7 @@ std::string describe_policy(const RunOptions& o) {
   std::ostringstream os;
   os << "device " << o.device.str() << ", threads " << at::get_num_threads() << ", calls per input set "
      << std::max(1, o.repeat) << ", InferenceMode, TensorExpr fuser off";
+  if (o.allow_side_effects) os << ", side-effect operators ALLOWED (--allow-side-effects)";
   if (o.device.is_cuda())
     os << (o.allow_tf32 ? ", TF32 ON (cuBLAS, cuDNN; --allow-tf32, a measurement: the goldens are IEEE float32)"
                         : ", TF32 off (cuBLAS, cuDNN)")
@@ -226,7 +227,17 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
     }
     r.steady_seconds = median(steady);
     r.verdict = r.comparison.ok && (!r.has_reference || r.vs_artifact.ok) ? Verdict::kPass : Verdict::kFail;
+    // Equal structures with no element in them (empty tensors, empty containers) verified nothing: not a pass.
+    if (r.verdict == Verdict::kPass && r.comparison.total() == 0)
+      throw CorpusError(who + ": compared 0 elements: the golden holds nothing to compare (empty), so nothing was "
+                              "verified; a result that compares nothing is not a pass",
+                        ErrorKind::kCorpus);
     r.envelope = relative_to_envelope(r.comparison, s);
+    // An envelope describes noise around a passing result: a result beyond its tolerance is never "within" it.
+    if (r.verdict != Verdict::kPass && r.envelope.present && r.envelope.within) {
+      r.envelope.within = false;
+      r.envelope.detail = "beyond the tolerance (" + r.envelope.detail + ")";
+    }
   } catch (const CorpusError& e) {
     r.verdict = Verdict::kError;
     r.error = e.what();

@@ -37,7 +37,8 @@ struct Loaded {
 };
 
 // How a runtime reads the artifact's file: kVerified (read once, hash- and archive-checked, loaded from those
-// bytes: what a verification does) or kRaw (loaded from its path, unchecked: the floor benchmarks measure).
+// bytes: what a verification does) or kRaw (the same regular file inside the corpus, its hash unchecked: what the
+// floor benchmarks measure).
 enum class LoadMode { kVerified, kRaw };
 
 class Runtime {
@@ -83,7 +84,11 @@ std::vector<at::Tensor> program_inputs(const VariantSpec& v, const nlohmann::jso
                                        const std::string& who);
 c10::IValue program_outputs(const nlohmann::json& out_spec, const std::vector<at::Tensor>& flat, const VariantSpec& v,
                             const std::string& who);
-torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const c10::Device& device);
+// The input and output treespecs (the part after the protocol number) an exported program file declares for its
+// root module (models/model.json of the .pt2, hash- and archive-checked): the structure of the calls of what was
+// lowered or compiled from it. Throws CorpusError.
+std::pair<nlohmann::json, nlohmann::json> program_call_specs(const CaseSpec& c, const VariantSpec& program);
+torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const RunOptions& o);
 // Replays the set's recorded submodule calls on the case's TorchScript artifact (localize.cpp).
 Localization localize(const CaseSpec& c, const InputSetSpec& s, const TolerancePolicy& tolerance,
                       const RunOptions& o);

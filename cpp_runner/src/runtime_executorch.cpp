@@ -8,6 +8,10 @@
 #include "executorch_bridge.h"
 #endif
 
+#include "files.h"
+#include "schema.h"
+
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -74,14 +78,24 @@ class ExecuTorch final : public Runtime {
     if (mode == LoadMode::kVerified) {
       bytes = read_verified(c, *a.file);
     } else {
-      std::ifstream f(c.dir / a.file->file, std::ios::binary);
-      bytes.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+      bytes = read_inside(c.root, c.name + "/" + a.file->file, a.file->bytes, kMaxUndeclaredBytes, c.name);
     }
     out.read_seconds = since(t0);
-    nlohmann::json in_spec, out_spec;
+    // A .pte carries no treespec: the structure of its inputs and outputs is the exported program's it was lowered
+    // from, read from that program's own file; the manifest's copy must say the same.
+    const auto from = std::find_if(c.variants.begin(), c.variants.end(), [&](const VariantSpec& p) {
+      return p.name == v.lowered_from && p.kind == VariantKind::kExportedProgram && p.file;
+    });
+    if (from == c.variants.end())
+      throw CorpusError(who + ": lowered_from '" + v.lowered_from + "' names no exported program of the case: the "
+                        "structure of the program's inputs and outputs cannot be checked; refused");
+    const auto specs = program_call_specs(c, *from);
+    const nlohmann::json in_spec = specs.first, out_spec = specs.second;
     try {
-      in_spec = nlohmann::json::parse(v.in_spec).at(1);
-      out_spec = nlohmann::json::parse(v.out_spec).at(1);
+      if (parse_json(v.in_spec, who + ": in_spec").at(1) != in_spec ||
+          parse_json(v.out_spec, who + ": out_spec").at(1) != out_spec)
+        throw CorpusError(who + ": the manifest's in_spec/out_spec differ from those of " + from->file->file +
+                          ", the program it was lowered from; refused");
     } catch (const nlohmann::json::exception& e) {
       throw CorpusError(who + ": unreadable in_spec/out_spec in the manifest: " + e.what());
     }

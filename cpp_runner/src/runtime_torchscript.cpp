@@ -2,13 +2,42 @@
 #include "runtime.h"
 
 #include "archive.h"
+#include "files.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 
+#include <algorithm>
+#include <cctype>
+#include <functional>
 #include <sstream>
 
 namespace torchconform {
 namespace {
+
+const char* const kSideEffectWhy =
+    "acts outside the process (reads or writes files, or prints into the runner's output); a hostile artifact can "
+    "use it to change files while it is verified. Trusted artifacts run with --allow-side-effects";
+
+// TorchScript source with its string literals blanked: a word inside a message is not a call.
+std::string without_string_literals(std::string code) {
+  for (size_t i = 0; i < code.size(); ++i) {
+    const char q = code[i];
+    if (q != '"' && q != '\'') continue;
+    const bool triple = code.compare(i, 3, std::string(3, q)) == 0;
+    const size_t open = triple ? 3 : 1;
+    size_t j = i + open;
+    for (; j < code.size(); ++j) {
+      if (code[j] == '\\') { ++j; continue; }
+      if (triple ? code.compare(j, 3, std::string(3, q)) == 0 : code[j] == q) break;
+    }
+    const size_t end = std::min(code.size(), j + open);
+    for (size_t k = i + open; k < std::min(j, code.size()); ++k) code[k] = ' ';
+    i = end ? end - 1 : i;
+  }
+  return code;
+}
 
 // "decoder.set_temperature" -> the method set_temperature of submodule decoder.
 torch::jit::Method resolve(const torch::jit::Module& root, const std::string& dotted, const std::string& who) {
@@ -67,19 +96,52 @@ SplitArgs as_schema_types(SplitArgs args, const torch::jit::Method& method) {
   return args;
 }
 
-// From the checked bytes (or, when empty, from the path: the floor benchmark's raw load), in eval mode.
-torch::jit::Module load_bytes(const std::string& bytes, const std::string& path, const std::string& what,
-                              const c10::Device& device) {
+// Every node of a graph, inside blocks and subgraphs too.
+void each_node(const torch::jit::Block* block, const std::function<void(const torch::jit::Node*)>& fn) {
+  for (const torch::jit::Node* n : block->nodes()) {
+    fn(n);
+    for (const torch::jit::Block* b : n->blocks()) each_node(b, fn);
+    if (n->hasAttribute(torch::jit::attr::Subgraph)) each_node(n->g(torch::jit::attr::Subgraph)->block(), fn);
+  }
+}
+
+// The second look, after loading: every function the artifact's compilation unit holds (every method of every
+// submodule and class, free functions), inlined, node by node.
+std::string side_effect_in_graphs(const torch::jit::Module& m) {
+  const auto& ops = side_effect_operators();
+  std::string found;
+  for (torch::jit::Function* fn : m._ivalue()->compilation_unit()->get_functions()) {
+    if (!found.empty()) break;
+    if (!fn->isGraphFunction()) continue;
+    auto graph = torch::jit::toGraphFunction(*fn).graph()->copy();
+    torch::jit::Inline(*graph);
+    each_node(graph->block(), [&](const torch::jit::Node* n) {
+      const std::string kind = n->kind().toQualString();
+      if (found.empty() && std::find(ops.begin(), ops.end(), kind) != ops.end())
+        found = kind + " in " + fn->qualname().qualifiedName();
+    });
+  }
+  return found;
+}
+
+// From the file's bytes, in eval mode. Unless `allow_side_effects`, the archive's code is checked for operators that
+// act outside the process before it is loaded (a module's __setstate__ runs during the load), and its graphs after.
+torch::jit::Module load_bytes(const std::string& bytes, const std::string& what, const c10::Device& device,
+                              bool allow_side_effects) {
   try {
-    torch::jit::Module m;
-    if (bytes.empty()) {
-      m = torch::jit::load(path, device);
-    } else {
-      std::istringstream in(bytes);
-      m = torch::jit::load(in, device);
+    if (!allow_side_effects) check_torchscript_code(bytes, what);
+    std::istringstream in(bytes);
+    torch::jit::Module m = torch::jit::load(in, device);
+    if (!allow_side_effects) {
+      const std::string found = side_effect_in_graphs(m);
+      if (!found.empty())
+        throw CorpusError(what + ": refused: the artifact calls " + found + ", which " + kSideEffectWhy,
+                          ErrorKind::kCorpus);
     }
     m.eval();  // the training flag is saved with the module (PyTorch test EvalModeForLoadedModule)
     return m;
+  } catch (const CorpusError&) {
+    throw;
   } catch (const c10::Error& e) {
     throw CorpusError(what + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
   } catch (const std::exception& e) {  // some load failures are not c10::Errors (a missing node attribute)
@@ -98,16 +160,18 @@ class TorchScript final : public Runtime {
     const std::string what = c.name + "/" + file.file;
     auto t0 = Clock::now();
     // Verified: the module is loaded from the hashed bytes, never re-read from disk, so what runs is what was
-    // hashed; the archive is checked before LibTorch's reader sees it. Raw: from the path (the floor benchmark).
+    // hashed; the archive is checked before LibTorch's reader sees it. Raw (the floor benchmark): the same regular
+    // file inside the corpus, unhashed.
     auto bytes = std::make_shared<std::string>();
     if (mode == LoadMode::kVerified) {
       *bytes = read_verified(c, file);
       check_zip(*bytes, what);
+    } else {
+      *bytes = read_inside(c.root, c.name + "/" + file.file, file.bytes, kMaxUndeclaredBytes, c.name);
     }
     out.read_seconds = since(t0);
-    const std::string path = (c.dir / file.file).string();
-    auto load_module = [what, bytes, path, device = o.device]() {
-      return std::make_shared<torch::jit::Module>(load_bytes(*bytes, path, what, device));
+    auto load_module = [what, bytes, device = o.device, allow = o.allow_side_effects]() {
+      return std::make_shared<torch::jit::Module>(load_bytes(*bytes, what, device, allow));
     };
     t0 = Clock::now();
     auto shared = load_module();
@@ -137,11 +201,45 @@ class TorchScript final : public Runtime {
 
 }  // namespace
 
-torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const c10::Device& device) {
+torch::jit::Module load_torchscript(const CaseSpec& c, const FileRef& file, const RunOptions& o) {
   const std::string what = c.name + "/" + file.file;
   const std::string bytes = read_verified(c, file);
   check_zip(bytes, what);
-  return load_bytes(bytes, "", what, device);
+  return load_bytes(bytes, what, o.device, o.allow_side_effects);
+}
+
+const std::vector<std::string>& side_effect_operators() {
+  static const std::vector<std::string> ops = {"aten::from_file", "aten::save", "prim::Print", "aten::_print",
+                                               "debugprims::load_tensor"};
+  return ops;
+}
+
+void check_torchscript_code(const std::string& bytes, const std::string& what) {
+  // The names under which TorchScript's serialized code calls those operators (torch.from_file, torch.save,
+  // print, torch._print, ops.debugprims.load_tensor): no other spelling reaches them, since the code's names
+  // resolve only through torch., ops. and the builtins.
+  static const std::vector<std::pair<std::string, std::string>> names = {
+      {"from_file", "aten::from_file"}, {"save", "aten::save"}, {"print", "prim::Print"},
+      {"_print", "aten::_print"}, {"load_tensor", "debugprims::load_tensor"}};
+  const auto records = check_zip(bytes, what);
+  std::istringstream in(bytes);
+  caffe2::serialize::PyTorchStreamReader archive(&in);
+  for (const auto& record : archive.getAllRecords()) {
+    if (record.rfind("code/", 0) != 0 || record.size() < 3 || record.compare(record.size() - 3, 3, ".py") != 0)
+      continue;
+    auto [data, size] = archive.getRecord(record);
+    const std::string code = without_string_literals(std::string(static_cast<const char*>(data.get()), size));
+    for (const auto& [name, op] : names) {
+      for (size_t at = code.find(name); at != std::string::npos; at = code.find(name, at + 1)) {
+        auto word = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; };
+        if ((at > 0 && word(code[at - 1])) || (at + name.size() < code.size() && word(code[at + name.size()])))
+          continue;
+        throw CorpusError(what + ": refused: its code (" + printable(record) + ") names '" + name + "', a call of " +
+                              op + ", which " + kSideEffectWhy,
+                          ErrorKind::kCorpus);
+      }
+    }
+  }
 }
 
 const Runtime& torchscript_runtime() {

@@ -224,10 +224,19 @@ void require_valid(const std::string& definition, const json& value, const std::
 }
 
 json parse_json(const std::string& text, const std::string& who) {
+  // The keys of each object being parsed, innermost last: a key written twice is refused, since JSON readers
+  // disagree on it (nlohmann and Python keep the last, others the first) and a face could then read another value
+  // than the one the runner checked.
+  std::vector<std::set<std::string>> keys;
   try {
-    return json::parse(text, [&](int depth, json::parse_event_t, json&) {
+    return json::parse(text, [&](int depth, json::parse_event_t event, json& parsed) {
       if (depth > kMaxJsonDepth)
         throw CorpusError(who + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      if (event == json::parse_event_t::object_start) keys.emplace_back();
+      else if (event == json::parse_event_t::object_end) keys.pop_back();
+      else if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second)
+        throw CorpusError(who + ": key '" + printable(parsed.get<std::string>()) + "' appears twice in one JSON "
+                          "object (readers would disagree on its value); refused");
       return true;
     });
   } catch (const json::exception& e) {

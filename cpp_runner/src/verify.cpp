@@ -78,7 +78,9 @@ const std::vector<Option>& table() {
        [](VerifyOptions& o, const std::string&, const std::string&) { o.isolate = false; }},
       {"--aoti-cache", "DIR",
        "AOTInductor packages from `torchconform compile` (default: $TORCHCONFORM_AOTI_CACHE, else "
-       "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti)",
+       "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; never a shared temporary directory). "
+       "Refused when another user could write into it; a package loads only if it matches the digest recorded "
+       "when it was compiled",
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.aoti_cache = v; }},
       {"--load-library", "PATH",
        "load an operator library first (repeatable), e.g. torchvision's for torchvision::nms; a case that needs "
@@ -88,6 +90,11 @@ const std::vector<Option>& table() {
        "let cuBLAS and cuDNN use TF32 on CUDA (a measurement of what TF32 costs: the goldens are IEEE float32, so "
        "float32 results may fail; conformance runs leave it off)",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.allow_tf32 = true; }},
+      {"--allow-side-effects", nullptr,
+       "run TorchScript artifacts that call operators acting outside the process (torch.from_file, torch.save, "
+       "print): refused by default, since a hostile artifact can rewrite files while it is verified; only for a "
+       "corpus whose authors you trust",
+       [](VerifyOptions& o, const std::string&, const std::string&) { o.allow_side_effects = true; }},
       {"--localize", nullptr,
        "replay the recorded submodule calls of every set that has them (export --record-submodules), not only on a "
        "FAIL, and report each submodule's own error",
@@ -378,6 +385,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.repeat = options.repeat;
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
+    ro.allow_side_effects = options.allow_side_effects;
     ro.localize = options.localize;
     ro.results = options.results;
     apply_policy(ro);

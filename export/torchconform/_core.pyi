@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections.abc
 import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'printable', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -65,6 +65,11 @@ class Leaf:
     def total(self) -> int:
         ...
     @property
+    def weak(self) -> str:
+        """
+        why the golden checks little, judged from its values (empty, constant, within atol), or ''
+        """
+    @property
     def worst_actual(self) -> str:
         ...
     @property
@@ -120,13 +125,13 @@ class InputSet:
     def description(self) -> str:
         ...
     @property
-    def mark(self) -> typing.Any:
-        ...
-    @property
     def keywords(self) -> list[str]:
         """
         names of the last arguments, passed by keyword
         """
+    @property
+    def mark(self) -> typing.Any:
+        ...
     @property
     def method(self) -> str:
         ...
@@ -341,6 +346,9 @@ class VerifyOptions:
     What parse_verify_args made of a command line
     """
     @property
+    def allow_side_effects(self) -> bool:
+        ...
+    @property
     def allow_tf32(self) -> bool:
         ...
     @property
@@ -395,6 +403,14 @@ def case_costs_from_report(path: str) -> dict[str, float]:
     """
     Seconds per case in a JSON report (the sum over its results and devices): what --durations reads.
     """
+def check_aoti_cache(cache: str) -> None:
+    """
+    Raises UsageError when another local user could have written into the cache (not this user's, group- or world-writable, or under a parent others can change).
+    """
+def check_torchscript_code(data: bytes, what: str) -> None:
+    """
+    Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it before torch.jit.load (a module's __setstate__ runs while it loads).
+    """
 def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None) -> Comparison:
     """
     Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.
@@ -408,7 +424,9 @@ def corpus_schema() -> str:
     docs/corpus-schema.json as compiled into the runner
     """
 def default_aoti_cache() -> str:
-    ...
+    """
+    $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; raises UsageError when none is set (never a shared temporary directory).
+    """
 def libtorch_version() -> str:
     ...
 def load_records(corpus: Corpus, case: str, input_set: str) -> typing.Any:
@@ -439,9 +457,21 @@ def plan_artifacts(corpus: Corpus, case: str) -> list:
     """
     The case's plan, artifact by artifact (status run | failed_capture | not_run, label, runtime, variant, kind, file, sets, why): what faces that run artifacts elsewhere (the compat probe) iterate.
     """
+def prepare_aoti_cache(cache: str) -> str:
+    """
+    Creates the cache's missing directories with mode 0700, checks it (check_aoti_cache) and returns its canonical path.
+    """
 def printable(text: str) -> str:
     """
     Corpus text made safe to print (control, invisible and bidirectional characters escaped): the one definition the CLI, the reports and the Python faces share.
+    """
+def program_call_problem(corpus: Corpus, case: str, variant: str, input_set: str) -> str:
+    """
+    Why the input set cannot be passed to the exported program ('' when it can): its structure and the program's guards, checked as the runner's AOTInductor runtime does before a call.
+    """
+def read_case_file(corpus: Corpus, case: str, file: str) -> bytes:
+    """
+    The one checked door into a corpus for every face: the bytes of a file the case's manifest declares (relative to the case directory), a regular file inside the corpus, of its declared size and SHA-256, read once. Raises CorpusError.
     """
 def run_aoti_package(package: str, inputs: collections.abc.Sequence[torch.Tensor], device: str = 'cpu') -> list[torch.Tensor]:
     """
@@ -458,6 +488,10 @@ def runtimes() -> list[tuple[str, bool, str]]:
 def shard_names(names: collections.abc.Sequence[str], k: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, costs: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex] = {}) -> list[str]:
     """
     The names (cases) of shard k (1-based) of n, as --shard K/N picks them: a stable hash of the name, or with costs (seconds per name) longest first to the least loaded shard. Keeps the order of `names`.
+    """
+def side_effect_operators() -> list[str]:
+    """
+    The operators through which an artifact can act outside the process (file I/O, printing): refused unless --allow-side-effects.
     """
 def validate(definition: str, json_text: str) -> str:
     """
@@ -477,4 +511,4 @@ def version_matches(version: str, spec: str) -> bool:
     """
     Whether a torch version satisfies an xfail mark's condition ('<2.14', '>=2.13,<3'): the runner's rule.
     """
-__version__: str  # pyproject.toml's version, compiled in
+__version__: str = '0.1.0'

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import pickletools
 import sys
 import threading
@@ -38,20 +39,53 @@ def load_data(path: Path | str | io.BytesIO) -> Any:
     return torch.load(path, weights_only=True, map_location="cpu")
 
 
-def _is_pickle(data: bytes) -> bool:
-    """Whether ``data`` is one complete pickle stream (weights stored raw may start with 0x80 by chance; a stream
-    that parses from its first byte to a STOP at its last is a pickle)."""
-    if len(data) < 3 or data[0] != 0x80 or data[1] > 5:
+def _starts_with_pickle(data: bytes) -> bool:
+    """Whether ``data`` begins with a complete pickle stream: a raw pickle, or a legacy (pre-zip) ``torch.save``,
+    which is several pickles and raw storage bytes in a row. (Raw tensor bytes may start with 0x80 by chance; a
+    stream that parses from its first byte to a STOP is a pickle.)"""
+    if len(data) < 3 or data[0] != 0x80 or not 2 <= data[1] <= 5:
         return False
     try:
-        end = None
-        for op, _arg, pos in pickletools.genops(data):
-            end = pos
+        for op, _arg, _pos in pickletools.genops(data):
             if op.name == "STOP":
-                break
-        return end == len(data) - 1
+                return True
     except Exception:  # noqa: BLE001 - not a pickle
         return False
+    return False
+
+
+def _payload_records(records: list[tuple[str, bytes]], what: str) -> tuple[set[str], set[str]]:
+    """(raw, pickled): the records a ``.pt2``'s payload configs (weights, constants) name as raw tensor bytes, which
+    torch.export.load only reinterprets, and as ``use_pickle`` payloads, which it unpickles with
+    ``weights_only=False``."""
+    by_name = dict(records)
+    raw: set[str] = set()
+    pickled: set[str] = set()
+    for name, data in records:
+        if not name.endswith(("/data/weights/model_weights_config.json",
+                              "/data/constants/model_constants_config.json")):
+            continue
+        folder = name.rsplit("/", 1)[0]
+        try:
+            config = json.loads(data, object_pairs_hook=_unique_keys)["config"]
+            entries = [(meta["path_name"], bool(meta.get("use_pickle"))) for meta in config.values()]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UnsafeFile(f"{what}: unreadable payload config {name!r}: {e}") from None
+        for path_name, use_pickle in entries:
+            record = f"{folder}/{path_name}"
+            if record not in by_name:
+                raise UnsafeFile(f"{what}: payload config {name!r} names a record {path_name!r} that is not there")
+            (pickled if use_pickle else raw).add(record)
+    if raw & pickled:
+        raise UnsafeFile(f"{what}: a record is named both raw and pickled by the payload configs")
+    return raw, pickled
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice in one JSON object")
+    return dict(pairs)
 
 
 def check_archive(path: Path | str | io.BytesIO, what: str) -> list[tuple[str, bytes]]:
@@ -80,10 +114,15 @@ def check_archive(path: Path | str | io.BytesIO, what: str) -> list[tuple[str, b
 
 def check_exported_program(path: Path | str | io.BytesIO, what: str = "") -> None:
     """Refuses a ``.pt2`` any of whose records would be unpickled with code execution: a nested ``torch.save``
-    archive must load with ``weights_only=True``; a raw pickle (PyTorch writes them for custom and opaque objects)
-    is refused outright."""
+    archive must load with ``weights_only=True``; a ``use_pickle`` payload must be one; a raw pickle or a legacy
+    (pre-zip) ``torch.save`` (PyTorch writes raw pickles for custom and opaque objects) is refused outright. Only the
+    records the payload configs name as raw tensor bytes are not looked into."""
     what = what or str(path)
-    for name, data in check_archive(path, what):
+    records = check_archive(path, what)
+    raw, pickled = _payload_records(records, what)
+    for name, data in records:
+        if name in raw:  # reinterpreted as tensor bytes (torch.frombuffer), never unpickled
+            continue
         if data[:4] == b"PK\x03\x04":
             try:
                 load_data(io.BytesIO(data))
@@ -92,9 +131,13 @@ def check_exported_program(path: Path | str | io.BytesIO, what: str = "") -> Non
                 raise UnsafeFile(f"{what}: record {name!r} does not load with torch.load(weights_only=True) "
                                  f"({type(e).__name__}: {first[:300]}); torch.export.load would unpickle it "
                                  "with weights_only=False, which can run code") from None
-        elif _is_pickle(data):
-            raise UnsafeFile(f"{what}: record {name!r} is a raw pickle (a custom or opaque object); "
-                             "unpickling it can run code, so this exported program is not loaded")
+        elif name in pickled:
+            raise UnsafeFile(f"{what}: record {name!r} is a use_pickle payload that is not a zip torch.save (a "
+                             "legacy torch.save or a raw pickle); torch.export.load would unpickle it with "
+                             "weights_only=False, which can run code, so this exported program is not loaded")
+        elif _starts_with_pickle(data):
+            raise UnsafeFile(f"{what}: record {name!r} is a raw pickle or a legacy torch.save (a custom or opaque "
+                             "object); unpickling it can run code, so this exported program is not loaded")
 
 
 _guard = threading.local()

@@ -38,9 +38,9 @@ if _MISSING:
     pytest.skip(f"ExecuTorch end to end needs ci/executorch.sh's environment: {_MISSING}", allow_module_level=True)
 
 
-def check(corpus: Path, tmp: Path) -> tuple[int, dict, str]:
+def check(corpus: Path, tmp: Path, *extra: str) -> tuple[int, dict, str]:
     out = tmp / "bundle-check.json"
-    r = tc("bundle-check", corpus, "--runner", runner_path(), "--json", out)
+    r = tc("bundle-check", corpus, "--runner", runner_path(), "--json", out, *extra)
     return r.returncode, json.loads(out.read_text()) if out.is_file() else {}, r.stdout + r.stderr
 
 
@@ -89,13 +89,14 @@ def _perturb(path: Path) -> None:
 def _rebundle(corpus: Path, case: str) -> None:
     """Re-sign the case, then re-write every bundle of it from the corpus's files as they are now (export's own code
     path), then re-sign the bundles."""
-    from torchconform.writing.executorch import bundle_bytes, test_cases
+    from torchconform.writing.executorch import bundle_bytes, bundle_cases
 
     rehash(corpus, case)
     m = json.loads((corpus / case / "manifest.json").read_text())
+    read = lambda rel: (corpus / case / rel).read_bytes()  # noqa: E731 - (the test's own fresh copy)
     for v in m["variants"]:
         if "file" in v.get("bundled", {}):
-            data = bundle_bytes(corpus / case, v, test_cases(corpus / case, v, m["input_sets"]))
+            data = bundle_bytes(read(v["file"]), bundle_cases(read, v, m["input_sets"]))
             (corpus / case / v["bundled"]["file"]).write_bytes(data)
     rehash(corpus, case)
 
@@ -132,10 +133,30 @@ def test_a_stale_bundle_is_not_checked(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_a_disagreement_fails_the_check(corpus: Path, tmp_path: Path) -> None:
-    """The bundles' tolerance set to 0 (re-signed): ExecuTorch's check now fails the sets whose outputs are not
-    bitwise the goldens, where the runner (at the case's tolerance) passes. bundle-check must say DISAGREE and exit
-    1: the agreement is checked, not assumed."""
-    bad = shutil.copytree(corpus, tmp_path / "disagree")
+    """The runner's verdicts flipped to FAIL in a report given with --results, where ExecuTorch passes: bundle-check
+    must say DISAGREE and exit 1 (the agreement is checked, not assumed)."""
+    report = tmp_path / "report.json"
+    r = subprocess.run([str(runner_path()), str(corpus), "--result", "simple_cnn:*@executorch/*", "--quiet",
+                        "--json", str(report)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    doc = json.loads(report.read_text())
+    for row in doc["results"]:
+        row["verdict"] = "FAIL"
+    report.write_text(json.dumps(doc))
+    code, out, text = check(corpus, tmp_path, "--results", str(report))
+    assert code == 1, text
+    disagree = [x for x in out["results"] if x["status"] == "DISAGREE"]
+    assert disagree and all(x["executorch"] and x["torchconform"] == "FAIL" for x in disagree), text
+    assert f"{len(disagree)} disagree" in text
+
+
+def test_a_bundle_tolerance_that_is_not_the_cases_is_not_checked(corpus: Path, tmp_path: Path) -> None:
+    """The bundles' rtol/atol set to 0 in the manifest (re-signed): they are not what the case's tolerance gives for
+    its goldens, so the bundle is not checked (every result an error, exit 1), never checked at the manifest's word.
+    The tolerance each result was checked at is printed."""
+    code, _, text = check(corpus, tmp_path)
+    assert code == 0 and "at rtol=1.3e-06 atol=1e-05" in text, text  # the control: printed, not LOOSENED
+    bad = shutil.copytree(corpus, tmp_path / "zero")
     m = json.loads((bad / "simple_cnn" / "manifest.json").read_text())
     for v in m["variants"]:
         if "file" in v.get("bundled", {}):
@@ -144,15 +165,15 @@ def test_a_disagreement_fails_the_check(corpus: Path, tmp_path: Path) -> None:
     rehash(bad, "simple_cnn")
     code, doc, text = check(bad, tmp_path)
     assert code == 1, text
-    disagree = [r for r in doc["results"] if r["status"] == "DISAGREE"]
-    assert disagree and all(not r["executorch"] and r["torchconform"] == "PASS" for r in disagree), text
-    assert f"{len(disagree)} disagree" in text
+    refused = [r for r in doc["results"] if r["result"].startswith("simple_cnn:")]
+    assert refused and all(r["status"] == "error" and "the case's tolerance gives" in r["executorch_message"]
+                           for r in refused), text
 
 
 def test_a_tampered_bundle_is_not_checked(corpus: Path, tmp_path: Path) -> None:
-    """A .bpte changed after export (manifest not re-signed): the child refuses its bytes before ExecuTorch sees
-    them; every result of that bundle is an error, the run exits 1. A bundle ExecuTorch cannot parse (re-signed
-    garbage) is reported with ExecuTorch's refusal, never as a pass."""
+    """A .bpte changed after export (manifest not re-signed): the core's checked reader refuses its bytes before
+    ExecuTorch sees them; every result of that bundle is an error, the run exits 1. A bundle ExecuTorch cannot parse
+    (re-signed garbage) is reported with ExecuTorch's refusal, never as a pass."""
     bad = shutil.copytree(corpus, tmp_path / "tampered")
     bpte = bad / "simple_cnn" / "variants" / "export_et.bpte"
     data = bytearray(bpte.read_bytes())
@@ -161,7 +182,7 @@ def test_a_tampered_bundle_is_not_checked(corpus: Path, tmp_path: Path) -> None:
     code, doc, text = check(bad, tmp_path)
     assert code == 1, text
     errors = [r for r in doc["results"] if r["status"] == "error"]
-    assert len(errors) == 4 and all("is not the manifest's" in r["executorch_message"] for r in errors)
+    assert len(errors) == 4 and all("SHA-256 mismatch" in r["executorch_message"] for r in errors)
     bpte.write_bytes(b"\x00" * 4096)
     rehash(bad, "simple_cnn")
     code, doc, text = check(bad, tmp_path)

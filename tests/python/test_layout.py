@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "export" / "torchconform"
 # A module may import from its own layer and those before it. The package's __init__ and __main__ stand above all
 # (they re-export the public API and start the CLI).
 LAYERS = ["shared", "authoring", "writing", "tools", "faces"]
-SHARED = {"_core", "safeload", "schema", "verification"}
+SHARED = {"_core", "safeload", "schema", "text", "verification"}
 TOP = {"", "__main__"}
 
 

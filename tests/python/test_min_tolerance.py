@@ -83,7 +83,7 @@ def test_tolerances_suggests_only_what_is_needed(tmp_path, capsys) -> None:
     corpus = perturbed_corpus(tmp_path)  # one golden element moved by 1e-3
     assert main(["tolerances", str(corpus), "--device", "cpu", "--case", "simple_cnn", "--suggest"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("- simple_cnn:"))  # the TorchScript artifact's policy
+    line = next(x for x in out.splitlines() if x.startswith("- simple\\_cnn:"))  # the TorchScript artifact's policy
     policy = json.loads(line.split("`")[1])
     atol = policy["outputs"]["$"]["atol"]
     assert 1.8e-3 < atol < 2.2e-3, line  # twice the measured need

@@ -29,9 +29,11 @@ def test_golden_passes(golden_run) -> None:
     assert r.stdout.count("\nPASS  ") == N_PASS and r.stdout.count("\nXFAIL ") == N_XFAIL
     assert f"summary: {N_PASS} passed, 0 failed, 0 errors, 0 crashed, 0 timed out, {N_XFAIL} xfailed" in r.stdout
     report = json.loads(golden_run.json.read_text())
+    elements = sum(x["total"] for x in report["results"] if x["verdict"] == "PASS")
+    assert elements > 0 and f"{elements} elements compared" in r.stdout
     assert report["summary"] == {"passed": N_PASS, "failed": 0, "errors": 0, "crashed": 0, "timed_out": 0,
-                                 "xfailed": N_XFAIL, "xpassed": 0, "loosened": 0, "verified": N_PASS,
-                                 "exit_code": 0}
+                                 "xfailed": N_XFAIL, "xpassed": 0, "loosened": 0, "verified": N_PASS, "weak": 0,
+                                 "elements": elements, "exit_code": 0}
     assert {row["verdict"] for row in report["results"]} == {"PASS", "XFAIL"}
     assert [(x["case"], x["artifact"], x["input_set"]) for x in report["results"]] == \
         [(p["case"], p["artifact"], p["set"]) for p in planned()]

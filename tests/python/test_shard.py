@@ -103,7 +103,7 @@ def comparable(text: str) -> list[str]:
     out = []
     for line in text.splitlines():
         line = re.sub(r" \([0-9.e+-]+ m?s\)$", "", line)
-        line = re.sub(r"input-set runs, [0-9.e+-]+ s\)", "input-set runs)", line)
+        line = re.sub(r"elements compared, [0-9.e+-]+ s\)", "elements compared)", line)
         out.append(line)
     return out
 

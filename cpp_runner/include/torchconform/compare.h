@@ -71,6 +71,9 @@ struct LeafReport {
   double needed_rtol = 0;
   double needed_atol = 0;
   bool floating = false;  // a floating tensor leaf (not serialized: the dtype says it)
+  // Floating leaves: why the golden checks little, judged from its values ("" when it does not): empty, constant,
+  // or every |value| within the absolute tolerance (a runtime returning zeros would pass).
+  std::string weak;
 };
 
 struct Comparison {
@@ -89,6 +92,8 @@ struct Comparison {
   // One-line description: statistics when ok, the first failure (path, index, values) otherwise.
   std::string summary() const;
   bool loosened() const;  // some leaf was compared under a loosened tolerance
+  // "" when every golden leaf checks what it seems to, else "$[0]: all 40 elements are 0 (constant); ..."
+  std::string weak_note() const;
   // "" when every floating leaf used its dtype's default tolerance, else the tolerances used, by path:
   // "tolerance: $[0] allclose rtol=1e+09 atol=1e-05 (LOOSENED); $[1] exact".
   std::string tolerance_note() const;

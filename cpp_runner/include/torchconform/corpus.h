@@ -147,8 +147,12 @@ struct VariantSpec {
   bool int_outputs_as_tensors = false;
   std::vector<PytreeType> pytree_types;
   // executorch_program: the program's input and output treespecs (torch.utils._pytree JSON, as torch.export wrote
-  // them; a .pte carries none)
+  // them; a .pte carries none), and the exported_program variant it was lowered from, whose file's own treespecs
+  // they must equal (the runner takes the structure from that file, never from the manifest alone)
   std::string in_spec, out_spec;
+  std::string lowered_from;
+  // executorch_program: its ExecuTorch BundledProgram (export --bundled), when written
+  std::optional<FileRef> bundled;
   TolerancePolicy tolerance;            // the case's unless the variant has its own
   std::optional<Mark> xfail;
 };
@@ -227,6 +231,11 @@ TolerancePolicy parse_tolerance_policy(const std::string& json_text, const std::
 
 // Reads a file of a case, checks its SHA-256 against the manifest and returns its bytes. Throws CorpusError.
 std::string read_verified(const CaseSpec& c, const FileRef& ref);
+// The one checked door for every face: the bytes of the file `rel` (relative to the case directory) that the
+// case's manifest declares (its artifact, a variant's file or bundle, an input set's inputs, expected or submodule
+// records): a regular file inside the corpus, of its declared size and SHA-256, read once. A path the manifest does
+// not declare is refused. Throws CorpusError.
+std::string read_case_file(const CaseSpec& c, const std::string& rel);
 
 // Unpickles a torch.save zip archive from memory, after checking the archive and its pickle (archive.h): nothing in
 // it can run code, allocate more than its bytes describe, or be read past its end. Throws CorpusError naming `what`

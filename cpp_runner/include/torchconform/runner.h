@@ -34,7 +34,17 @@ struct RunOptions {
   // variant result still compares call by call with the TorchScript artifact: the artifact runs that set too,
   // unreported.
   std::vector<std::string> results;
+  // Run TorchScript artifacts that call operators acting outside the process (side_effect_operators: file I/O,
+  // printing). Off by default: such an artifact is refused unloaded. For corpora whose authors the user trusts.
+  bool allow_side_effects = false;
 };
+
+// The operators through which a TorchScript artifact can act outside the process (aten::from_file,
+// aten::save...): refused unless RunOptions::allow_side_effects.
+const std::vector<std::string>& side_effect_operators();
+// Refuses (CorpusError) a TorchScript archive whose code names one of them, before anything of it is loaded (a
+// module's __setstate__ runs during torch::jit::load). The runner checks the loaded graphs again after.
+void check_torchscript_code(const std::string& bytes, const std::string& what);
 
 // Whether a result id matches one --result glob (fnmatch; `*` also matches `/` and `:`), and whether it is selected
 // by RunOptions::results (all, when there are none).
@@ -49,8 +59,15 @@ std::string cpu_capability();
 // torchconform's own version (pyproject.toml's, through CMake).
 const char* torchconform_version();
 
-// $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti.
+// $TORCHCONFORM_AOTI_CACHE, else $XDG_CACHE_HOME/torchconform/aoti (an absolute XDG_CACHE_HOME), else
+// $HOME/.cache/torchconform/aoti; never a shared temporary directory (UsageError when none of them is set).
 std::string default_aoti_cache();
+// A package cache holds native code the runner loads: it must be this user's, not group- or world-writable, under
+// parents only this user or root can change (sticky world-writable parents excepted). Throws UsageError naming why
+// not; a cache that does not exist yet passes (it holds nothing). prepare_aoti_cache creates the missing directories
+// with mode 0700 first (what `torchconform compile` writes into) and returns the canonical path.
+void check_aoti_cache(const std::string& cache);
+std::string prepare_aoti_cache(const std::string& cache);
 // The package compiled from the exported program with this SHA-256, for a torch version and device type:
 // <cache>/<sha256[:32]>-torch<version>-<cpu|cuda>/model.pt2. The one definition of the cache key: Python computes
 // it through the bindings, for this LibTorch or (torchconform compat) for another PyTorch's version.
@@ -198,6 +215,12 @@ SetResult result_from_json(const std::string& text);
 // are decoded (for faces that judge outputs produced elsewhere). Throws CorpusError.
 std::pair<c10::IValue, c10::IValue> read_input_set(const CaseSpec& c, const InputSetSpec& s);
 
+// Why an input set cannot be passed to an exported program variant ("" when it can): the structure of its leaves
+// and the program's guards (dtypes, ranks, static sizes, symbol ranges), as the AOTInductor and ExecuTorch runtimes
+// check them before a call, against the input spec of the program's own file. For faces that run a program
+// themselves (`torchconform localize`).
+std::string program_call_problem(const CaseSpec& c, const VariantSpec& program, const InputSetSpec& s);
+
 // Applies the numerics policy shared with the Python side: TensorExpr fuser off, thread count, no TF32.
 void apply_policy(const RunOptions& options);
 std::string describe_policy(const RunOptions& options);
@@ -221,6 +244,8 @@ std::string format_result(const SetResult& r);
 struct Summary {
   int passed = 0, failed = 0, errors = 0, crashed = 0, timed_out = 0, xfailed = 0, xpassed = 0;
   int loosened = 0;  // passes (and xpasses) checked under a loosened tolerance (counted among them, not beside)
+  int weak = 0;      // passes (and xpasses) on a golden that checks little (LeafReport::weak; counted among them)
+  int64_t elements = 0;  // elements compared with their goldens by the results that compared (pass, fail, xpass)
   double seconds = 0;
   // Results that compared an output with its golden. None: nothing was verified, and that is not a pass (a case
   // whose only runtime this runner lacks, a selection of expected failures only, an empty plan).
@@ -264,6 +289,7 @@ struct VerifyOptions {
   // never taken from a corpus (loading a library runs its code).
   std::vector<std::string> libraries;
   bool allow_tf32 = false;  // RunOptions::allow_tf32
+  bool allow_side_effects = false;  // RunOptions::allow_side_effects
   RunOptions::Localize localize = RunOptions::Localize::kOnFail;
   // --shard K/N: only the cases of shard K (1-based) of N; --durations: a previous JSON report whose per-case
   // seconds balance the shards (else a stable hash of the case name decides).

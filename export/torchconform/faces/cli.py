@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ..text import json_text, terminal
+
 
 def _stderr(quiet: bool) -> Callable[[str], None] | None:
     return None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -38,7 +40,7 @@ def _export(args: argparse.Namespace) -> int:
                               executorch=args.executorch, bundled=args.bundled,
                               log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError) as e:
-        print(f"torchconform export: error: {e}", file=sys.stderr)
+        print(f"torchconform export: error: {terminal(e)}", file=sys.stderr)
         return 2
     if failed:  # --keep-going: the corpus holds the others; the run still fails
         print(f"torchconform export: error: {len(failed)} cases failed and are not in {args.out}:\n  "
@@ -75,9 +77,10 @@ def _compile(args: argparse.Namespace) -> int:
             raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
         records = compile_corpus(args.corpus, devices=devices, cache=args.aoti_cache, cases=args.case or [],
                                  force=args.force, workers=args.jobs, libraries=args.load_library,
-                                 imports=args.imports, log=_stderr(args.quiet) or (lambda m: None))
+                                 imports=args.imports, allow_side_effects=args.allow_side_effects,
+                                 log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
-        print(f"torchconform compile: error: {e}", file=sys.stderr)
+        print(f"torchconform compile: error: {terminal(e)}", file=sys.stderr)
         return 2
     compiled = [r for r in records if r["status"] == "compiled"]
     print(f"{len(records)} AOTInductor packages: {len(compiled)} compiled "
@@ -97,10 +100,10 @@ def _verify(rest: list[str]) -> int:
         code, _, _ = run(rest, default_corpus="golden", out=lambda line: print(line, flush=True),
                          progress=_stderr(False))
     except _core.UsageError as e:
-        print(f"torchconform verify: {e}", file=sys.stderr)
+        print(f"torchconform verify: {terminal(e)}", file=sys.stderr)
         return 2
     except _core.CorpusError as e:
-        print(f"torchconform verify: error: {e}", file=sys.stderr)
+        print(f"torchconform verify: error: {terminal(e)}", file=sys.stderr)
         return 2
     return code
 
@@ -114,7 +117,7 @@ def _report(args: argparse.Namespace) -> int:
                                      progress=_stderr(args.quiet), aoti_cache=str(args.aoti_cache or ""),
                                      json_out=args.json)
     except (_core.CorpusError, _core.UsageError, OSError, ValueError) as e:
-        print(f"torchconform report: error: {e}", file=sys.stderr)
+        print(f"torchconform report: error: {terminal(e)}", file=sys.stderr)
         return 2
     if args.out:
         Path(args.out).write_text(text)
@@ -132,7 +135,7 @@ def _bundle_check(args: argparse.Namespace) -> int:
                    extra=["--aoti-cache", str(args.aoti_cache)] if args.aoti_cache else [], json_out=args.json,
                    out=print)
     except (_core.CorpusError, OSError, ValueError) as e:
-        print(f"torchconform bundle-check: error: {e}", file=sys.stderr)
+        print(f"torchconform bundle-check: error: {terminal(e)}", file=sys.stderr)
         return 2
 
 
@@ -153,7 +156,7 @@ def _bench(args: argparse.Namespace) -> int:
                      overhead_calls=args.overhead_calls, aoti_cache=str(args.aoti_cache or ""), command=command,
                      log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
-        print(f"torchconform bench: error: {e}", file=sys.stderr)
+        print(f"torchconform bench: error: {terminal(e)}", file=sys.stderr)
         return 2
     print((args.out / "bench.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'bench.md'}, {args.out / 'bench.json'}"
@@ -168,7 +171,7 @@ def _compat(args: argparse.Namespace) -> int:
         result, code = main_entry(args.corpus or [], args.runtime or [], args.out, args.reexport, args.aoti_cache,
                                   args.timeout, args._argv, _stderr(args.quiet) or (lambda m: None))
     except (ValueError, OSError) as e:
-        print(f"torchconform compat: error: {e}", file=sys.stderr)
+        print(f"torchconform compat: error: {terminal(e)}", file=sys.stderr)
         return 2
     print((args.out / "compat.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'compat.md'}, {args.out / 'compat.json'}")
@@ -186,7 +189,7 @@ def _tolerances(args: argparse.Namespace) -> int:
         try:
             report = json.loads(args.results.read_text())
         except (OSError, ValueError) as e:
-            print(f"torchconform tolerances: --results {args.results}: {e}", file=sys.stderr)
+            print(f"torchconform tolerances: --results {args.results}: {terminal(e)}", file=sys.stderr)
             return 2
     else:
         run_args = [str(args.corpus), "--device", args.device, "--quiet"]
@@ -195,7 +198,7 @@ def _tolerances(args: argparse.Namespace) -> int:
         try:
             _, _, report = verification.run(run_args)
         except ValueError as e:  # the core's UsageError / CorpusError
-            print(f"torchconform tolerances: {e}", file=sys.stderr)
+            print(f"torchconform tolerances: {terminal(e)}", file=sys.stderr)
             return 2
     print(render(report, args.margin, args.suggest), end="")
     return 0
@@ -208,12 +211,14 @@ def _localize(args: argparse.Namespace) -> int:
     try:
         result = localize(args.corpus, args.case, variant=args.program, sets=args.set, aoti=args.aoti,
                           method=args.method, device=args.device, aoti_cache=args.aoti_cache, log=log)
-    except ValueError as e:  # the core's CorpusError too
-        print(f"torchconform localize: {e}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as e:  # the core's CorpusError / UsageError, torch's errors too
+        print(f"torchconform localize: error: {terminal(e)}", file=sys.stderr)
         return 2
     print(render(result), end="")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        args.json.write_text(json_text(result, indent=1) + "\n")
+    if any("not_run" in s for s in result["sets"]):  # a set that could not be checked: not a clean answer
+        return 2
     diverged = any(s.get(k) for s in result["sets"] for k in ("fx_first_divergence", "aoti_first_divergence"))
     return 1 if diverged else 0
 
@@ -253,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     exp.set_defaults(run=_export)
 
     cache_help = ("AOTInductor package cache (default: $TORCHCONFORM_AOTI_CACHE, else "
-                  "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti)")
+                  "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; this user's alone: created "
+                  "0700, refused when others could write into it)")
     com = sub.add_parser("compile", help="compile the corpus's torch.export programs into AOTInductor packages for "
                                          "the C++ runner (cached by program hash, torch version and device)")
     com.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
@@ -269,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     com.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                      help="import a Python module first (repeatable), e.g. torchvision for its operators, or the "
                           "module that registers a pytree type the programs use")
+    com.add_argument("--allow-side-effects", action="store_true",
+                     help="compile programs that call operators acting outside the process (torch.from_file, "
+                          "torch.save, print): refused by default, since their package would run them wherever the "
+                          "corpus is verified; only for a corpus whose authors you trust")
     com.add_argument("--quiet", action="store_true", help="no progress lines")
     com.set_defaults(run=_compile)
 
@@ -314,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     loc = sub.add_parser("localize", help="where a torch.export program starts to differ from the eager model: "
                                            "its graph node by node (fx.Interpreter), or with --aoti its "
                                            "AOTInductor package, against the recorded submodule outputs "
-                                           "(docs/localize.md); exit 1 when something diverges")
+                                           "(docs/localize.md); exit 0 nothing diverges, 1 something diverges, 2 "
+                                           "bad input or a set that cannot be run on the program")
     loc.add_argument("corpus", type=Path)
     loc.add_argument("--case", required=True, help="the case (exported with --record-submodules)")
     loc.add_argument("--program", help="the exported program variant (default: the case's first)")

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from ..text import terminal
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchconform", "torchconform corpus verification")
@@ -188,10 +190,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A corpus whose items ran but none compared an output (every one an expected failure, an error or not run)
-    verified nothing: the session must not be green."""
+    verified nothing: the session must not be green. Under pytest-xdist every worker holds only its own items'
+    tally: it hands it to the controller (``workeroutput``), which adds them up (``pytest_testnodedown``) and decides
+    here, once, for the whole session."""
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller decides
+        config.workeroutput["torchconform_tally"] = json.dumps(_TALLY)
+        return
     empty = [root for root, t in _TALLY.items() if t["ran"] and not t["verified"]]
     if empty and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for root in empty:
-        sys.stderr.write(f"torchconform: {root}: nothing was verified (no result compared an output with its "
-                         "golden)\n")
+        sys.stderr.write(f"torchconform: {terminal(root)}: nothing was verified (no result compared an output with "
+                         "its golden)\n")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: a worker finished; its items' tally joins the session's."""
+    tally = json.loads(getattr(node, "workeroutput", {}).get("torchconform_tally", "{}"))
+    for root, t in tally.items():
+        mine = _TALLY.setdefault(root, {"ran": 0, "verified": 0})
+        mine["ran"] += int(t.get("ran", 0))
+        mine["verified"] += int(t.get("verified", 0))

@@ -7,43 +7,23 @@ what the export recorded (versions, tracer warnings, hazards, deviations from th
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import verification
+from ..text import json_text
+from ..text import markdown as _cell
+from ..text import markdown_code as _code
 
 
 def _num(v: float | None) -> str:
     return "inf" if v is None else f"{v:.3g}"
 
 
-_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!~"})
-
-
-def _cell(text: Any) -> str:
-    """Corpus text as inert Markdown: escaped for the terminal first (``_core.printable``, the runner's own
-    definition), then every character Markdown would act on backslash-escaped, on one line. A manifest cannot forge
-    a headline, a heading, a link or a table row."""
-    from .. import _core
-
-    return _core.printable(str(text)).translate(_MARKDOWN)
-
-
 def _short(text: str, limit: int = 300) -> str:
     """A long message's start (the JSON keeps all of it): a table row stays readable."""
     return text if len(text) <= limit else text[:limit] + " …"
-
-
-def _code(text: Any) -> str:
-    """Corpus text as an inline code span that nothing inside can close: a backtick fence longer than any run of
-    backticks in it (CommonMark), pipes escaped (GitHub tables split cells on them even in code)."""
-    from .. import _core
-
-    body = _core.printable(str(text)).replace("|", "\\|")
-    fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
-    return f"{fence} {body} {fence}"
 
 
 def _ms(v: float | None) -> str:
@@ -266,13 +246,15 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         out.append(f"| {case.name} | {case.mode or '-'} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
                    f"{worst('max_abs')} | {worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
     out.append("")
-    weak = [(name, st["name"], why) for name, m in manifests.items() for st in m.get("input_sets", [])
-            for why in st.get("degenerate", [])]
+    # Judged by the runner from the goldens' values (each leaf's `weak`), not from what a manifest says about them.
+    weak = sorted({(x["case"], x["input_set"], leaf["path"], leaf["weak"]) for r in rows.values() for x in r
+                   if x["artifact"] == "" for leaf in x.get("leaves", []) if leaf.get("weak")})
     if weak:
         out += [f"**Goldens that check little** ({len(weak)}): a PASS on these says less than it seems (a runtime "
                 "returning zeros or a constant would pass too). A case that means them declares "
                 "`allow_degenerate=True`.", ""]
-        out += [f"- {_cell(name)}/{_cell(set_name)}: {_cell(why)}" for name, set_name, why in weak] + [""]
+        out += [f"- {_cell(name)}/{_cell(set_name)}: {_cell(path)}: {_cell(why)}"
+                for name, set_name, path, why in weak] + [""]
 
     for case in index.cases:
         if case.error and case.name in rows:
@@ -356,7 +338,7 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     mig = migration(manifests, rows)
     out += _migration_markdown(mig, run.get("runtimes", {}))
     if json_out is not None:
-        Path(json_out).write_text(json.dumps({"corpus": str(corpus), "runtime": run["runtime"],
+        Path(json_out).write_text(json_text({"corpus": str(corpus), "runtime": run["runtime"],
                                               "runtimes": run.get("runtimes", {}), "migration": mig}, indent=2)
                                   + "\n")
     return "\n".join(out), code

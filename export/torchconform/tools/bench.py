@@ -16,6 +16,7 @@ Writes bench.md, bench.json and bench.png (speedups) into --out. A command that 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -199,6 +200,14 @@ def _executorch_labels(m: Model, manifest: dict[str, Any], notes: list[str]) -> 
     return out
 
 
+def _checked_torchscript(opened: Any, case: str, file: str) -> bytes:
+    """A TorchScript artifact's bytes through the core's checked reader, refused when its code calls an operator that
+    acts outside the process (``torch.jit.load`` runs a module's ``__setstate__``: checked before it)."""
+    data = _core.read_case_file(opened, case, file)
+    _core.check_torchscript_code(data, f"{case}/{file}")
+    return data
+
+
 def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Policy, aoti_cache: str,
                  log: Callable[[str], None]) -> list[dict[str, Any]]:
     opened = _core.Corpus.open(str(corpus))
@@ -215,8 +224,8 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
         eager = m.eager(built)
         if isinstance(eager, torch.nn.Module):
             eager.eval()
-        manifest = json.loads((Path(spec.dir) / "manifest.json").read_text())
-        artifact = Path(spec.dir) / manifest["artifact"]["file"]
+        manifest = json.loads(spec.manifest_json)
+        artifact = _checked_torchscript(opened, m.case, manifest["artifact"]["file"])
         labels = {"ts_cpp": "", "frozen_cpp": m.frozen, "aoti_cpp": m.aoti,
                   **_executorch_labels(m, manifest, notes := list(m.notes))}
         for w in m.workloads:
@@ -229,7 +238,7 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
                 first, samples = time_python(eager, args, policy)
                 row["modes"]["eager"] = {"load_s": None, "first_call_s": first, **stats(samples)}
                 t0 = time.perf_counter()
-                module = torch.jit.load(str(artifact))
+                module = torch.jit.load(io.BytesIO(artifact))
                 load = time.perf_counter() - t0
                 first, samples = time_python(module, args, policy)
                 row["modes"]["ts_python"] = {"load_s": load, "first_call_s": first, **stats(samples)}
@@ -259,8 +268,12 @@ def spec_recipe(corpus: Path, policy: Policy, log: Callable[[str], None]) -> dic
     log(f"[bench] the spec's recipe: 16x3x224x224, 20 warm-up, {policy.spec_iters} timed calls each")
     built = _build("simple_cnn")
     model = built.eager.eval()
-    manifest = json.loads((corpus / "simple_cnn" / "manifest.json").read_text())
-    traced = torch.jit.load(str(corpus / "simple_cnn" / manifest["artifact"]["file"])).eval()
+    opened = _core.Corpus.open(str(corpus))
+    case = next((c for c in opened.cases if c.name == "simple_cnn" and not c.error), None)
+    if case is None:
+        raise ValueError(f"{corpus}: no readable simple_cnn case; the spec's recipe times the built-in one")
+    artifact = _checked_torchscript(opened, "simple_cnn", json.loads(case.manifest_json)["artifact"]["file"])
+    traced = torch.jit.load(io.BytesIO(artifact)).eval()
     x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(7))
     for _ in range(min(20, policy.spec_iters)):
         model(x)
@@ -278,9 +291,12 @@ def spec_recipe(corpus: Path, policy: Policy, log: Callable[[str], None]) -> dic
 
 
 # ---- the suite's own speed ----------------------------------------------------------------------------------------
-def _wall(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+def _wall(cmd: list[str], timeout: float = 3600) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise ValueError(f"{cmd[0]} {' '.join(cmd[1:3])} ran past {timeout:.0f} s") from e
     return time.perf_counter() - t0, done
 
 
@@ -300,10 +316,14 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     log(f"[bench] suite: floor vs verify, {rounds} alternating rounds")
     floors, inproc, parts, opens = [], [], [], []
     # One unmeasured round first: the first loads of a process pay one-time costs (TorchScript's executors, the
-    # allocator, page cache) that would otherwise land on whichever of floor and verify runs first.
+    # allocator, page cache) that would otherwise land on whichever of floor and verify runs first. The verification
+    # comes first and must pass: the floor and the Python loop below read the corpus without hashing it, so they run
+    # only on a corpus the core's checked reader has just accepted whole.
+    code, _, _ = verification.run([str(corpus), "--no-isolate", "--quiet"]
+                                  + (["--aoti-cache", aoti_cache] if aoti_cache else []), out=quiet)
+    if code != 0:
+        raise ValueError(f"{corpus}: verify exited {code}; bench measures a corpus that passes")
     _core.measure_floor(opened, "cpu", 0, 2, aoti_cache)
-    verification.run([str(corpus), "--no-isolate", "--quiet"] + (["--aoti-cache", aoti_cache] if aoti_cache else []),
-                     out=quiet)
     for _ in range(rounds):
         t0 = time.perf_counter()
         _core.Corpus.open(str(corpus))  # verify opens (parses, validates, hashes the manifests) the corpus too

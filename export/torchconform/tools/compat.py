@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import _core
+from ..text import markdown as md
+from ..text import terminal
 
 PASS, XFAIL, NOT_RUN, DRIFT, XPASS, CALL, LOAD, CRASH = (
     "pass", "xfail", "not run", "numeric drift", "xpass", "call failure", "load failure", "crash")
@@ -142,12 +144,33 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(EXPORT_ROOT), "PYTHONHASHSEED": "0"}
 
 
-def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The probe's jobs from the core's plan, and the results that need no probe (failed captures, refused
-    manifests) as (case, artifact, set, status, message). An exported program is one Python job per variant (its
-    ``.module()``), whatever C++ runtimes it lists."""
+class Stager:
+    """Corpus files for an interpreter without the core (another PyTorch's): each read once through the core's
+    checked reader (a regular file inside the corpus, of its declared size and SHA-256; TorchScript code checked for
+    operators that act outside the process) and copied into this process's private work directory, which is all the
+    other interpreter ever opens."""
+
+    def __init__(self, opened: Any, work: Path):
+        self.opened, self.work, self.count = opened, work, 0
+
+    def __call__(self, case: str, rel: str, torchscript: bool = False) -> dict[str, Any]:
+        data = _core.read_case_file(self.opened, case, rel)
+        if torchscript:
+            _core.check_torchscript_code(data, f"{case}/{rel}")
+        self.count += 1
+        path = self.work / f"staged-{self.count}"
+        path.write_bytes(data)
+        return {"file": rel, "staged": str(path)}
+
+
+def python_jobs(opened: Any, work: Path, repeat: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The probe's jobs from the core's plan, with their files staged in ``work``, and the results that need no
+    probe (failed captures, refused manifests, files the checked reader refuses) as (case, artifact, set, status,
+    message). An exported program is one Python job per variant (its ``.module()``), whatever C++ runtimes it
+    lists."""
     jobs: list[dict[str, Any]] = []
     direct: list[dict[str, Any]] = []
+    stage = Stager(opened, work)
     for case in opened.cases:
         if case.error:
             direct.append({"case": case.name, "artifact": "", "set": "*", "status": "corpus_error",
@@ -164,12 +187,26 @@ def python_jobs(corpus: Path, opened: Any, repeat: int = 2) -> tuple[list[dict[s
             if label in seen:  # the same program for another C++ runtime: one Python run
                 continue
             seen.add(label)
-            jobs.append({"corpus": str(corpus), "case": case.name, "artifact": label, "kind": a["kind"],
-                         "file": a["file"], "int_outputs_as_tensors": a["int_outputs_as_tensors"], "repeat": repeat,
-                         "sets": [{"name": n, "inputs": {k: v for k, v in sets[n]["inputs"].items()},
-                                   "method": sets[n]["method"], "seed": sets[n]["seed"],
-                                   "prelude": sets[n]["prelude"], "keywords": sets[n].get("keywords", [])}
-                                  for n in a["sets"]]})
+            try:
+                file = stage(case.name, a["file"]["file"], torchscript=a["kind"] == "torchscript")
+            except _core.CorpusError as e:  # refused before any interpreter sees it: never covered by a mark
+                direct += [{"case": case.name, "artifact": label, "set": n, "status": "corpus_error",
+                            "message": str(e), "outputs": ""} for n in a["sets"]]
+                continue
+            job_sets = []
+            for n in a["sets"]:
+                try:
+                    inputs = stage(case.name, sets[n]["inputs"]["file"])
+                except _core.CorpusError as e:
+                    direct.append({"case": case.name, "artifact": label, "set": n, "status": "corpus_error",
+                                   "message": str(e), "outputs": ""})
+                    continue
+                job_sets.append({"name": n, "inputs": inputs, "method": sets[n]["method"], "seed": sets[n]["seed"],
+                                 "prelude": sets[n]["prelude"], "keywords": sets[n].get("keywords", [])})
+            if job_sets:
+                jobs.append({"case": case.name, "artifact": label, "kind": a["kind"], "file": file,
+                             "int_outputs_as_tensors": a["int_outputs_as_tensors"], "repeat": repeat,
+                             "sets": job_sets})
     return jobs, direct
 
 
@@ -201,7 +238,7 @@ def probe(python: str, corpus: Path, opened: Any, timeout: float, work: Path) ->
         list[dict[str, Any]], subprocess.CompletedProcess[str]]:
     """Runs the corpus's plan in another interpreter (the probe: load, call, save, into ``work``) and returns its raw
     rows, plus those that needed no probe, with the probe's process. Raises subprocess.TimeoutExpired."""
-    jobs, direct = python_jobs(corpus, opened)
+    jobs, direct = python_jobs(opened, work)
     (work / "jobs.json").write_text(json.dumps(jobs))
     cmd = [python, "-m", "torchconform.tools.compat_probe", "run", str(work / "jobs.json"), str(work)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
@@ -252,12 +289,20 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
         opened = _core.Corpus.open(str(corpus))
     except _core.CorpusError:
         return []  # the cells report the corpus as unreadable
-    jobs = [{"corpus": str(corpus), "case": c.name, "variant": v.name,
-             "file": {"file": v.file, "sha256": v.sha256}, "pytree_types": v.pytree_types,
-             "package": _core.aoti_package_path(str(cache), v.sha256, "cpu", runtime.torch or runtime.name)}
-            for c in opened.cases if not c.error for v in c.variants
-            if v.kind == "exported_program" and v.file and "aoti" in v.runtimes]
+    programs = [(c, v) for c in opened.cases if not c.error for v in c.variants
+                if v.kind == "exported_program" and v.file and "aoti" in v.runtimes]
     with tempfile.TemporaryDirectory(prefix="torchconform-probe-") as tmp:
+        stage = Stager(opened, Path(tmp))
+        jobs = []
+        for c, v in programs:
+            try:
+                file = {**stage(c.name, v.file), "sha256": v.sha256}
+            except _core.CorpusError as e:  # the C++ cell reports the program as refused; the log says why
+                log(f"[compat] {c.name}:{v.name}: not compiled: {terminal(e)}")
+                continue
+            package = _core.aoti_package_path(str(cache), v.sha256, "cpu", runtime.torch or runtime.name)
+            jobs.append({"case": c.name, "variant": v.name, "file": file, "pytree_types": v.pytree_types,
+                         "forbidden_ops": list(_core.side_effect_operators()), "package": package})
         (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
         cmd = [runtime.python, "-m", "torchconform.tools.compat_probe", "compile", str(Path(tmp) / "jobs.json")]
         done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
@@ -300,6 +345,10 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
                     target = Path(_core.aoti_package_path(tmp, r["sha256"], "cpu", b.torch or b.name))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(r["package"], target)
+                    # with the digest recorded at its compile, which the runner checks before it loads anything
+                    recorded = Path(r["package"]).with_name("key.json")
+                    if recorded.is_file():
+                        shutil.copyfile(recorded, target.with_name("key.json"))
                     selection += ["--result", f"{r['case']}:{r['variant']}@aoti/*"]
                 cell = run_cpp_cell(b, corpus, Path(tmp), timeout, selection)
             cell.pop("runtimes", None)
@@ -418,7 +467,7 @@ def markdown(result: dict[str, Any]) -> str:
         if result.get("reexports"):
             re = row.get("reexport")
             cells.append(_cell_text(re, notes) if re else "-")
-        out.append(f"| {row['corpus']} (torch {row['exported_with']}) | " + " | ".join(cells) + " |")
+        out.append(f"| {md(row['corpus'])} (torch {md(row['exported_with'])}) | " + " | ".join(cells) + " |")
     for row in result["rows"]:
         across = row.get("aoti_across")
         if not across:
@@ -431,9 +480,10 @@ def markdown(result: dict[str, Any]) -> str:
                 "|---|" + "---|" * len(names)]
         for a in names:
             out.append(f"| torch {a} | " + " | ".join(_cell_text(across[f"{a}->{b}"], notes) for b in names) + " |")
-    out += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    # Notes and failures carry corpus text (xfail reasons, error messages): inert Markdown, on one line each.
+    out += ["", "Notes:", ""] + [f"{i}. {md(n)}" for i, n in enumerate(notes, 1)]
     if result.get("failing"):
-        out += ["", "**The run fails:** " + "; ".join(result["failing"])]
+        out += ["", "**The run fails:** " + "; ".join(md(f) for f in result["failing"])]
     out.append("")
     return "\n".join(out)
 

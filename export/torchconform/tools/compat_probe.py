@@ -7,26 +7,26 @@ through the core for this PyTorch's version.
     python -m torchconform.tools.compat_probe run JOBS.json OUT_DIR   # one JSON line per (artifact, input set)
     python -m torchconform.tools.compat_probe compile JOBS.json       # AOTInductor packages where the parent says
 
-``run`` job: ``{"corpus", "case", "artifact", "kind": "torchscript"|"exported_program", "file": {"file", "sha256",
-"bytes"?}, "int_outputs_as_tensors", "sets": [{"name", "inputs": {...}, "method", "seed", "prelude": [{"method",
-"args"}]}], "repeat"}``. Every file is hash-checked (``read_verified``) and loaded from the checked bytes,
-weights-only; each line: ``{"case", "artifact", "set", "status": "ok"|"corpus_error"|"load_error"|"call_error"|
-"unsupported", "message", "outputs": "<file of torch.save([output of each call])>"}``; ``corpus_error``: a file the
-corpus does not vouch for or that is unsafe to load (no mark covers it).
+The probe never reads the corpus: the parent reads every file through the core's checked reader (a regular file
+inside the corpus, of its declared size and SHA-256, read once; TorchScript code checked for operators that act
+outside the process) and stages those bytes in its private work directory; a job names the staged copies.
 
-``compile`` job: ``{"corpus", "case", "variant", "file": {...}, "package": "<where the parent's key puts it>",
-"device": "cpu"|"cuda" (default cpu), "pytree_types"?}``.
+``run`` job: ``{"case", "artifact", "kind": "torchscript"|"exported_program", "file": {"file", "staged"},
+"int_outputs_as_tensors", "sets": [{"name", "inputs": {"file", "staged"}, "method", "seed", "prelude": [{"method",
+"args"}]}], "repeat"}``. Loaded weights-only; each line: ``{"case", "artifact", "set", "status": "ok"|"corpus_error"|
+"load_error"|"call_error"|"unsupported", "message", "outputs": "<file of torch.save([output of each call])>"}``;
+``corpus_error``: a file that is unsafe to load (no mark covers it).
+
+``compile`` job: ``{"case", "variant", "file": {"file", "staged", "sha256"}, "package": "<where the parent's key puts
+it>", "device": "cpu"|"cuda" (default cpu), "pytree_types"?, "forbidden_ops"?}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
-import os
 import pickle
-import stat
 import sys
 import time
 from pathlib import Path
@@ -39,46 +39,23 @@ from ..writing import protocol
 from ..writing.aoti_build import compile_program
 
 
-class CorpusFileError(ValueError):
-    """A file the corpus does not vouch for (hash, size, path): reported as a load failure, never loaded."""
-
-
-def read_verified(root: Path, rel: str, sha256: str, size: int | None = None) -> bytes:
-    """The bytes of ``rel`` inside the corpus ``root``, checked as the C++ reader checks them (files.cpp): a regular
-    file that resolves inside the corpus, of the declared size, with the declared SHA-256. Nothing unchecked is
-    loaded: an unsigned edit reads as a hash mismatch here exactly as in the runner."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, rel))
-    if os.path.commonpath([real_root, real]) != real_root or "\x00" in rel:
-        raise CorpusFileError(f"{rel}: resolves outside the corpus directory; refused")
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise CorpusFileError(f"{rel}: not a regular file; refused")
-        if size is not None and st.st_size != size:
-            raise CorpusFileError(f"{rel}: {st.st_size} bytes, the manifest declares {size}")
-        data = f.read()
-    got = hashlib.sha256(data).hexdigest()
-    if got != sha256:
-        raise CorpusFileError(f"{rel}: SHA-256 mismatch (manifest {sha256}, file {got})")
-    return data
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _status(e: BaseException) -> str:
-    """A file the corpus does not vouch for, or one unsafe to load, is the corpus's fault: ``corpus_error``
-    (as the runner's ErrorKind::kCorpus, never covered by a mark); anything else is this PyTorch failing to load."""
-    unsafe = (CorpusFileError, UnsafeFile, pickle.UnpicklingError)  # the last: refused by the weights-only unpickler
+    """A file unsafe to load is the corpus's fault: ``corpus_error`` (as the runner's ErrorKind::kCorpus, never
+    covered by a mark); anything else is this PyTorch failing to load."""
+    unsafe = (UnsafeFile, pickle.UnpicklingError)  # the last: refused by the weights-only unpickler
     return "corpus_error" if isinstance(e, unsafe) else "load_error"
 
 
-def _verified(job: dict[str, Any], ref: dict[str, Any]) -> bytes:
-    return read_verified(Path(job["corpus"]), f"{job['case']}/{ref['file']}", ref["sha256"], ref.get("bytes"))
+def _staged(ref: dict[str, Any]) -> bytes:
+    """A corpus file as the parent staged it: the bytes the core's checked reader returned (a regular file inside the
+    corpus, its declared size and SHA-256), copied into the parent's private work directory. The probe never opens
+    the corpus itself."""
+    return Path(ref["staged"]).read_bytes()
 
 
 def run(jobs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
@@ -95,7 +72,7 @@ def run(jobs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
             continue
 
         def load(job=job) -> Any:
-            data = _verified(job, job["file"])  # the hash-checked bytes are what is loaded, never the path again
+            data = _staged(job["file"])
             if job["kind"] == "torchscript":
                 return torch.jit.load(io.BytesIO(data)).eval()
             return load_exported_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}").module()
@@ -107,7 +84,7 @@ def run(jobs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
             continue
         for k, s in enumerate(job["sets"]):
             try:
-                inputs = load_data(io.BytesIO(_verified(job, s["inputs"])))
+                inputs = load_data(io.BytesIO(_staged(s["inputs"])))
             except Exception as e:  # noqa: BLE001
                 rows.append(row(s["name"], _status(e), f"{s['inputs']['file']}: {_first_line(e)}"))
                 continue
@@ -146,9 +123,10 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         t0 = time.perf_counter()
         try:
-            data = _verified(job, job["file"])
+            data = _staged(job["file"])
             compile_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}", job["file"]["sha256"],
-                            job.get("device", "cpu"), target, job.get("pytree_types", []))
+                            job.get("device", "cpu"), target, job.get("pytree_types", []),
+                            job.get("forbidden_ops", []))
             out.append({**rec, "status": "compiled", "seconds": time.perf_counter() - t0})
         except Exception as e:  # noqa: BLE001 - the runner then reports the package as missing
             out.append({**rec, "status": "error", "message": _first_line(e), "seconds": time.perf_counter() - t0})

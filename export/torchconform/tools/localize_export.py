@@ -21,7 +21,6 @@ Nothing here changes a verdict; the runner's comparison of the package with the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tempfile
@@ -33,6 +32,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .. import _core
+from ..text import terminal
 
 
 @dataclass
@@ -255,11 +255,16 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
     if not programs:
         raise ValueError(f"{case}: no torch.export program{' named ' + repr(variant) if variant else ''} with a file")
     v = programs[0]
-    data = (Path(c.dir) / v.file).read_bytes()
-    if hashlib.sha256(data).hexdigest() != v.sha256:
-        raise ValueError(f"{case}/{v.file}: SHA-256 differs from the manifest's")
+    # Through the core's checked reader (a regular file inside the corpus, its declared size and SHA-256, read once).
+    data = _core.read_case_file(corpus, case, v.file)
     register_stand_ins(v.pytree_types, f"{case}/{v.file}")
-    program = load_exported_program(io.BytesIO(data), f"{case}/{v.file}")
+    try:
+        program = load_exported_program(io.BytesIO(data), f"{case}/{v.file}")
+    except ValueError:  # UnsafeFile: says which record and why
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged or too-new program: which and why, no traceback
+        raise ValueError(f"{case}/{v.file}: torch.export.load cannot read it: {type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
     manifest = json.loads(c.manifest_json)
     tolerance = {"default": manifest["tolerance"]["default"], "outputs": {}}
     keywords = {s.name: list(s.keywords) for s in c.input_sets}
@@ -269,9 +274,16 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
     cache = Path(aoti_cache) if aoti_cache else default_cache()
     out: dict[str, Any] = {"case": case, "variant": v.name, "sets": []}
     for name in chosen:
+        entry: dict[str, Any] = {"input_set": name}
+        # The runner's own rule decides whether the set may be passed to the program at all (its structure and
+        # guards): a set outside them is not run, as the runner does not run it.
+        problem = _core.program_call_problem(corpus, case, v.name, name)
+        if problem:
+            entry["not_run"] = problem
+            out["sets"].append(entry)
+            continue
         args, golden = _core.load_set(corpus, case, name)
         records = _records(corpus, case, name)
-        entry: dict[str, Any] = {"input_set": name}
         log(f"{case}:{v.name}/{name}: fx.Interpreter against the eager records")
         checks = fx_checks(program, tuple(args), keywords[name], records, tolerance)
         entry["fx"] = [k.as_dict() for k in checks]
@@ -290,9 +302,14 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
 
 
 def render(result: dict[str, Any]) -> str:
+    """The result for a terminal: every piece of corpus text (submodule paths from the program's nn_module_stack,
+    node names, messages) escaped."""
     lines = []
     for s in result["sets"]:
         head = f"{result['case']}:{result['variant']}/{s['input_set']}"
+        if "not_run" in s:
+            lines.append(terminal(f"{head} NOT RUN: {s['not_run']}"))
+            continue
         for side in ("fx", "aoti"):
             if side not in s:
                 continue
@@ -300,14 +317,14 @@ def render(result: dict[str, Any]) -> str:
             compared = sum(k["compared"] for k in checks)
             diverging = sum(k["compared"] and not k["ok"] for k in checks)
             first = s[f"{side}_first_divergence"]
-            lines.append(f"{head} [{side}] {compared} of {len(checks)} submodule outputs compared with eager, "
-                         f"{diverging} diverge; first: {first or 'none'}")
+            lines.append(terminal(f"{head} [{side}] {compared} of {len(checks)} submodule outputs compared with "
+                                  f"eager, {diverging} diverge; first: {first or 'none'}"))
             for note in s.get(f"{side}_notes", []):
-                lines.append(f"  | {note}")
+                lines.append("  | " + terminal(note))
             for k in checks:
                 if k["compared"] and k["ok"]:
                     continue
                 what = k["summary"] if k["compared"] else "not compared: " + k["why_not"]
-                lines.append(f"  | {k['path']} (call {k['call']}{', node ' + k['node'] if k['node'] else ''}): "
-                             f"{what}")
+                lines.append("  | " + terminal(f"{k['path']} (call {k['call']}"
+                                               f"{', node ' + k['node'] if k['node'] else ''}): {what}"))
     return "\n".join(lines) + "\n"

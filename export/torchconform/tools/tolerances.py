@@ -11,11 +11,12 @@ command gives the numbers to make it with.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..text import json_text, markdown, markdown_code
 
 _TOL = re.compile(r"rtol=([0-9.eE+-]+) atol=([0-9.eE+-]+)")
 
@@ -77,8 +78,9 @@ def render(report: dict[str, Any], margin: float, with_suggestions: bool) -> str
              "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_suggestions else "")]
     policies: dict[tuple[str, str], dict[str, Any]] = {}
     for n in sorted(rows, key=lambda x: (x.case, x.artifact, x.path)):
-        line = (f"| {n.case} | {n.artifact or 'TorchScript'} | `{n.path}` | {n.dtype} | {n.tolerance} | {n.rtol:.3g} | "
-                f"{n.atol:.3g} | {n.ulp:.3g} | {len(n.sets)} |")
+        line = (f"| {markdown(n.case)} | {markdown(n.artifact or 'TorchScript')} | {markdown_code(n.path)} | "
+                f"{markdown(n.dtype)} | {markdown(n.tolerance)} | {n.rtol:.3g} | {n.atol:.3g} | {n.ulp:.3g} | "
+                f"{len(n.sets)} |")
         if with_suggestions:
             text, tol = suggest(n, margin)
             line += f" {text} |"
@@ -91,5 +93,6 @@ def render(report: dict[str, Any], margin: float, with_suggestions: bool) -> str
         for (case, artifact), outputs in sorted(policies.items()):
             where = f"{case}" + (f", variant {artifact}" if artifact else "")
             policy = {"default": {"mode": "allclose"}, "outputs": outputs}
-            lines.append(f"- {where}: `{json.dumps(policy)}` (merge with any policy the case already has)")
+            lines.append(f"- {markdown(where)}: {markdown_code(json_text(policy))} (merge with any policy the case "
+                         "already has)")
     return "\n".join(lines) + "\n"

@@ -6,11 +6,14 @@ SHA-256, the torch version and the device type: a changed program, an upgraded t
 package, and a warm cache skips the compile (minutes on a small machine). The C++ runner looks packages up with the
 same key (``_core.aoti_package_path``) and reports a missing one as an error naming this command.
 
-The cache holds shared libraries the runner loads and executes: it is as trusted as the build directory.
+The cache holds shared libraries the runner loads and executes: it is this user's alone (created 0700, refused when
+another user could write into it, never in a shared temporary directory), and the runner loads a package only after
+checking it against the digest its key.json recorded here at compile.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _core
+from ..text import terminal
 from .aoti_build import cached_package_problem, compile_program
 
 
@@ -26,13 +30,18 @@ def default_cache() -> Path:
     return Path(_core.default_aoti_cache())
 
 
+def private_cache(cache: Path | str | None) -> Path:
+    """The package cache, created with mode 0700 where missing and refused when another local user could write into
+    it (its packages are native code the runner loads): the core's rule, ``_core.prepare_aoti_cache``."""
+    return Path(_core.prepare_aoti_cache(str(cache) if cache else str(default_cache())))
+
+
 def package_path(cache: Path, program_sha256: str, device_type: str) -> Path:
     return Path(_core.aoti_package_path(str(cache), program_sha256, device_type))
 
 
-def _programs(corpus: Path, cases: list[str]) -> list[tuple[str, Any]]:
-    """(case name, variant) of every exported program in the corpus, hash-checked by the C++ reader."""
-    opened = _core.Corpus.open(str(corpus))
+def _programs(opened: Any, cases: list[str]) -> list[tuple[Any, Any]]:
+    """(case, variant) of every exported program of the opened corpus."""
     names = set(opened.select(cases))
     out = []
     for c in opened.cases:
@@ -47,7 +56,8 @@ def _programs(corpus: Path, cases: list[str]) -> list[tuple[str, Any]]:
 
 
 def _exported_with(libraries: list[str]) -> str:
-    return f" (loaded when the case was exported: {', '.join(libraries)})" if libraries else ""
+    """The libraries the corpus says were loaded at export: a hint (never loaded from here), escaped."""
+    return f" (loaded when the case was exported: {terminal(', '.join(libraries))})" if libraries else ""
 
 
 def _prepare_worker(libraries: list[str], imports: list[str]) -> None:
@@ -67,26 +77,30 @@ def _timed_compile(*args: Any) -> float:
 
 def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = None, cases: list[str] | None = None,
                    force: bool = False, workers: int = 1, libraries: list[str] | tuple[str, ...] = (),
-                   imports: list[str] | tuple[str, ...] = (),
+                   imports: list[str] | tuple[str, ...] = (), allow_side_effects: bool = False,
                    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict[str, Any]]:
     """Compile every exported program of ``corpus`` for each device type; return one record per package:
     ``{"case", "variant", "device", "package", "status": "cached"|"compiled", "seconds"}``. A compile that fails
     raises (the runner would report the missing package anyway; failing here names the cause). ``workers``: compiles
     run that many at a time, each in a fresh interpreter that first loads ``libraries`` and imports ``imports`` (what
-    this process was given with --load-library / --import); every package still lands atomically in the cache."""
-    cache = Path(cache) if cache else default_cache()
+    this process was given with --load-library / --import); every package still lands atomically in the cache. A
+    program that calls an operator acting outside the process (``_core.side_effect_operators``) is refused unless
+    ``allow_side_effects``: its package would run it wherever the corpus is verified."""
+    cache = private_cache(cache)
     if torch.__version__.split("+")[0] != _core.libtorch_version():
         raise ValueError(f"torch {torch.__version__} in Python but the runner is built against LibTorch "
                          f"{_core.libtorch_version()}: packages must be compiled by the torch the runner runs")
-    programs = _programs(Path(corpus), cases or [])
+    opened = _core.Corpus.open(str(corpus))
+    programs = _programs(opened, cases or [])
     registered = {name.split("::")[0] for name in torch._C._dispatch_get_all_op_names()}
     for c, _ in programs:
         missing = [ns for ns in c.operator_namespaces if ns not in registered]
         if missing:
             raise ValueError(f"{c.name}: its programs call operators of namespace "
-                             f"{', '.join(repr(n) for n in missing)}, which nothing in this process registers: load "
-                             "the library with --load-library PATH or import the module that registers them with "
-                             "--import MODULE" + _exported_with(c.operator_libraries))
+                             f"{', '.join(terminal(n) for n in missing)}, which nothing in this process registers: "
+                             "load the library with --load-library PATH or import the module that registers them "
+                             "with --import MODULE" + _exported_with(c.operator_libraries))
+    forbidden = [] if allow_side_effects else list(_core.side_effect_operators())
     jobs = [(c, v, d) for c, v in programs for d in devices]
     todo: list[tuple[int, str, dict[str, Any], tuple[Any, ...]]] = []
     records_at: dict[int, dict[str, Any]] = {}
@@ -107,8 +121,11 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
                 continue
             log(f"{label}: the cached package is unusable ({problem}); compiling it again")
         queued[target] = i
-        todo.append((i, label, rec, (Path(c.dir) / v.file, f"{c.name}/{v.file}", v.sha256, device, target,
-                                     v.pytree_types)))
+        # The program's bytes through the core's checked reader (a regular file inside the corpus, its declared size
+        # and SHA-256, read once): what compiles is what was hashed.
+        program = io.BytesIO(_core.read_case_file(opened, c.name, v.file))
+        todo.append((i, label, rec, (program, f"{c.name}/{v.file}", v.sha256, device, target, v.pytree_types,
+                                     forbidden)))
     if workers > 1 and len(todo) > 1:
         # Each compile is mostly single-threaded Python: N of them in N fresh interpreters (spawned, not forked:
         # nothing of this process's torch state is shared), each loading the same operator libraries first.

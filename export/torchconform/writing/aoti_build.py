@@ -81,11 +81,25 @@ def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
                              f"{type(e).__name__}: {e}") from e
 
 
+def side_effect_calls(program: Any, forbidden: list[str]) -> list[str]:
+    """The calls of the exported program's graphs (submodules' included) to operators in ``forbidden`` (the core's
+    ``side_effect_operators``, e.g. "aten::from_file"): an AOTInductor package runs them wherever it is loaded."""
+    found = []
+    for module in program.graph_module.modules():
+        graph = getattr(module, "graph", None)
+        for node in graph.nodes if graph is not None else ():
+            schema = getattr(node.target, "_schema", None)
+            if schema is not None and schema.name in forbidden:
+                found.append(f"{schema.name} (node {node.name})")
+    return found
+
+
 def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: str, target: Path,
-                    pytree_types: list[dict[str, Any]] | None = None) -> None:
+                    pytree_types: list[dict[str, Any]] | None = None, forbidden_ops: list[str] = ()) -> None:
     """Compiles the exported program (a path, or its hash-checked bytes) for ``device`` into ``target``
-    (``<key>/model.pt2``). ``pytree_types``: the user containers its specs name (register_stand_ins). Raises
-    ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
+    (``<key>/model.pt2``). ``pytree_types``: the user containers its specs name (register_stand_ins).
+    ``forbidden_ops``: operators that act outside the process, refused in the program's graph. Raises ValueError
+    (UnsafeFile for a program whose pickles could run code) naming it."""
     data = program.getvalue() if isinstance(program, io.BytesIO) else Path(program).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:  # the corpus was opened (and hashed) a moment ago: re-check
         raise ValueError(f"{what}: SHA-256 changed while compiling")
@@ -97,6 +111,11 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
         raise
     except Exception as e:  # noqa: BLE001 - a damaged or too-new program: say which and why, no traceback
         raise ValueError(f"{what}: torch.export.load failed: {type(e).__name__}: {e}") from e
+    calls = side_effect_calls(loaded, list(forbidden_ops))
+    if calls:
+        raise UnsafeFile(f"{what}: refused: the program calls {', '.join(calls)}, which acts outside the process "
+                         "(reads or writes files, or prints); its package would do so wherever it is verified. "
+                         "Compile a program you trust with --allow-side-effects")
     if device == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: CUDA is not available to this torch")

@@ -102,11 +102,14 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
             log(f"envelope: run {i + 1}/{len(runs)}: {label}")
             outputs.append((label, _run(corpus, env, threads, Path(tmp) / f"{i}.pt")))
     opened = _core.Corpus.open(str(corpus))
+    checked = {c.name: c.manifest_json for c in opened.cases}
     index_path = corpus / "corpus.json"
-    index = json.loads(index_path.read_text())
+    index = json.loads(index_path.read_text())  # (the writer's own staged index, re-signed below)
     for entry in index["cases"]:
         mpath = corpus / entry["manifest"]
-        manifest = json.loads(mpath.read_text())
+        if not checked.get(entry["name"]):
+            raise RuntimeError(f"{entry['name']}: the staged manifest does not open: nothing to add an envelope to")
+        manifest = json.loads(checked[entry["name"]])  # as the core read and checked it
         for s in manifest["input_sets"]:
             key = f"{manifest['case']}/{s['name']}"
             golden = _core.load_set(opened, manifest["case"], s["name"])[1]

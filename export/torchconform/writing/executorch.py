@@ -15,10 +15,12 @@ Needs the ``executorch`` package (ci/executorch.sh sets up an environment with i
 
 from __future__ import annotations
 
+import hashlib
+import io
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -125,19 +127,15 @@ def bundled_tolerance(expected: list[Any], policy: dict[str, Any]) -> tuple[floa
     return rtol, atol, sorted(set(notes))
 
 
-def _read(path: Path, record: dict[str, Any]) -> Path:
-    """``path``, after checking it still has the SHA-256 its manifest record gives."""
-    digest = sha256_file(path)
-    if "sha256" in record and digest != record["sha256"]:
-        raise ValueError(f"{path.name}: sha256 {digest} is not the manifest's {record['sha256']}")
-    return path
+Reader = Callable[[str], bytes]  # a case file (path relative to the case directory) -> its checked bytes
 
 
-def test_cases(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]]
+def bundle_cases(read: Reader, variant: dict[str, Any], sets: list[dict[str, Any]]
                ) -> list[tuple[str, list[Any], list[Any]]]:
     """(input set, flat inputs, flat goldens) of every input set the program serves, read back from the corpus's
-    files (hash-checked against their records): the inputs flattened as the program takes them (positional
-    arguments, then keyword arguments by name), the goldens as its outputs come (pytree leaves)."""
+    files through ``read`` (at export, the writer's own files, hash-checked against their records; in bundle-check,
+    the core's checked reader): the inputs flattened as the program takes them (positional arguments, then keyword
+    arguments by name), the goldens as its outputs come (pytree leaves)."""
     from torch.utils._pytree import tree_flatten
 
     served = variant.get("input_sets") or [s["name"] for s in sets]
@@ -145,25 +143,43 @@ def test_cases(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any
     out = []
     for name in served:
         s = by_name[name]
-        stored = load_data(_read(case_dir / s["inputs"]["file"], s["inputs"]))
+        stored = load_data(io.BytesIO(read(s["inputs"]["file"])))
         keywords = s.get("keywords", [])
         n = len(stored) - len(keywords)
         inputs, _ = tree_flatten((tuple(stored[:n]), dict(zip(keywords, stored[n:]))))
-        expected, _ = tree_flatten(load_data(_read(case_dir / s["expected"]["file"], s["expected"])))
+        expected, _ = tree_flatten(load_data(io.BytesIO(read(s["expected"]["file"]))))
         out.append((name, inputs, expected))
     return out
 
 
-def bundle_bytes(case_dir: Path, variant: dict[str, Any], cases: list[tuple[str, list[Any], list[Any]]]) -> bytes:
-    """An ExecuTorch BundledProgram of the variant's program file with ``cases`` as method "forward"'s test cases,
+def bundle_bytes(pte: bytes, cases: list[tuple[str, list[Any], list[Any]]]) -> bytes:
+    """An ExecuTorch BundledProgram of the program ``pte`` with ``cases`` as method "forward"'s test cases,
     serialized (deterministic: the same program and cases give the same bytes, which bundle-check relies on)."""
+    import tempfile
+
     from executorch.devtools import BundledProgram
     from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
     from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
 
-    pte = _read(case_dir / variant["file"], variant)
     suite = MethodTestSuite("forward", [MethodTestCase(inputs=i, expected_outputs=e) for _, i, e in cases])
-    return serialize_from_bundled_program_to_flatbuffer(BundledProgram(None, [suite], pte_file_path=str(pte)))
+    with tempfile.TemporaryDirectory(prefix="torchconform-bundle-") as tmp:  # private: 0700
+        path = Path(tmp) / "program.pte"
+        path.write_bytes(pte)
+        return serialize_from_bundled_program_to_flatbuffer(BundledProgram(None, [suite], pte_file_path=str(path)))
+
+
+def _own_files(case_dir: Path, records: list[dict[str, Any]]) -> Reader:
+    """The writer's reader of the files it has just written into ``case_dir``: each hash-checked against its record
+    (nothing else has vouched for them yet: the corpus is not signed until the export ends)."""
+    digests = {r["file"]: r.get("sha256") for r in records}
+
+    def read(rel: str) -> bytes:
+        data = (case_dir / rel).read_bytes()
+        if digests.get(rel) and hashlib.sha256(data).hexdigest() != digests[rel]:
+            raise ValueError(f"{rel}: its SHA-256 is not the record's")
+        return data
+
+    return read
 
 
 def bundle(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]], policy: dict[str, Any]
@@ -172,10 +188,11 @@ def bundle(case_dir: Path, variant: dict[str, Any], sets: list[dict[str, Any]], 
     test-case order, the tolerance for ExecuTorch's check), or ``{"error": why}`` where ExecuTorch cannot bundle it
     (e.g. a program with int outputs: BundledProgram holds tensor goldens only)."""
     try:
-        cases = test_cases(case_dir, variant, sets)
+        read = _own_files(case_dir, [variant, *(s[k] for s in sets for k in ("inputs", "expected"))])
+        cases = bundle_cases(read, variant, sets)
         rtol, atol, notes = bundled_tolerance([leaf for _, _, e in cases for leaf in e], policy)
         path = case_dir / "variants" / f"{variant['name']}.bpte"
-        path.write_bytes(bundle_bytes(case_dir, variant, cases))
+        path.write_bytes(bundle_bytes(read(variant["file"]), cases))
     except Exception as e:  # noqa: BLE001 - recorded with the variant: this program has no bundle, and why
         return {"error": f"ExecuTorch cannot bundle this program's input sets and goldens: {_first_line(e)}"}
     return {"file": f"variants/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size,
