@@ -442,11 +442,15 @@ PYBIND11_MODULE(_core, m) {
         if (!spec) throw CorpusError(c.name + ": no input set named '" + set + "'");
         const c10::IValue value = to_ivalue(actual, "actual");
         py::gil_scoped_release release;
-        return compare(read_input_set(c, *spec).second, value, *a->tolerance, OverrideCheck::kCollect);
+        Comparison cmp = compare(read_input_set(c, *spec).second, value, *a->tolerance, OverrideCheck::kCollect);
+        const std::string nothing = compared_nothing(cmp);  // the runner's rule: not a pass
+        if (!nothing.empty()) throw CorpusError(c.name + ":" + artifact + "/" + set + ": " + nothing);
+        return cmp;
       },
       py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("input_set"), py::arg("actual"),
       "An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the "
-      "artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name).");
+      "artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name); "
+      "raises CorpusError when it compared nothing (an empty golden), which is not a pass.");
   m.def("shard_names", &shard_names, py::arg("names"), py::arg("k"), py::arg("n"),
         py::arg("costs") = std::map<std::string, double>{},
         "The names (cases) of shard k (1-based) of n, as --shard K/N picks them: a stable hash of the name, or "

@@ -532,6 +532,12 @@ std::string Comparison::summary() const {
   return os.str();
 }
 
+std::string compared_nothing(const Comparison& c) {
+  if (!c.ok || c.total() > 0) return "";
+  return "compared 0 elements: the golden holds nothing to compare (empty), so nothing was verified; a result that "
+         "compares nothing is not a pass";
+}
+
 std::string Comparison::weak_note() const {
   std::string out;
   for (const auto& l : leaves)

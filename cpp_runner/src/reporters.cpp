@@ -111,7 +111,9 @@ class Json final : public Reporter {
                       {"xpassed", s.xpassed}, {"loosened", s.loosened},   {"verified", s.verified()},
                       {"weak", s.weak},       {"elements", s.elements},   {"exit_code", s.exit_code()}};
     out["results"] = results;
-    const std::string text = out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    // ensure_ascii: corpus text (reasons, messages) is kept whole but every non-ASCII character is a \u escape, so a
+    // tool that prints a field of this file cannot be handed a raw control or bidirectional character either.
+    const std::string text = out.dump(2, ' ', true, json::error_handler_t::replace) + "\n";
     if (document_) *document_ = text;
     if (path_.empty()) return;
     std::ofstream f(path_);

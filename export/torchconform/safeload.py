@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import pickletools
 import sys
 import threading
@@ -174,11 +175,34 @@ def no_unsafe_unpickling() -> Iterator[None]:
         _guard.allowed = previous
 
 
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
 def load_exported_program(path: Path | str | io.BytesIO, what: str = "") -> Any:
     """``torch.export.load`` of a corpus program, after ``check_exported_program`` and under
-    ``no_unsafe_unpickling``."""
+    ``no_unsafe_unpickling``. torch.export.load logs the real error of a program it cannot read (with its
+    traceback) and raises a generic one: the real one is raised instead, and nothing is logged."""
     check_exported_program(path, what)
     if isinstance(path, io.BytesIO):
         path.seek(0)
-    with no_unsafe_unpickling():
-        return torch.export.load(path if isinstance(path, io.BytesIO) else str(path))
+    logger = logging.getLogger("torch.export")  # (torch's logging gives it handlers of its own: set aside)
+    captured, propagate, handlers = _Captured(), logger.propagate, logger.handlers[:]
+    logger.handlers = [captured]
+    logger.propagate = False
+    try:
+        with no_unsafe_unpickling():
+            return torch.export.load(path if isinstance(path, io.BytesIO) else str(path))
+    except Exception:
+        if captured.errors:
+            raise captured.errors[0] from None
+        raise
+    finally:
+        logger.handlers = handlers
+        logger.propagate = propagate

@@ -1,6 +1,8 @@
 // The golden corpus, one test per (case, input set, device), plus library-level negative controls.
 #include <torchconform/runner.h>
 
+#include "runtime.h"  // program_outputs: an exported program's output structure
+
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -219,4 +221,52 @@ TEST(NegativeControl, ExportedProgramPath) {
   EXPECT_NE(r.error.find("no AOTInductor package"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("torchconform compile"), std::string::npos) << r.error;
   fs::remove_all(tmp);
+}
+
+// An exported program's output structure comes from its own treespec (program_spec.cpp), never from first-wins
+// parsing or the manifest: a dict key named twice (torch's pytree keeps the last value, a first-wins reader the
+// first, so one value would go uncompared) and a manifest that lists a dataclass's fields in another order than the
+// program (the outputs would be compared swapped) are refused.
+namespace {
+const std::string kLeaf = R"({"type": null, "context": null, "children_spec": []})";
+
+nlohmann::json node(const std::string& type, const std::string& context, int children) {
+  std::string kids;
+  for (int i = 0; i < children; ++i) kids += (i ? "," : "") + kLeaf;
+  return nlohmann::json::parse(R"({"type": ")" + type + R"(", "context": )" + nlohmann::json(context).dump() +
+                               R"(, "children_spec": [)" + kids + "]}");
+}
+}  // namespace
+
+TEST(ProgramSpec, RepeatedDictKeysAreRefused) {
+  const VariantSpec v;
+  const std::vector<at::Tensor> flat = {torch::zeros({2}), torch::ones({2})};
+  const auto ok = program_outputs(node("builtins.dict", R"(["a", "b"])", 2), flat, v, "who").toGenericDict();
+  EXPECT_EQ(ok.size(), 2u);  // the control
+  try {
+    program_outputs(node("builtins.dict", R"(["a", "a"])", 2), flat, v, "who");
+    FAIL() << "a repeated key was accepted";
+  } catch (const CorpusError& e) {
+    EXPECT_NE(std::string(e.what()).find("dict keys 'a' appear twice"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ProgramSpec, DataclassFieldsComeFromTheProgram) {
+  VariantSpec v;
+  PytreeType t;
+  t.name = "m.Out";
+  t.kind = PytreeType::Kind::kDataclass;
+  t.fields = {"b", "a"};
+  t.none_fields = {"c"};
+  v.pytree_types.push_back(t);
+  const std::vector<at::Tensor> flat = {torch::zeros({2}), torch::ones({2})};
+  const auto spec = node("m.Out", R"([["b", "a"], ["c"]])", 2);
+  const auto out = program_outputs(spec, flat, v, "who").toGenericDict();
+  EXPECT_TRUE(out.at(c10::IValue("b")).toTensor().equal(flat[0]));  // named by the program's own order
+  EXPECT_TRUE(out.at(c10::IValue("a")).toTensor().equal(flat[1]));
+  EXPECT_TRUE(out.at(c10::IValue("c")).isNone());
+  v.pytree_types[0].fields = {"a", "b"};  // a re-signed manifest that swaps them
+  EXPECT_THROW(program_outputs(spec, flat, v, "who"), CorpusError);
+  v.pytree_types[0].fields = {"b", "a"};
+  EXPECT_THROW(program_outputs(node("m.Out", R"([["b", "b"], ["c"]])", 2), flat, v, "who"), CorpusError);
 }

@@ -242,7 +242,127 @@ def _dict_keys(corpus: Path, case: str, set_name: str, role: str, marker: Path, 
     return f"{role} wrapped in a dict whose two keys print alike"
 
 
+def _zeros_like_leaves(value: Any, batch_dim: bool) -> Any:
+    """The value with every tensor emptied along its first dimension (a 0-element batch), ints kept, lists
+    emptied."""
+    if isinstance(value, torch.Tensor):
+        return value[:0] if value.dim() else value.reshape(1)[:0]
+    if isinstance(value, tuple):
+        return tuple(_zeros_like_leaves(v, batch_dim) for v in value)
+    if isinstance(value, list):
+        return []
+    if isinstance(value, dict):
+        return {k: _zeros_like_leaves(v, batch_dim) for k, v in value.items()}
+    return value
+
+
+def _empty_goldens(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    """Every input set's inputs and goldens emptied (0-element batches, empty lists), re-signed: structures that
+    compare equal with nothing in them. Never a PASS: a result that compared nothing verified nothing."""
+    m = manifest(corpus, case)
+    for s in m["input_sets"]:
+        for r in ("inputs", "expected"):
+            path = corpus / case / s[r]["file"]
+            save(_zeros_like_leaves(torch.load(path, weights_only=True), True), path)
+    return "every set's inputs and goldens emptied"
+
+
+def side_effect_module(marker: Path, where: str) -> torch.jit.ScriptModule:
+    """A TorchScript module that writes ``marker`` (torch.save) from ``where``: "forward" or "__setstate__" (which
+    runs while the artifact loads)."""
+
+    class Writes(torch.nn.Module):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.n = torch.zeros(1)
+            self.path = path
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            torch.save(self.n, self.path)
+            return x
+
+    class WritesOnLoad(torch.nn.Module):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.n = torch.zeros(1)
+            self.path = path
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[torch.Tensor, str, bool]:
+            return (self.n, self.path, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[torch.Tensor, str, bool]) -> None:
+            self.n = state[0]
+            self.path = state[1]
+            self.training = state[2]
+            torch.save(self.n, self.path)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    return torch.jit.script((Writes if where == "forward" else WritesOnLoad)(str(marker)))
+
+
+def _side_effect_artifact(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    """The case's TorchScript artifact replaced by one whose forward, or whose __setstate__ (run while it loads),
+    writes a file with torch.save (the marker), re-signed."""
+    where = rng.choice(("forward", "__setstate__"))
+    artifact = corpus / case / manifest(corpus, case)["artifact"]["file"]
+    artifact.unlink()
+    side_effect_module(marker, where).save(str(artifact))
+    return f"artifact writes a file from {where}"
+
+
+def legacy_pickle_weight(pt2: Path, marker: Path) -> None:
+    """An exported program with one weight switched to use_pickle and its record replaced by a legacy (pre-zip)
+    torch.save whose unpickling runs ``touch marker`` (torch.export.load unpickles use_pickle payloads with
+    weights_only=False)."""
+    recs = records(pt2)
+    config_name = next(n for n, _ in recs if n.endswith("/data/weights/model_weights_config.json"))
+    config = json.loads(dict(recs)[config_name])
+    fqn, meta = next(iter(config["config"].items()))
+    meta["use_pickle"] = True
+    target = config_name.rsplit("/", 1)[0] + "/" + meta["path_name"]
+    buf = io.BytesIO()
+    torch.save(Marker(marker), buf, _use_new_zipfile_serialization=False)
+    write_zip(pt2, [(n, json.dumps(config).encode() if n == config_name else buf.getvalue() if n == target else d)
+                    for n, d in recs])
+
+
+def _legacy_pickle_pt2(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    program = next(v for v in manifest(corpus, case)["variants"] if v.get("file", "").endswith(".pt2"))
+    path = corpus / case / program["file"]
+    data = path.read_bytes()
+    path.unlink()  # (a hard link into golden/: never write through it)
+    path.write_bytes(data)
+    legacy_pickle_weight(path, marker)
+    return "a program weight made use_pickle with a legacy torch.save payload"
+
+
+def _huge_envelope(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
+    """A noise envelope of 1e300 on every output of the set, and its golden moved by 1000 at one element: a FAIL,
+    never reported "within" its envelope."""
+    from torchconform import _core
+
+    m = manifest(corpus, case)
+    s = next(x for x in m["input_sets"] if x["name"] == set_name)
+    path = set_file(corpus, case, set_name, "expected")
+    value = torch.load(path, weights_only=True)
+    paths = [leaf.path for leaf in _core.compare(value, value).leaves]  # every output path, as the runner names it
+    s["envelope"] = {"sources": ["ATEN_CPU_CAPABILITY=default"],
+                     "outputs": {p: {"max_abs": 1e300, "max_ulp": 1e18} for p in paths}}
+    (corpus / case / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    leaf = next(t for t in [value, *leaves(value)] if isinstance(t, torch.Tensor) and t.numel()
+                and t.dtype != torch.bool)
+    leaf.view(-1)[0] += 1000
+    save(value, path)
+    return "envelope 1e300, golden moved by 1000"
+
+
 ATTACKS: dict[str, Callable[..., str]] = {
     "neg_view": _neg_view, "record_size": _record_size, "tolerance": _tolerance,
     "malicious_data": _malicious_data, "handmade_pickle": _handmade_pickle, "dict_keys": _dict_keys,
+    "empty_goldens": _empty_goldens, "side_effect_artifact": _side_effect_artifact,
+    "legacy_pickle_pt2": _legacy_pickle_pt2, "huge_envelope": _huge_envelope,
 }

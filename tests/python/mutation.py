@@ -142,7 +142,10 @@ RULES = {"neg_view": "oracle", "dict_keys": "oracle", "record_size": "refuse", "
          "handmade_pickle": "refuse", "tolerance": "loosened", "link_out": "refuse", "link_in": "oracle",
          "dev_zero": "refuse", "fifo_data": "refuse", "declared_size": "refuse", "long_name": "refuse",
          "nul_name": "refuse", "control_text": "oracle", "malicious_pt2": "refuse", "malicious_artifact": "refuse",
-         "fifo_manifest": "refuse"}
+         "fifo_manifest": "refuse", "empty_goldens": "refuse", "side_effect_artifact": "refuse",
+         "legacy_pickle_pt2": "refuse", "huge_envelope": "envelope", "repeated_json_key": "refuse",
+         "fifo_artifact": "refuse"}
+PT2_KINDS = ("malicious_pt2", "legacy_pickle_pt2")  # drawn only from cases that have an exported program
 EVIL_TEXT = "\x1b[2K\rPASS  forged/line [cpu]\x07\n## heading\n| a |\u009b31m\u202eSSAP\u2028\u200b"
 
 
@@ -205,6 +208,17 @@ def _path_trick(kind: str, corpus: Path, case: str, m: dict[str, Any], s: dict[s
         mpath.unlink()
         os.mkfifo(mpath)
         return {"set": None, "resigned": "no"}
+    elif kind == "fifo_artifact":
+        artifact = corpus / case / m["artifact"]["file"]
+        artifact.unlink()
+        os.mkfifo(artifact)
+        return {"set": None, "artifact": "", "resigned": "no"}
+    elif kind == "repeated_json_key":
+        # A loose tolerance written before the real one: a first-wins reader would use it, a last-wins one not.
+        text = json.dumps(m, indent=1)
+        loose = '"tolerance": {"default": {"mode": "allclose", "atol": 1e9}, "outputs": {}},'
+        (corpus / case / "manifest.json").write_text("{" + loose + text[1:])
+        return {"set": None, "resigned": "manifest only"}
     return {"set": s["name"]}
 
 
@@ -218,7 +232,7 @@ def build_semantic(out: Path, count: int, seed: int, index: list[dict[str, Any]]
     kinds = sorted(RULES)
     for i in range(count):
         kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds)  # every kind at least once
-        candidates = [c for c in sources if kind != "malicious_pt2" or any(
+        candidates = [c for c in sources if kind not in PT2_KINDS or any(
             v.get("file", "").endswith(".pt2") for v in json.loads((GOLDEN / c / "manifest.json").read_text())
             .get("variants", []))]
         src = rng.choice(candidates)
@@ -232,6 +246,13 @@ def build_semantic(out: Path, count: int, seed: int, index: list[dict[str, Any]]
             entry["what"] = hostile.ATTACKS[kind](out, name, s["name"], role, marker, rng)
             if kind == "tolerance":
                 entry["role"] = "expected"  # the golden that was moved
+            # What the attack touched, so that only those results must be refused (a variant of a case whose
+            # TorchScript artifact was replaced still passes on its own file).
+            if kind == "side_effect_artifact":
+                entry.update({"set": None, "artifact": ""})
+            if kind == "legacy_pickle_pt2":
+                program = next(v for v in m["variants"] if v.get("file", "").endswith(".pt2"))
+                entry.update({"set": None, "artifact_prefix": program["name"]})
             rehash(out, name, index=False)
         else:
             entry.update(_path_trick(kind, out, name, m, s, role, outside, marker))
@@ -341,6 +362,10 @@ def judge_semantic(e: dict[str, Any], results: list[dict[str, Any]], truth: dict
     passed = [x for x in rows if x["verdict"] == "PASS"]
     if e["rule"] == "refuse":
         return f"semantic {e['kind']}: {verdicts}", bool(passed) or not rows
+    if e["rule"] == "envelope":
+        # The golden moved far beyond the tolerance under an enormous envelope: a FAIL, never "within" it.
+        within = [x for x in rows if x["verdict"] != "PASS" and (x.get("envelope") or {}).get("within")]
+        return f"semantic {e['kind']}: {verdicts}", bool(passed) or bool(within) or not rows
     if e["rule"] == "loosened":
         # A PASS is what the manifest asked for, but it must say so; an override that matches nothing fails.
         plain = [x for x in passed if not x["loosened"] and "LOOSENED" not in x["line"]]
@@ -375,11 +400,21 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
     if (work / "report.md").exists() and CONTROL.search((work / "report.md").read_text()):
         faces["problems"].append("report.md holds a raw control or bidirectional character")
 
+    done = call([*py, "tolerances", str(corpus), "--results", str(report)])
+    if done is not None and CONTROL.search(done.stdout + done.stderr):
+        faces["problems"].append("tolerances printed a raw control or bidirectional character")
+    done = call([*py, "bundle-check", str(corpus), "--results", str(report)])
+    if done is not None and (done.returncode == 0 or CONTROL.search(done.stdout + done.stderr)):
+        faces["problems"].append(f"bundle-check exited {done.returncode} or printed raw text on a mutated corpus")
+
     refused = {e["case"]: e for e in plan if e.get("rule") == "refuse"}
-    for e in [e for e in plan if e.get("kind") == "malicious_pt2"][:3]:
+    for e in [e for e in plan if e.get("kind") in PT2_KINDS][:4]:
         done = call([*py, "compile", str(corpus), "--case", e["case"], "--aoti-cache", str(work / "aoti")])
         if done is not None and done.returncode != 2:
             faces["problems"].append(f"compile accepted {e['case']} (exit {done.returncode})")
+        done = call([*py, "localize", str(corpus), "--case", e["case"]])
+        if done is not None and done.returncode != 2:
+            faces["problems"].append(f"localize accepted {e['case']} (exit {done.returncode})")
 
     # A sample corpus for the probe and the plugin (FIFOs left out: copying one would wait for a writer).
     sample = work / "sample"
@@ -411,11 +446,17 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
             faces["problems"].append(f"compat Python column passed {r['id']} ({e['kind']})")
         if r["class"] == compat.CRASH:
             faces["problems"].append(f"compat Python column: {r['detail']}")
-    done = call([sys.executable, "-m", "pytest", f"--torchconform-corpus={sample}", "-q", "-rA",
-                 "-p", "no:cacheprovider", "-o", "addopts=", "--torchconform-timeout", "120"], cwd=work)
-    if done is not None:
+    # The pytest plugin, as it is, and under pytest-xdist (each worker verifies its own items' cases).
+    for xdist in ([], ["-n", "2", "--dist", "loadgroup"]):
+        done = call([sys.executable, "-m", "pytest", f"--torchconform-corpus={sample}", "-q", "-rA",
+                     "-p", "no:cacheprovider", "-o", "addopts=", "--torchconform-timeout", "120", *xdist], cwd=work)
+        if done is None:
+            continue
         if done.returncode not in (0, 1):
-            faces["problems"].append(f"pytest plugin exited {done.returncode}: {done.stdout[-500:]}")
+            faces["problems"].append(f"pytest plugin{' under xdist' if xdist else ''} exited {done.returncode}: "
+                                     f"{done.stdout[-500:]}")
+        if CONTROL.search(done.stdout + done.stderr):
+            faces["problems"].append(f"pytest plugin{' under xdist' if xdist else ''} printed raw text")
         for line in done.stdout.splitlines():
             m = re.match(r"PASSED (s\d+_\w+)(?::([\w@]+))?\[(\w+)-cpu\]", line)
             e = refused.get(m.group(1)) if m else None
@@ -556,6 +597,7 @@ def run(runner: Path, count: int, seed: int, corpus_json: int = 20, semantic: in
             "code_executed": int(marker.exists()),
             "raw_control_characters_in_output": int(raw_output),
             "python_face_runs": face_report["runs"], "python_face_problems": face_report["problems"],
+            "face_hangs": sum(1 for p in face_report["problems"] if p.startswith("hang")),
             "outcomes": dict(sorted(outcomes.items())), "false_pass_details": false_pass[:10],
             "missing_details": missing[:10],
         }

@@ -133,3 +133,31 @@ def test_a_case_name_that_is_not_a_name_is_refused(prefix: Path, tmp_path: Path)
     shutil.rmtree(tmp_path / "b", ignore_errors=True)
     r = project(tmp_path, prefix, tmp_path / "nowhere")
     assert r.returncode != 0 and "not a torchconform corpus" in flat(r.stderr)
+
+
+def test_a_corpus_with_older_file_times_is_listed_again(prefix: Path, tmp_path: Path) -> None:
+    """The per-result tests are re-listed when corpus.json's content changes, not its time: a corpus replaced by one
+    with a new case but older file times (tar x, cp -a) gets the new case's tests (it used to keep the old list, so
+    a new FAILing case had no test and ctest said 100% passed)."""
+    import hostile
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(hostile.single(tmp_path / "one", "process_outputs"), corpus)
+    assert project(tmp_path, prefix, corpus).returncode == 0
+    before = listed(tmp_path)
+    assert before and not any(x.startswith("c.simple_cnn") for x in before)
+    two = hostile.single(tmp_path / "two", "simple_cnn")
+    shutil.copytree(GOLDEN / "process_outputs", two / "process_outputs")
+    index = json.loads((GOLDEN / "corpus.json").read_text())
+    index["cases"] = [c for c in index["cases"] if c["name"] in ("simple_cnn", "process_outputs")]
+    (two / "corpus.json").write_text(json.dumps(index))
+    old = 1_000_000_000  # 2001: older than the list ctest wrote
+    for path in [two, *two.rglob("*")]:
+        os.utime(path, (old, old))
+    shutil.rmtree(corpus)
+    shutil.copytree(two, corpus, copy_function=shutil.copy2)  # (keeps the old times, as cp -a does)
+    for path in [corpus, *corpus.rglob("*")]:
+        os.utime(path, (old, old))
+    after = listed(tmp_path)
+    assert any(x.startswith("c.simple_cnn") for x in after), after
+    assert sorted(after) != sorted(before)

@@ -29,11 +29,13 @@ def sweep(runner: Path, capsys: pytest.CaptureFixture[str], name: str, **sizes: 
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     text = (f"{name} (seed {SEED}): {summary['mutations']} mutations ({summary['semantic']} semantic) in "
-            f"{summary['seconds']} s; false PASS {summary['false_pass']}, code executed "
-            f"{summary['code_executed']}, runner deaths {summary['runner_died']}, crashes {summary['crashed']}, "
-            f"hangs {summary['timed_out']}, cases without a result {summary['missing_results']}, raw control "
-            f"characters in the output {summary['raw_control_characters_in_output']}; Python faces: "
-            f"{summary['python_face_runs']} runs, {len(summary['python_face_problems'])} problems\n"
+            f"{summary['seconds']} s: {summary['false_pass']} false PASS, {summary['code_executed']} payloads run, "
+            f"{summary['timed_out'] + summary['face_hangs']} hangs, "
+            f"{summary['raw_control_characters_in_output']} raw control characters; runner deaths "
+            f"{summary['runner_died']}, crashes {summary['crashed']}, cases without a result "
+            f"{summary['missing_results']}; Python faces (report, tolerances, bundle-check, compile, localize, the "
+            f"compat probe, the pytest plugin with and without xdist): {summary['python_face_runs']} runs, "
+            f"{len(summary['python_face_problems'])} problems\n"
             + "".join(f"  {n:4d}  {outcome}\n" for outcome, n in summary["outcomes"].items()))
     # Printed at the end of the session by conftest (under pytest-xdist a worker's output is not shown).
     (out / f"{name}.summary.txt").write_text(text)

@@ -111,4 +111,9 @@ enum class OverrideCheck { kEach, kCollect };
 Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy,
                    OverrideCheck overrides = OverrideCheck::kEach);
 
+// Why an equal comparison verified nothing ("" when it compared at least one element): equal structures with no
+// element in them (empty tensors, empty containers). Such a result is not a pass: the runner's rule, which the faces
+// that judge outputs produced elsewhere get through the bindings' compare_output.
+std::string compared_nothing(const Comparison& c);
+
 }  // namespace torchconform

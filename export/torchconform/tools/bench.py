@@ -319,10 +319,11 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     # allocator, page cache) that would otherwise land on whichever of floor and verify runs first. The verification
     # comes first and must pass: the floor and the Python loop below read the corpus without hashing it, so they run
     # only on a corpus the core's checked reader has just accepted whole.
-    code, _, _ = verification.run([str(corpus), "--no-isolate", "--quiet"]
-                                  + (["--aoti-cache", aoti_cache] if aoti_cache else []), out=quiet)
+    code, results, _ = verification.run([str(corpus), "--no-isolate", "--quiet"]
+                                        + (["--aoti-cache", aoti_cache] if aoti_cache else []), out=quiet)
     if code != 0:
-        raise ValueError(f"{corpus}: verify exited {code}; bench measures a corpus that passes")
+        first = next((r.line for r in results if r.verdict not in ("PASS", "XFAIL")), "")
+        raise ValueError(f"{corpus}: verify exited {code} ({first}); bench measures a corpus that passes")
     _core.measure_floor(opened, "cpu", 0, 2, aoti_cache)
     for _ in range(rounds):
         t0 = time.perf_counter()

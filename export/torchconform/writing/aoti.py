@@ -96,10 +96,10 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
     for c, _ in programs:
         missing = [ns for ns in c.operator_namespaces if ns not in registered]
         if missing:
-            raise ValueError(f"{c.name}: its programs call operators of namespace "
-                             f"{', '.join(terminal(n) for n in missing)}, which nothing in this process registers: "
-                             "load the library with --load-library PATH or import the module that registers them "
-                             "with --import MODULE" + _exported_with(c.operator_libraries))
+            names = ", ".join(repr(terminal(n)) for n in missing)
+            raise ValueError(f"{c.name}: its programs call operators of namespace {names}, which nothing in this "
+                             "process registers: load the library with --load-library PATH or import the module that "
+                             "registers them with --import MODULE" + _exported_with(c.operator_libraries))
     forbidden = [] if allow_side_effects else list(_core.side_effect_operators())
     jobs = [(c, v, d) for c, v in programs for d in devices]
     todo: list[tuple[int, str, dict[str, Any], tuple[Any, ...]]] = []
