@@ -486,10 +486,19 @@ PYBIND11_MODULE(_core, m) {
         "--allow-side-effects.");
   m.def(
       "check_torchscript_code",
-      [](const py::bytes& data, const std::string& what) { check_torchscript_code(std::string(data), what); },
+      [](const py::bytes& data, const std::string& what) -> std::string {
+        try {
+          check_torchscript_code(std::string(data), what);
+        } catch (const CorpusError& e) {
+          if (e.kind() == ErrorKind::kLoad) return e.what();  // unreadable here: a load failure, not a refusal
+          throw;
+        }
+        return "";
+      },
       py::arg("data"), py::arg("what"),
       "Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it "
-      "before torch.jit.load (a module's __setstate__ runs while it loads).");
+      "before torch.jit.load (a module's __setstate__ runs while it loads). Returns '' when it was checked, else why "
+      "this LibTorch cannot open the archive (a load failure, e.g. a file format from a newer PyTorch).");
   m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
         py::arg("torch_version") = std::string(libtorch_version()),
         "Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an "

@@ -57,7 +57,9 @@ def case_sets(corpus: Path) -> list[tuple[Any, dict[str, Any], bytes, dict[str, 
         if c.error or not m.get("artifact"):
             continue
         data = _core.read_case_file(opened, c.name, m["artifact"]["file"])
-        _core.check_torchscript_code(data, f"{c.name}/{m['artifact']['file']}")
+        unreadable = _core.check_torchscript_code(data, f"{c.name}/{m['artifact']['file']}")
+        if unreadable:
+            raise ValueError(unreadable)
         for s in m["input_sets"]:
             out.append(((opened, c), m, data, s))
     return out

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <functional>
+#include <memory>
 #include <sstream>
 
 namespace torchconform {
@@ -221,9 +222,17 @@ void check_torchscript_code(const std::string& bytes, const std::string& what) {
   static const std::vector<std::pair<std::string, std::string>> names = {
       {"from_file", "aten::from_file"}, {"save", "aten::save"}, {"print", "prim::Print"},
       {"_print", "aten::_print"}, {"load_tensor", "debugprims::load_tensor"}};
-  const auto records = check_zip(bytes, what);
+  check_zip(bytes, what);
   std::istringstream in(bytes);
-  caffe2::serialize::PyTorchStreamReader archive(&in);
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  try {
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(&in);
+  } catch (const c10::Error& e) {
+    // The same reader torch::jit::load uses: what it cannot open (e.g. a file format from a newer PyTorch), this
+    // LibTorch cannot load either. A load error, not a refusal.
+    throw CorpusError(what + ": torch::jit::load failed: " + torch_message(e), ErrorKind::kLoad);
+  }
+  auto& archive = *reader;
   for (const auto& record : archive.getAllRecords()) {
     if (record.rfind("code/", 0) != 0 || record.size() < 3 || record.compare(record.size() - 3, 3, ".py") != 0)
       continue;

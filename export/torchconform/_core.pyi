@@ -407,9 +407,9 @@ def check_aoti_cache(cache: str) -> None:
     """
     Raises UsageError when another local user could have written into the cache (not this user's, group- or world-writable, or under a parent others can change).
     """
-def check_torchscript_code(data: bytes, what: str) -> None:
+def check_torchscript_code(data: bytes, what: str) -> str:
     """
-    Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it before torch.jit.load (a module's __setstate__ runs while it loads).
+    Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it before torch.jit.load (a module's __setstate__ runs while it loads). Returns '' when it was checked, else why this LibTorch cannot open the archive (a load failure, e.g. a file format from a newer PyTorch).
     """
 def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None) -> Comparison:
     """
@@ -417,7 +417,7 @@ def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = No
     """
 def compare_output(corpus: Corpus, case: str, artifact: str, input_set: str, actual: typing.Any) -> Comparison:
     """
-    An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name).
+    An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name); raises CorpusError when it compared nothing (an empty golden), which is not a pass.
     """
 def corpus_schema() -> str:
     """

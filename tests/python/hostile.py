@@ -330,6 +330,13 @@ def legacy_pickle_weight(pt2: Path, marker: Path) -> None:
                     for n, d in recs])
 
 
+def has_weights(pt2: Path) -> bool:
+    """Whether the exported program stores weights (a payload record ``legacy_pickle_weight`` can switch)."""
+    recs = dict(records(pt2))
+    config = next((d for n, d in recs.items() if n.endswith("/data/weights/model_weights_config.json")), b"{}")
+    return bool(json.loads(config).get("config"))
+
+
 def _legacy_pickle_pt2(corpus: Path, case: str, set_name: str, role: str, marker: Path, rng: Any) -> str:
     program = next(v for v in manifest(corpus, case)["variants"] if v.get("file", "").endswith(".pt2"))
     path = corpus / case / program["file"]

@@ -60,9 +60,11 @@ def sweep(runner: Path, capsys: pytest.CaptureFixture[str], name: str, **sizes: 
 def test_a_deterministic_sample_never_passes_and_never_crashes(runner: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """The default tier's share of the sweep: every semantic kind once, a few dozen byte-level mutations and damaged
-    corpus.json files, the Python faces on the sample; the same seed, so the same corpora every run."""
-    summary = sweep(runner, capsys, "mutation-sample", count=40, corpus_json=3, semantic=len(RULES))
-    assert summary["mutations"] >= 40 + 3 + len(RULES)
+    corpus.json files, the quick Python faces (report, tolerances, bundle-check, compile, localize; the compat probe
+    and the plugin with and without xdist have dedicated tests in this tier, and run in the full sweep); the same
+    seed, so the same corpora every run."""
+    summary = sweep(runner, capsys, "mutation-sample", count=24, corpus_json=2, semantic=len(RULES), faces="quick")
+    assert summary["mutations"] >= 24 + 2 + len(RULES)
 
 
 @pytest.mark.heavy

@@ -42,8 +42,10 @@ struct RunOptions {
 // The operators through which a TorchScript artifact can act outside the process (aten::from_file,
 // aten::save...): refused unless RunOptions::allow_side_effects.
 const std::vector<std::string>& side_effect_operators();
-// Refuses (CorpusError) a TorchScript archive whose code names one of them, before anything of it is loaded (a
-// module's __setstate__ runs during torch::jit::load). The runner checks the loaded graphs again after.
+// Refuses (CorpusError, kind corpus) a TorchScript archive whose code names one of them, before anything of it is
+// loaded (a module's __setstate__ runs during torch::jit::load); an archive this LibTorch cannot open at all (a file
+// format from a newer PyTorch) is a CorpusError of kind load, with LibTorch's message. The runner checks the loaded
+// graphs again after.
 void check_torchscript_code(const std::string& bytes, const std::string& what);
 
 // Whether a result id matches one --result glob (fnmatch; `*` also matches `/` and `:`), and whether it is selected

@@ -204,7 +204,9 @@ def _checked_torchscript(opened: Any, case: str, file: str) -> bytes:
     """A TorchScript artifact's bytes through the core's checked reader, refused when its code calls an operator that
     acts outside the process (``torch.jit.load`` runs a module's ``__setstate__``: checked before it)."""
     data = _core.read_case_file(opened, case, file)
-    _core.check_torchscript_code(data, f"{case}/{file}")
+    unreadable = _core.check_torchscript_code(data, f"{case}/{file}")
+    if unreadable:
+        raise ValueError(unreadable)
     return data
 
 

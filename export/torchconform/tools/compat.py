@@ -144,6 +144,11 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(EXPORT_ROOT), "PYTHONHASHSEED": "0"}
 
 
+class Unreadable(ValueError):
+    """A TorchScript archive this process's LibTorch cannot open (a newer file format): its code cannot be checked,
+    so it is not staged; the result is a load failure with LibTorch's message, as the runner reports it."""
+
+
 class Stager:
     """Corpus files for an interpreter without the core (another PyTorch's): each read once through the core's
     checked reader (a regular file inside the corpus, of its declared size and SHA-256; TorchScript code checked for
@@ -156,7 +161,9 @@ class Stager:
     def __call__(self, case: str, rel: str, torchscript: bool = False) -> dict[str, Any]:
         data = _core.read_case_file(self.opened, case, rel)
         if torchscript:
-            _core.check_torchscript_code(data, f"{case}/{rel}")
+            unreadable = _core.check_torchscript_code(data, f"{case}/{rel}")
+            if unreadable:  # this core's LibTorch cannot open it to check its code: it is not handed over
+                raise Unreadable(unreadable)
         self.count += 1
         path = self.work / f"staged-{self.count}"
         path.write_bytes(data)
@@ -189,8 +196,9 @@ def python_jobs(opened: Any, work: Path, repeat: int = 2) -> tuple[list[dict[str
             seen.add(label)
             try:
                 file = stage(case.name, a["file"]["file"], torchscript=a["kind"] == "torchscript")
-            except _core.CorpusError as e:  # refused before any interpreter sees it: never covered by a mark
-                direct += [{"case": case.name, "artifact": label, "set": n, "status": "corpus_error",
+            except (_core.CorpusError, Unreadable) as e:  # not handed to the other interpreter
+                status = "load_error" if isinstance(e, Unreadable) else "corpus_error"  # (a refusal: never marked)
+                direct += [{"case": case.name, "artifact": label, "set": n, "status": status,
                             "message": str(e), "outputs": ""} for n in a["sets"]]
                 continue
             job_sets = []
