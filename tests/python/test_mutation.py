@@ -21,9 +21,12 @@ from mutation import RULES, failures, run
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
 SEED = int(os.environ.get("TORCHCONFORM_MUTATION_SEED", "20261126"))
+FACES = {"quick": "report, tolerances, bundle-check, compile, localize",
+         "all": "report, tolerances, bundle-check, compile, localize, the compat probe, the pytest plugin with and "
+                "without xdist"}
 
 
-def sweep(runner: Path, capsys: pytest.CaptureFixture[str], name: str, **sizes: int) -> dict:
+def sweep(runner: Path, capsys: pytest.CaptureFixture[str], name: str, **sizes: int | str) -> dict:
     summary = run(runner, seed=SEED, **sizes)
     out = ROOT / "build" / "test-results"
     out.mkdir(parents=True, exist_ok=True)
@@ -33,9 +36,8 @@ def sweep(runner: Path, capsys: pytest.CaptureFixture[str], name: str, **sizes: 
             f"{summary['timed_out'] + summary['face_hangs']} hangs, "
             f"{summary['raw_control_characters_in_output']} raw control characters; runner deaths "
             f"{summary['runner_died']}, crashes {summary['crashed']}, cases without a result "
-            f"{summary['missing_results']}; Python faces (report, tolerances, bundle-check, compile, localize, the "
-            f"compat probe, the pytest plugin with and without xdist): {summary['python_face_runs']} runs, "
-            f"{len(summary['python_face_problems'])} problems\n"
+            f"{summary['missing_results']}; Python faces ({FACES[sizes.get('faces', 'all')]}): "
+            f"{summary['python_face_runs']} runs, {len(summary['python_face_problems'])} problems\n"
             + "".join(f"  {n:4d}  {outcome}\n" for outcome, n in summary["outcomes"].items()))
     # Printed at the end of the session by conftest (under pytest-xdist a worker's output is not shown).
     (out / f"{name}.summary.txt").write_text(text)
