@@ -3,6 +3,7 @@
 #include <torchconform/bench.h>
 #include <torchconform/runner.h>
 
+#include <torch/serialize.h>  // pickle_load of saved outputs
 #include <torch/python.h>  // at::Tensor <-> torch.Tensor casters (same storage: no copy)
 
 #include <pybind11/functional.h>
@@ -197,15 +198,17 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "compare",
-      [](const py::object& expected, const py::object& actual, const py::object& tolerance) {
+      [](const py::object& expected, const py::object& actual, const py::object& tolerance, bool per_set) {
         const TolerancePolicy policy = policy_from(tolerance);
         const c10::IValue e = to_ivalue(expected, "expected"), a = to_ivalue(actual, "actual");
         py::gil_scoped_release release;
-        return compare(e, a, policy);
+        return compare(e, a, policy, per_set ? OverrideCheck::kCollect : OverrideCheck::kEach);
       },
-      py::arg("expected"), py::arg("actual"), py::arg("tolerance") = py::none(),
+      py::arg("expected"), py::arg("actual"), py::arg("tolerance") = py::none(), py::arg("per_set") = false,
       "Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a "
-      "manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.");
+      "manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults. "
+      "A per-output tolerance that reaches no output fails the comparison, unless `per_set` (one set of a case "
+      "whose other sets call other methods, as the runner compares them: overrides_used says which were used).");
 
   py::class_<InputSetSpec>(m, "InputSet")
       .def_readonly("name", &InputSetSpec::name)
@@ -481,6 +484,20 @@ PYBIND11_MODULE(_core, m) {
       "The one checked door into a corpus for every face: the bytes of a file the case's manifest declares "
       "(relative to the case directory), a regular file inside the corpus, of its declared size and SHA-256, read "
       "once. Raises CorpusError.");
+  m.def(
+      "load_output",
+      [](const py::bytes& data) {
+        const std::string bytes(data);
+        c10::IValue value;
+        {
+          py::gil_scoped_release release;
+          value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+        }
+        return to_python(value);
+      },
+      py::arg("data"),
+      "An output a runner saved with --save-outputs (torch::pickle_save, typed containers included), as torch "
+      "objects: a run compared with another run. Only for files this process's own runs wrote.");
   m.def("side_effect_operators", &side_effect_operators,
         "The operators through which an artifact can act outside the process (file I/O, printing): refused unless "
         "--allow-side-effects.");

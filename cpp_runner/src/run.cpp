@@ -9,8 +9,12 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <torch/serialize.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
@@ -252,6 +256,18 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
   return r;
 }
 
+// RunOptions::save_outputs: the result's output as torch.save writes it (a torch::pickle_save zip).
+void save_output(const std::string& dir, const SetResult& r) {
+  namespace fs = std::filesystem;
+  const fs::path where = fs::path(dir) / r.case_name / (r.artifact.empty() ? "_" : r.artifact);
+  std::error_code ec;
+  fs::create_directories(where, ec);
+  const std::vector<char> bytes = torch::pickle_save(r.output);
+  std::ofstream f(where / (r.set_name + ".pt"), std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw std::runtime_error("--save-outputs: cannot write " + (where / (r.set_name + ".pt")).string());
+}
+
 void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const VariantSpec* variant, SetResult& r) {
   // A mark states how a model behaves on a PyTorch version; it never covers a corpus that is unreadable, unsigned
   // or unsafe (that is not a behaviour of the model) nor a runtime this build lacks.
@@ -401,6 +417,8 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
                                 "(inlined by freezing or the passes); the TorchScript artifact's result on this set "
                                 "localises";
       }
+      if (!o.save_outputs.empty() && (r.verdict == Verdict::kPass || r.verdict == Verdict::kFail))
+        save_output(o.save_outputs, r);
       all_compared = all_compared && r.verdict != Verdict::kError;
       overrides_used.insert(r.comparison.overrides_used.begin(), r.comparison.overrides_used.end());
       apply_xfail(c, s, a.variant, r);

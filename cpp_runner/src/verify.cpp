@@ -95,6 +95,10 @@ const std::vector<Option>& table() {
        "print): refused by default, since a hostile artifact can rewrite files while it is verified; only for a "
        "corpus whose authors you trust",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.allow_side_effects = true; }},
+      {"--save-outputs", "DIR",
+       "also write every output a result produced to DIR/<case>/<artifact or _>/<set>.pt (torch.load-able), to "
+       "compare one run with another directly",
+       [](VerifyOptions& o, const std::string&, const std::string& v) { o.save_outputs = v; }},
       {"--localize", nullptr,
        "replay the recorded submodule calls of every set that has them (export --record-submodules), not only on a "
        "FAIL, and report each submodule's own error",
@@ -386,6 +390,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
     ro.allow_side_effects = options.allow_side_effects;
+    ro.save_outputs = options.save_outputs.empty() ? "" : options.save_outputs + "/" + device.str();
     ro.localize = options.localize;
     ro.results = options.results;
     apply_policy(ro);

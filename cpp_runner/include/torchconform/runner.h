@@ -37,6 +37,10 @@ struct RunOptions {
   // Run TorchScript artifacts that call operators acting outside the process (side_effect_operators: file I/O,
   // printing). Off by default: such an artifact is refused unloaded. For corpora whose authors the user trusts.
   bool allow_side_effects = false;
+  // When set, every result that produced an output (PASS, FAIL) also writes it, as torch.save would (zip, loadable
+  // with torch.load(weights_only=True)), to <dir>/<case>/<artifact label, or "_">/<set>.pt: a run compared with
+  // another run directly (`torchconform upgrade`: one PyTorch's outputs against another's).
+  std::string save_outputs;
 };
 
 // The operators through which a TorchScript artifact can act outside the process (aten::from_file,
@@ -292,6 +296,7 @@ struct VerifyOptions {
   std::vector<std::string> libraries;
   bool allow_tf32 = false;  // RunOptions::allow_tf32
   bool allow_side_effects = false;  // RunOptions::allow_side_effects
+  std::string save_outputs;         // RunOptions::save_outputs
   RunOptions::Localize localize = RunOptions::Localize::kOnFail;
   // --shard K/N: only the cases of shard K (1-based) of N; --durations: a previous JSON report whose per-case
   // seconds balance the shards (else a stable hash of the case name decides).

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -176,6 +177,53 @@ def _compat(args: argparse.Namespace) -> int:
     print((args.out / "compat.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'compat.md'}, {args.out / 'compat.json'}")
     return code
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from .. import _core
+    from ..tools.upgrade import Plan, run
+
+    log = _stderr(args.quiet) or (lambda m: None)
+    try:
+        if not args.to:
+            raise ValueError("give --to VERSION (repeatable): the torch version(s) to move to")
+        if args.corpus and not args.corpus.is_dir():
+            raise ValueError(f"--corpus {args.corpus}: not a directory")
+        for spec in args.cases or []:
+            if spec.endswith(".py") and not Path(spec).is_file():
+                raise ValueError(f"--cases {spec}: no such file")
+        if not (args.cases or args.builtin or args.corpus or args.merge):
+            raise ValueError("give the models: --cases FILE_OR_MODULE, --corpus DIR (exported with --from), or "
+                             "--builtin")
+        extras = list(args.with_ or [])
+        for req in args.requirements or []:
+            try:
+                extras += [line.split("#")[0].strip() for line in req.read_text().splitlines()
+                           if line.split("#")[0].strip()]
+            except OSError as e:
+                raise ValueError(f"--requirements {req}: {e}") from e
+        if any(x.split("=")[0].split("<")[0].split(">")[0].strip().lower() == "torch" for x in extras):
+            raise ValueError("--with/--requirements name torch: the versions come from --from and --to")
+        env_specs = {}
+        for spec in args.env or []:
+            version, sep, rest = spec.partition("=")
+            if not sep or not version or not rest:
+                raise ValueError(f"--env {spec!r}: expected VERSION=PYTHON[:RUNNER]")
+            env_specs[version] = rest
+        for version in [args.from_version, *args.to]:
+            if not re.fullmatch(r"\d+\.\d+\.\d+([a-z0-9.+]*)?", version):
+                raise ValueError(f"torch version {version!r}: expected an exact version such as 2.15.0 (never a "
+                                 "range: it would pull a multi-GB CUDA build)")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
+        plan = Plan(args.from_version, args.to, cases=args.cases or [], builtin=args.builtin, corpus=args.corpus,
+                    extras=extras, env_specs=env_specs, cache=args.cache, aoti_cache=args.aoti_cache, out=args.out,
+                    timeout=args.timeout, jobs=args.jobs, tool=args.env_tool)
+        return run(plan, cells=args.cell, list_only=args.list_cells, merge_from=args.merge, waivers=args.waivers,
+                   log=log)
+    except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
+        print(f"torchconform upgrade: error: {terminal(e)}", file=sys.stderr)
+        return 2
 
 
 def _tolerances(args: argparse.Namespace) -> int:
@@ -379,6 +427,45 @@ def main(argv: list[str] | None = None) -> int:
     cpt.add_argument("--timeout", type=float, default=1800, help="seconds per process (default: 1800)")
     cpt.add_argument("--quiet", action="store_true", help="no progress lines")
     cpt.set_defaults(run=_compat)
+
+    upg = sub.add_parser("upgrade", help="may these models move from one PyTorch to another? A verdict per model "
+                                          "(PASS, DRIFT, REBUILD-REQUIRED, ROLLBACK-UNSAFE, BREAK) from environments "
+                                          "and runners per version (docs/upgrade.md); exit 0 all PASS/DRIFT, 1 a "
+                                          "break, 2 not checked")
+    upg.add_argument("--cases", action="append", metavar="MODULE_OR_FILE",
+                     help="the models: the cases declared in this file or module (repeatable)")
+    upg.add_argument("--corpus", type=Path, help="what you ship: a corpus exported with --from (with --cases it is "
+                                                 "used instead of exporting with --from)")
+    upg.add_argument("--builtin", action="store_true", help="torchconform's own cases (ci/upgrade.sh)")
+    upg.add_argument("--from", dest="from_version", required=True, metavar="VERSION",
+                     help="the torch version you run today, exactly (2.13.0)")
+    upg.add_argument("--to", action="append", metavar="VERSION", help="a torch version to move to (repeatable)")
+    upg.add_argument("--with", dest="with_", action="append", metavar="REQUIREMENT",
+                     help="an extra requirement for every environment, e.g. torchvision==0.30.0 (repeatable)")
+    upg.add_argument("--requirements", action="append", type=Path, metavar="FILE",
+                     help="extra requirements for every environment, one per line (repeatable)")
+    upg.add_argument("--env", action="append", metavar="VERSION=PYTHON[:RUNNER]",
+                     help="use an environment you have for VERSION (and its torchconform-run) instead of making one")
+    upg.add_argument("--env-tool", choices=("auto", "uv", "pip"), default="auto",
+                     help="how environments are made: uv (its cache hard-links torch), venv + pip, or uv where it "
+                          "is installed (default)")
+    upg.add_argument("--waivers", type=Path, metavar="FILE", help="accepted verdicts with a reason and an expiry "
+                                                                  "date (docs/upgrade.md)")
+    upg.add_argument("--out", type=Path, default=Path("build/upgrade"),
+                     help="where upgrade.md/json/xml/png and cells/ go (default: build/upgrade)")
+    upg.add_argument("--cache", type=Path, help="environments, runners, exports and packages (default: "
+                                                "$TORCHCONFORM_UPGRADE_CACHE, else ~/.cache/torchconform/upgrade)")
+    upg.add_argument("--aoti-cache", type=Path, help=cache_help)
+    upg.add_argument("--list-cells", action="store_true", help="print the plan's cells, one per line, and run "
+                                                               "nothing")
+    upg.add_argument("--cell", action="append", metavar="ID", help="run only this cell (repeatable; a CI matrix "
+                                                                   "fans them out) and write its JSON to cells/")
+    upg.add_argument("--merge", action="append", type=Path, metavar="DIR_OR_JSON",
+                     help="join cell results (their JSON, or directories of them) into the report")
+    upg.add_argument("--timeout", type=float, default=1800, help="seconds per process (default: 1800)")
+    upg.add_argument("--jobs", type=int, default=2, help="parallel jobs of a runner build (default: 2)")
+    upg.add_argument("--quiet", action="store_true", help="no progress lines")
+    upg.set_defaults(run=_upgrade)
 
     given = list(argv) if argv is not None else sys.argv[1:]
     if given[:1] == ["verify"]:  # its options are torchconform-run's: the core's one table parses them

@@ -269,13 +269,16 @@ def run_python_cell(runtime: Runtime, corpus: Path, timeout: float) -> dict[str,
 
 
 def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: float,
-                 extra: list[str] | None = None) -> dict[str, Any]:
+                 extra: list[str] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The corpus verified by ``runtime``'s runner, classified; ``env``: extra environment for the runner (e.g.
+    LD_PRELOAD of a library a service would link). The cell keeps the runner's stderr (its warnings are findings)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [runtime.runner, str(corpus), "--device", "cpu", "--json", str(report), "--quiet",
                "--aoti-cache", str(aoti_cache), *(extra or [])]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, **env} if env else None)
         except subprocess.TimeoutExpired:
             return summarize([{"class": CRASH, "detail": f"no result within {timeout:.0f} s", "id": ""}])
         if not report.exists():
@@ -284,6 +287,8 @@ def run_cpp_cell(runtime: Runtime, corpus: Path, aoti_cache: Path, timeout: floa
     cell = summarize([{**classify_cpp_row(r), "id": _result_id(r["case"], r["artifact"], r["input_set"])}
                       for r in data["results"]])
     cell["runtimes"] = data.get("runtimes", {})
+    cell["stderr"] = done.stderr[-20000:]
+    cell["rows"] = data["results"]
     missing = [n for n, r in cell["runtimes"].items() if not r["available"]]
     if missing:  # runtimes this LibTorch lacks make no rows: say so in the cell
         cell["not_built"] = {n: cell["runtimes"][n]["detail"] for n in missing}
@@ -328,7 +333,8 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
 
 
 def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, timeout: float,
-                log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+                log: Callable[[str], None], env: dict[str, str] | None = None,
+                only_into: str = "") -> dict[str, dict[str, Any]]:
     """AOTInductor packages across versions (pytorch#123745: no promise that a package loads in another release):
     for every pair of runtimes whose runner has AOTInductor, the packages version A compiled from this corpus's
     programs, put where version B's runner looks for its own (a cache of their own, under B's key), run by B's runner
@@ -341,6 +347,8 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
         packages = [r for r in row.get("aoti_compile", {}).get(a.name, [])
                     if r.get("status") in ("compiled", "cached") and Path(r["package"]).is_file()]
         for b in able:
+            if only_into and b.name != only_into:
+                continue
             key = f"{a.name}->{b.name}"
             if not packages:
                 cells[key] = summarize([{"class": NOT_RUN, "id": "",
@@ -358,9 +366,9 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
                     if recorded.is_file():
                         shutil.copyfile(recorded, target.with_name("key.json"))
                     selection += ["--result", f"{r['case']}:{r['variant']}@aoti/*"]
-                cell = run_cpp_cell(b, corpus, Path(tmp), timeout, selection)
-            cell.pop("runtimes", None)
-            cell.pop("not_built", None)
+                cell = run_cpp_cell(b, corpus, Path(tmp), timeout, selection, env)
+            for key_ in ("runtimes", "not_built", "rows"):
+                cell.pop(key_, None)
             cells[key] = cell
     return cells
 
@@ -388,6 +396,18 @@ def reexport(runtime: Runtime, out: Path, timeout: float) -> tuple[bool, str]:
     if done.returncode != 0 or not (out / "corpus.json").exists():
         return False, _last_line(done.stderr, f"exit status {done.returncode}")
     return True, ""
+
+
+def leaf_stats(c: Any) -> list[dict[str, Any]]:
+    """Per compared output (leaf) of a core Comparison: how far apart, the minimum tolerance that would pass it, and
+    whether the tolerance it was compared under does (JSON-safe: inf as None)."""
+    def num(v: float) -> float | None:
+        return None if v != v or v in (float("inf"), float("-inf")) else float(v)
+
+    return [{"path": leaf.path, "dtype": leaf.dtype, "ok": bool(leaf.ok), "total": int(leaf.total),
+             "mismatched": int(leaf.mismatched), "max_abs": num(leaf.max_abs), "max_rel": num(leaf.max_rel),
+             "max_ulp": num(leaf.max_ulp), "needed_rtol": num(leaf.needed_rtol), "needed_atol": num(leaf.needed_atol),
+             "tolerance": leaf.tolerance} for leaf in c.leaves]
 
 
 def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
@@ -420,17 +440,19 @@ def compare_corpora(reference: Path, other: Path) -> dict[str, Any]:
                                                     _core.load_set(oth, name, s["name"]))
             if o["inputs"]["sha256"] != s["inputs"]["sha256"]:
                 c = _core.compare(ref_in, oth_in, exact)
-                if not c.ok:
-                    results.append({"class": DRIFT, "id": rid, "detail": f"inputs differ ({c.mismatched}/{c.total} "
-                                                                         f"elements, max abs {c.max_abs:.3g}): "
-                                                                         f"{c.summary()}"})
+                if not c.ok:  # goldens of other inputs say nothing about each other: not compared
+                    results.append({"class": NOT_RUN, "id": rid, "detail": f"the re-export drew other inputs "
+                                                                           f"({c.mismatched}/{c.total} elements "
+                                                                           f"differ, max abs {c.max_abs:.3g}): "
+                                                                           "its goldens are not comparable"})
                     continue
             c = _core.compare(ref_exp, oth_exp, m["tolerance"])
             # Other bytes (e.g. another torch.save layout) can still hold bitwise-equal values.
             same_values = c.ok and _core.compare(ref_exp, oth_exp, exact).ok
             results.append({"class": DRIFT if not c.ok else PASS, "id": rid, "bitwise": same_values,
                             "detail": f"goldens differ: {c.mismatched}/{c.total} elements, max abs {c.max_abs:.3g}: "
-                                      f"{c.summary()}" if not c.ok else f"within tolerance, max abs {c.max_abs:.3g}"})
+                                      f"{c.summary()}" if not c.ok else f"within tolerance, max abs {c.max_abs:.3g}",
+                            "outputs": leaf_stats(c)})
     cell = summarize(results)
     # Bitwise-equal goldens vs equal within the tolerance: both pass, the difference is news.
     cell["bitwise"] = sum(1 for r in results if r.get("bitwise"))
@@ -527,7 +549,9 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
             if rt.runner:
                 row.setdefault("aoti_compile", {})[rt.name] = compile_for(rt, path, aoti_cache, log)
                 log(f"[compat] {label} on torch {rt.name}: C++")
-                row["cells"][f"{rt.name}/cpp"] = run_cpp_cell(rt, path, aoti_cache, timeout)
+                cell = run_cpp_cell(rt, path, aoti_cache, timeout)
+                cell.pop("rows", None)  # (the classified results are the cell's; the report rows stay with upgrade)
+                row["cells"][f"{rt.name}/cpp"] = cell
             log(f"[compat]   {time.perf_counter() - t0:.0f} s")
         if made_by is not None:
             row["reexport"] = compare_corpora(corpora[0][1], path)
