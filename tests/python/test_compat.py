@@ -257,6 +257,16 @@ def test_compat_refuses_bad_arguments(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{OLD}",
                            "--runtime", f"2:{no_torch}"], capture_output=True, text=True)
     assert done.returncode == 2 and "cannot import torch: ModuleNotFoundError" in done.stderr
+    # --reexport re-exports the built-in cases: a reference corpus of other cases is refused (it was "load failure:
+    # case missing from the re-export" with exit 0), pointing at `torchconform upgrade`.
+    import hostile
+
+    mine = hostile.single(tmp_path / "mine", "process_outputs", name="my_model")
+    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"mine:{mine}",
+                           "--runtime", f"this:{sys.executable}", "--reexport", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "holds others (my_model)" in done.stderr and "torchconform upgrade" in \
+        done.stderr, done.stderr
 
 
 @pytest.mark.e2e

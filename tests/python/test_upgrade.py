@@ -230,6 +230,7 @@ def test_upgrade_refuses_what_it_cannot_check(tmp_path: Path) -> None:
                           ([], "give --to VERSION"),
                           (["--to", "2.15.0", "--env", "2.15.0"], "expected VERSION=PYTHON"),
                           (["--to", "2.15.0", "--env", f"2.15.0={sys.executable}"], "not 2.15.0"),
+                          (["--to", "2.15.0", "--env", f"1.9.0={sys.executable}"], "neither --from nor a --to"),
                           (["--to", "2.15.0", "--env", "2.15.0=/nowhere/python"], "no interpreter")]:
         r = tc(*base, *args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

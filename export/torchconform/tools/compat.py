@@ -527,6 +527,14 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
     rows_in: list[tuple[str, Path, Runtime | None]] = [(name, path, None) for name, path in corpora]
     reexport_failures: dict[str, str] = {}
     if do_reexport:
+        from ..authoring.registry import select
+
+        builtin = {c.name for c in select([])}
+        reference = {c["name"] for c in json.loads((corpora[0][1] / "corpus.json").read_text())["cases"]}
+        if not reference <= builtin:
+            raise ValueError(f"--reexport re-exports torchconform's built-in cases, and the reference corpus "
+                             f"{corpora[0][0]} holds others ({', '.join(sorted(reference - builtin))}): for your own "
+                             "cases use `torchconform upgrade --cases FILE --from A --to B` (docs/upgrade.md)")
         for rt in runtimes:
             target = out / f"reexport-{rt.name}"
             log(f"[compat] re-exporting the built-in cases with torch {rt.name}")

@@ -515,8 +515,9 @@ def cell_packages(ctx: Context, f: str, t: str) -> dict[str, Any]:
     for model in models:
         models[model]["warnings"] = warn.get(model, []) + warn.get("*", [])
     return {"cell": f"packages:{f}<->{t}", "models": models, "linkings": list(linkings),
-            "assumes": "the runner as built (LibTorch linked as a CMake project links `torch`: with the linker's "
-                       "--as-needed, libtorch.so itself is not loaded); the other linking is shown beside it"}
+            "assumes": "both linkings of a service: the runner as built (a CMake project that links `torch` with "
+                       "the linker's --as-needed, Debian's default, does not load libtorch.so) and with libtorch.so "
+                       "loaded; a package that fails in either makes the verdict, and its reason names the linking"}
 
 
 def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
