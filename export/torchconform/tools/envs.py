@@ -243,18 +243,25 @@ def build_runner(env: Env, root: Path, log: Callable[[str], None], jobs: int = 2
     return env.runner
 
 
+SCHEMA = PACKAGE.parents[1] / "docs" / "corpus-schema.json"  # what schema.py reads where the core is absent
+
+
 def portable_package(root: Path) -> Path:
     """A directory to put on another interpreter's ``PYTHONPATH``: this torchconform package without its compiled
-    core (built for one LibTorch; exporting and the probes do not need it). Refreshed when the sources change."""
-    files = sorted(p for p in PACKAGE.rglob("*.py"))
-    key = digest(*(f"{p.relative_to(PACKAGE)}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files))
+    core (built for one LibTorch; exporting and the probes do not need it), laid out as in the checkout
+    (``export/torchconform`` beside ``docs/corpus-schema.json``, which the exporter validates manifests with).
+    Refreshed when the sources change."""
+    files = sorted([*PACKAGE.rglob("*.py"), SCHEMA])
+    key = digest(*(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in files))
     out = root / "python" / key
-    if not (out / "torchconform" / "__init__.py").is_file():
+    if not (out / "export" / "torchconform" / "__init__.py").is_file():
         tmp = out.with_name(out.name + f".partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(PACKAGE, tmp / "torchconform",
+        shutil.copytree(PACKAGE, tmp / "export" / "torchconform",
                         ignore=shutil.ignore_patterns("_core*.so", "_core*.pyd", "__pycache__", "*.pyc"))
+        (tmp / "docs").mkdir()
+        shutil.copyfile(SCHEMA, tmp / "docs" / "corpus-schema.json")
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(out)
-    return out
+    return out / "export"

@@ -149,7 +149,7 @@ class Context:
         key = envs.digest(version, env.python, env.torch, _core.__version__, *self._cases_key(),
                           *sorted(self.plan.extras))
         out = self.root / "exports" / f"torch-{env.torch}-{key}"
-        record_file = out.with_suffix(".json")
+        record_file = out.parent / (out.name + ".json")  # (not with_suffix: "2.13.0+cpu" has dots of its own)
         if (out / "corpus.json").is_file() and record_file.is_file():
             return out, json.loads(record_file.read_text())
         self.log(f"[upgrade] exporting the cases with torch {env.torch} ({out})")
