@@ -22,7 +22,24 @@ def terminal(text: Any) -> str:
     shown."""
     from . import _core
 
+    if _core is None:  # another PyTorch's interpreter (torchconform upgrade's exports): the parent reads its output
+        return _without_core(str(text))
     return _core.printable(str(text))
+
+
+def _without_core(text: str) -> str:
+    """What an interpreter without the core prints (an export by another PyTorch, whose output the parent reads and
+    escapes again with the core's printable): every control, format (bidi, zero-width), separator and unassigned
+    character as a visible escape."""
+    import unicodedata
+
+    def visible(c: str) -> str:
+        if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return c
+        n = ord(c)
+        return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+    return "".join(visible(c) for c in text)
 
 
 def markdown(text: Any) -> str:

@@ -354,7 +354,9 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
                 cells[key] = summarize([{"class": NOT_RUN, "id": "",
                                          "detail": f"torch {a.name} compiled no AOTInductor package here"}])
                 continue
-            log(f"[compat] {row['corpus']}: AOTInductor packages of torch {a.name} in LibTorch {b.name}'s runner")
+            preload = (env or {}).get("LD_PRELOAD")
+            log(f"[compat] {row['corpus']}: AOTInductor packages of torch {a.name} in LibTorch {b.name}'s runner"
+                + (f" (LD_PRELOAD={Path(preload).name})" if preload else ""))
             with tempfile.TemporaryDirectory(prefix="torchconform-aoti-across-") as tmp:
                 selection = []
                 for r in packages:

@@ -190,13 +190,25 @@ def source_root() -> Path:
                      f"the project); {PACKAGE} is an installed copy without them: pass --env VERSION=PYTHON:RUNNER")
 
 
-def source_digest(root: Path) -> str:
-    files = sorted([*(root / "cpp_runner").rglob("*"), *(root / "cmake").rglob("*"), root / "CMakeLists.txt",
-                    root / "pyproject.toml", root / "docs" / "corpus-schema.json"])
+RUNNER_SOURCES = ("CMakeLists.txt", "pyproject.toml", "cpp_runner", "cmake", "docs/corpus-schema.json")
+
+
+def source_snapshot(root: Path, into: Path) -> str:
+    """Copies what a runner is built from (RUNNER_SOURCES) out of the checkout into ``into`` and returns its digest: a
+    runner is built from the copy, so that the sources it is cached under are the ones compiled (an edit made while a
+    build runs would otherwise mix two versions of a header into one binary)."""
+    shutil.rmtree(into, ignore_errors=True)
+    for name in RUNNER_SOURCES:
+        src, dst = root / name, into / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copyfile(src, dst)
     h = hashlib.sha256()
-    for f in files:
+    for f in sorted(into.rglob("*")):
         if f.is_file():
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+            h.update(str(f.relative_to(into)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -215,13 +227,17 @@ def build_runner(env: Env, root: Path, log: Callable[[str], None], jobs: int = 2
 
     if env.runner:
         return env.runner
-    src = source_root()
-    key = digest(env.torch, _core.__version__, compiler_id(), source_digest(src))
+    snapshot = root / "sources" / f"{os.getpid()}-{env.torch}"
+    key = digest(env.torch, _core.__version__, compiler_id(), source_snapshot(source_root(), snapshot))
     build = root / "runners" / f"torch-{env.torch}-{key}"
     runner = build / "cpp_runner" / "torchconform-run"
     if runner.is_file() and (build / ".torchconform-runner").is_file():
+        shutil.rmtree(snapshot, ignore_errors=True)
         env.runner = str(runner)
         return env.runner
+    src = build.with_name(build.name + ".src")  # the snapshot the build compiles (its paths are in the build's files)
+    shutil.rmtree(src, ignore_errors=True)
+    snapshot.rename(src)
     log(f"[upgrade] building torchconform-run against LibTorch {env.torch} ({build}; a few minutes, once)")
     t0 = time.perf_counter()
     options = ["-DTORCHCONFORM_BUILD_TESTS=OFF", "-DTORCHCONFORM_BUILD_PYTHON=OFF"]

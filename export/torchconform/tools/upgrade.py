@@ -103,6 +103,7 @@ class Context:
         self.root.mkdir(parents=True, exist_ok=True)
         self._envs: dict[str, envs.Env] = {}
         self._packages: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._corpora: dict[str, tuple[Path | None, dict[str, Any]]] = {}
         # The user's AOTInductor cache, as `torchconform compile` uses it (its key holds the torch version).
         self.aoti_cache = Path(_core.prepare_aoti_cache(str(plan.aoti_cache or _core.default_aoti_cache())))
         self.work = plan.out / "work"
@@ -145,6 +146,11 @@ class Context:
         export's record: {"ok", "failed": {model: message}, "warnings": {model or "*": [lines]}, "seconds"}."""
         if version == self.plan.from_version and self.plan.corpus is not None:
             return self.plan.corpus, {"ok": True, "failed": {}, "warnings": {}, "given": True}
+        if version not in self._corpora:  # once per run, a failed export too (three cells ask for it)
+            self._corpora[version] = self._export(version)
+        return self._corpora[version]
+
+    def _export(self, version: str) -> tuple[Path | None, dict[str, Any]]:
         env = self.env(version)
         key = envs.digest(version, env.python, env.torch, _core.__version__, *self._cases_key(),
                           *sorted(self.plan.extras))
@@ -205,9 +211,22 @@ def _this_runner() -> str:
     return verification.runner_executable()
 
 
+_SITE = re.compile(r"^\S*?(?:site|dist)-packages/")
+
+
+def warning_line(line: str) -> str | None:
+    """A warning as a report shows it: the line that says it, the interpreter's path before site-packages dropped
+    (a report names no local paths); None for lines that are not warnings, and for the source line Python prints
+    under a warning ("  warnings.warn(")."""
+    if line[:1].isspace() or not WARNING.search(line):
+        return None
+    return terminal(_SITE.sub("", line.strip())[:400])
+
+
 def export_record(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """Failures and warnings per model from an export's progress (``[i/N] case: ...`` after each case; a warning
-    printed before a case's line belongs to that case)."""
+    printed before a case's line belongs to that case). A warning every model got is the environment's ("*": e.g. a
+    deprecation of an API the export uses), said once."""
     failed: dict[str, str] = {}
     warnings: dict[str, list[str]] = {}
     pending: list[str] = []
@@ -216,16 +235,21 @@ def export_record(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         if m:
             if ": FAILED: " in line:
                 failed[m.group(1)] = line.split(": FAILED: ", 1)[1]
-            if pending:
-                warnings.setdefault(m.group(1), []).extend(pending)
-                pending = []
-        elif WARNING.search(line):
-            pending.append(line.strip()[:400])
+            warnings.setdefault(m.group(1), []).extend(pending)
+            pending = []
+        elif (w := warning_line(line)) is not None:
+            pending.append(w)
     if pending:
         warnings.setdefault("*", []).extend(pending)
     if done.returncode not in (0, 2) or (done.returncode == 2 and not failed):
         failed["*"] = compat._last_line(done.stderr, f"exit status {done.returncode}")
-    return {"failed": failed, "warnings": {k: sorted(set(v))[:20] for k, v in warnings.items()},
+    models = [k for k in warnings if k != "*"]
+    common = set.intersection(*(set(warnings[k]) for k in models)) if len(models) > 1 else set()
+    if common:
+        warnings["*"] = [*warnings.get("*", []), *sorted(common)]
+        for k in models:
+            warnings[k] = [w for w in warnings[k] if w not in common]
+    return {"failed": failed, "warnings": {k: sorted(set(v))[:20] for k, v in warnings.items() if v},
             "exit": done.returncode}
 
 
@@ -244,11 +268,11 @@ def by_model(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def warnings_by_model(stderr: str, models: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in stderr.splitlines():
-        if not WARNING.search(line):
+        if (w := warning_line(line)) is None:
             continue
         hit = [m for m in models if re.search(rf"\b{re.escape(m)}\b", line)]
         for m in hit or ["*"]:
-            out.setdefault(m, []).append(terminal(line.strip()[:400]))
+            out.setdefault(m, []).append(w)
     return {k: sorted(set(v))[:20] for k, v in out.items()}
 
 
@@ -305,7 +329,8 @@ def cell_capture(ctx: Context, version: str) -> dict[str, Any]:
         models[name] = {"captured": False, "error": message, "failed_variants": {},
                         "warnings": record["warnings"].get(name, [])}
     return {"cell": f"capture:{version}", "torch": ctx.env(version).torch, "corpus": str(corpus or ""),
-            "models": models, "warnings": record["warnings"].get("*", []), "seconds": record.get("seconds", 0.0)}
+            "models": models, "warnings": record["warnings"].get("*", []), "failed": record["failed"],
+            "seconds": record.get("seconds", 0.0)}
 
 
 def operators_of(corpus: Path) -> dict[str, list[str]]:

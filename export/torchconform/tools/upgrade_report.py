@@ -38,6 +38,13 @@ def markdown_report(result: dict[str, Any]) -> str:
         out.append(f"| {markdown(v['model'])} | {markdown(v['to'])} | **{markdown(word)}** | {markdown(reasons)} |")
     if result["unchecked"]:
         out += ["", "Not checked:", ""] + [f"- {markdown(u)}" for u in result["unchecked"]]
+    said = {}  # what a version's export said of every model: once, not in each model's row
+    for c in result["cells"]:
+        if c["cell"].startswith("capture:") and c.get("warnings"):
+            said[c["cell"].split(":", 1)[1]] = c["warnings"]
+    if said:
+        out += ["", "Warnings of the export itself (every model):", ""]
+        out += [f"- torch {markdown(v)}: {markdown(w)}" for v, ws in said.items() for w in ws[:5]]
     if result["waiver_notes"]:
         out += ["", "Waivers:", ""] + [f"- {markdown(n)}" for n in result["waiver_notes"]]
     moved = [d for d in result["drift"] if (d.get("max_abs") or 0) > 0 or not d.get("ok", True)]

@@ -65,8 +65,8 @@ def judge(model: str, f: str, t: str, cells: dict[str, dict[str, Any]]) -> Verdi
     if cap_f and cap_t:
         a, b = cap_f["models"].get(model), cap_t["models"].get(model)
         if a and a["captured"] and (not b or not b["captured"]):
-            v.raise_to("BREAK", f"capture: the export fails with torch {t}: {(b or {}).get('error', 'no case')}",
-                       "capture")
+            why = (b or {}).get("error") or cap_t.get("failed", {}).get("*") or "the case is missing from its corpus"
+            v.raise_to("BREAK", f"capture: the export fails with torch {t}: {why}", "capture")
         elif b and a:
             for name, why in b["failed_variants"].items():
                 if name not in a["failed_variants"]:
@@ -76,7 +76,8 @@ def judge(model: str, f: str, t: str, cells: dict[str, dict[str, Any]]) -> Verdi
                 if name not in b["failed_variants"]:
                     v.reasons.append(f"capture: variant {name} captures with torch {t} (it failed with {f})")
         for w in (b or {}).get("warnings", [])[:3]:
-            v.reasons.append(f"warning at capture with torch {t}: {w}")
+            if w not in (a or {}).get("warnings", []):  # what the new version says, not what both say
+                v.reasons.append(f"warning at capture with torch {t}: {w}")
     ops = cell(f"ops:{f}->{t}")
     if ops and model in ops["models"]:
         o = ops["models"][model]
