@@ -30,9 +30,21 @@ c10::IValue to_ivalue(const py::handle& obj, const std::string& where) {
     return c10::ivalue::Tuple::create(std::move(items));
   }
   if (py::isinstance<py::list>(obj)) {
-    c10::impl::GenericList list(c10::AnyType::get());
+    std::vector<c10::IValue> items;
     size_t i = 0;
-    for (const auto& x : obj) list.push_back(to_ivalue(x, where + "[" + std::to_string(i++) + "]"));
+    for (const auto& x : obj) items.push_back(to_ivalue(x, where + "[" + std::to_string(i++) + "]"));
+    // Typed as torch.load types it (List[Tensor], List[int]...) when the elements agree, so that a TorchScript
+    // method taking List[Tensor] accepts it; Any otherwise.
+    c10::TypePtr element = c10::AnyType::get();
+    if (!items.empty()) {
+      const c10::TypePtr first = items[0].type();
+      if (std::all_of(items.begin(), items.end(), [&](const c10::IValue& x) { return *x.type() == *first; }) &&
+          (items[0].isTensor() || items[0].isInt() || items[0].isDouble() || items[0].isBool() ||
+           items[0].isString()))
+        element = items[0].isTensor() ? c10::TensorType::get() : first;
+    }
+    c10::impl::GenericList list(element);
+    for (auto& x : items) list.push_back(std::move(x));
     return list;
   }
   if (py::isinstance<py::dict>(obj)) {
@@ -171,7 +183,12 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("needed_rtol", &LeafReport::needed_rtol)
       .def_readonly("needed_atol", &LeafReport::needed_atol)
       .def_readonly("weak", &LeafReport::weak,
-                    "why the golden checks little, judged from its values (empty, constant, within atol), or ''")
+                    "why the golden checks little, judged from its values (empty, constant, within atol, a "
+                    "tolerance that accepts more than 1% of relative error on most elements), or ''")
+      .def_readonly("accepts_rel_error", &LeafReport::accepts_rel_error,
+                    "the relative error the tolerance accepts on every element of this golden")
+      .def_readonly("accepts_rel_error_median", &LeafReport::accepts_rel_error_median,
+                    "the relative error the tolerance accepts on most elements (at the median |value|)")
       .def("__repr__", [](const LeafReport& l) {
         return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
       });
@@ -198,17 +215,22 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "compare",
-      [](const py::object& expected, const py::object& actual, const py::object& tolerance, bool per_set) {
+      [](const py::object& expected, const py::object& actual, const py::object& tolerance, bool per_set,
+         double sensitivity) {
+        if (!(sensitivity > 0)) throw UsageError("sensitivity must be > 0");
         const TolerancePolicy policy = policy_from(tolerance);
         const c10::IValue e = to_ivalue(expected, "expected"), a = to_ivalue(actual, "actual");
         py::gil_scoped_release release;
-        return compare(e, a, policy, per_set ? OverrideCheck::kCollect : OverrideCheck::kEach);
+        return compare(e, a, policy, per_set ? OverrideCheck::kCollect : OverrideCheck::kEach, sensitivity);
       },
       py::arg("expected"), py::arg("actual"), py::arg("tolerance") = py::none(), py::arg("per_set") = false,
+      py::arg("sensitivity") = kDefaultSensitivity,
       "Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a "
       "manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults. "
       "A per-output tolerance that reaches no output fails the comparison, unless `per_set` (one set of a case "
-      "whose other sets call other methods, as the runner compares them: overrides_used says which were used).");
+      "whose other sets call other methods, as the runner compares them: overrides_used says which were used). "
+      "`sensitivity`: the relative error a tolerance must detect on most elements of a floating golden (LeafReport."
+      "weak past it).");
 
   py::class_<InputSetSpec>(m, "InputSet")
       .def_readonly("name", &InputSetSpec::name)
@@ -454,6 +476,46 @@ PYBIND11_MODULE(_core, m) {
       "An output produced elsewhere (another PyTorch, another process) compared with the set's golden under the "
       "artifact's tolerance, exactly as the runner compares its own (artifact: a plan label or a variant name); "
       "raises CorpusError when it compared nothing (an empty golden), which is not a pass.");
+  py::class_<OpenedArtifact>(m, "OpenedArtifact",
+                             "One artifact of a case loaded once by the runner's runtime, called on new inputs")
+      .def_property_readonly("runtime", &OpenedArtifact::runtime)
+      .def_property_readonly("load_seconds", &OpenedArtifact::load_seconds)
+      .def(
+          "call",
+          [](const OpenedArtifact& o, const py::tuple& args, const std::string& method,
+             const std::vector<std::string>& keywords, std::optional<int64_t> seed) {
+            std::vector<c10::IValue> values;
+            for (size_t i = 0; i < args.size(); ++i) values.push_back(to_ivalue(args[i], "args[" + std::to_string(i) + "]"));
+            c10::IValue out;
+            {
+              py::gil_scoped_release release;
+              out = o.call(method, values, keywords, seed);
+            }
+            return to_python(out);
+          },
+          py::arg("args"), py::arg("method") = "forward", py::arg("keywords") = std::vector<std::string>{},
+          py::arg("seed") = py::none(),
+          "Call the artifact as the runner calls an input set: `args` the positional arguments then the values of "
+          "`keywords`; the output on the CPU. CorpusError when the call is refused (a program's guards) or raises.");
+  m.def(
+      "open_artifact",
+      [](const Corpus& corpus, const std::string& name, const std::string& artifact, const std::string& device,
+         const std::string& aoti_cache, bool allow_side_effects, int threads) {
+        RunOptions o;
+        o.device = c10::Device(device);
+        o.aoti_cache = aoti_cache;
+        o.allow_side_effects = allow_side_effects;
+        o.threads = threads ? threads : corpus.exported_threads;
+        o.repeat = 1;
+        const CaseSpec& c = find_case(corpus, name);
+        py::gil_scoped_release release;
+        return OpenedArtifact(c, artifact, o);
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("artifact"), py::arg("device") = "cpu", py::arg("aoti_cache") = "",
+      py::arg("allow_side_effects") = false, py::arg("threads") = 0,
+      "Load one artifact of a case (a plan label: '' for the TorchScript artifact, 'export@aoti'...) with the "
+      "runner's runtime, as a verification loads it (threads: 0 for the corpus's exported_with.threads), to call it "
+      "on inputs that are not in the corpus (torchconform fuzz).");
   m.def("shard_names", &shard_names, py::arg("names"), py::arg("k"), py::arg("n"),
         py::arg("costs") = std::map<std::string, double>{},
         "The names (cases) of shard k (1-based) of n, as --shard K/N picks them: a stable hash of the name, or "
@@ -557,6 +619,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("aoti_cache", &VerifyOptions::aoti_cache)
       .def_readonly("allow_tf32", &VerifyOptions::allow_tf32)
       .def_readonly("allow_side_effects", &VerifyOptions::allow_side_effects)
+      .def_readonly("sensitivity", &VerifyOptions::sensitivity)
       .def_property_readonly("localize",
                              [](const VerifyOptions& o) {
                                using L = RunOptions::Localize;

@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TORCHCONFORM_VENV:-$ROOT/.venv}"
 # torch is pinned exactly: a range would let pip pull a multi-GB CUDA build.
 TORCH_PIN="torch==2.13.0"
-PY_DEPS=(pybind11 scikit-build-core ninja pytest pytest-xdist numpy matplotlib jsonschema)
+PY_DEPS=(pybind11 scikit-build-core ninja pytest pytest-xdist numpy matplotlib jsonschema hypothesis)
 STAMP="$VENV/.torchconform-setup"
 STAMP_VALUE="$TORCH_PIN ${PY_DEPS[*]}"
 
@@ -44,7 +44,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] \
-   && "$VENV/bin/python" -c "import torch, pybind11, pytest, xdist, numpy, scikit_build_core, matplotlib, jsonschema" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import torch, pybind11, pytest, xdist, numpy, scikit_build_core, matplotlib, jsonschema, hypothesis" 2>/dev/null; then
   log "venv up to date ($VENV)"
 else
   log "installing $TORCH_PIN ${PY_DEPS[*]} into $VENV"

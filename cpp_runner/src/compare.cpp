@@ -170,24 +170,56 @@ int64_t floating_loop(const T* ep, const T* ap, int64_t n, c10::ScalarType dtype
   return worst;
 }
 
-// Why a golden would check little (judged from its values, never from what a manifest says): empty (nothing is
-// compared), constant (a runtime returning that constant passes), or every |value| within the absolute tolerance
-// (a runtime returning zeros passes). "" when it checks what it seems to.
+// How sensitive a golden is under its tolerance, judged from its values (never from what a manifest says): the
+// relative error that passes on every element (e * (1 + r) passes |a - e| <= atol + rtol * |e| while
+// r <= atol / max|e| + rtol) and on most of them (at the median |e|), and why the golden checks nothing real: empty
+// (nothing is compared), constant (a runtime returning that constant passes), or every |value| within atol (zeros
+// pass). "" when none of these. ULP mode accepts max_ulp * eps of relative error whatever the values; exact none.
+// Whether the accepted error is too large for the user is compare()'s `sensitivity` (Comparison::weak).
 template <typename T>
-std::string weak_golden(const T* ep, int64_t n, const Tolerance& tol, double atol) {
+std::string weak_golden(const T* ep, int64_t n, const Tolerance& tol, double rtol, double atol, double eps,
+                        LeafReport& leaf) {
+  leaf.accepts_rel_error = leaf.accepts_rel_error_median = 0;
   if (n == 0) return "empty tensor (nothing is compared)";
   bool constant = n > 1;
   double biggest = 0;
+  std::vector<double> magnitudes;
+  magnitudes.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(ep[i]);
     if (constant && !(x == static_cast<double>(ep[0]) || (std::isnan(x) && std::isnan(static_cast<double>(ep[0])))))
       constant = false;
-    biggest = std::max(biggest, std::fabs(x));
+    if (std::isfinite(x)) {
+      biggest = std::max(biggest, std::fabs(x));
+      magnitudes.push_back(std::fabs(x));
+    }
+  }
+  if (tol.mode == ToleranceMode::kUlp)
+    leaf.accepts_rel_error = leaf.accepts_rel_error_median = static_cast<double>(tol.max_ulp) * eps;
+  if (tol.mode == ToleranceMode::kAllClose) {
+    double median = 0;
+    if (!magnitudes.empty()) {
+      auto mid = magnitudes.begin() + static_cast<std::ptrdiff_t>(magnitudes.size() / 2);
+      std::nth_element(magnitudes.begin(), mid, magnitudes.end());
+      median = *mid;
+    }
+    leaf.accepts_rel_error = biggest > 0 ? atol / biggest + rtol : kInf;
+    leaf.accepts_rel_error_median = median > 0 ? atol / median + rtol : kInf;
+    leaf.golden_max_abs = biggest;
+    leaf.golden_median_abs = median;
   }
   if (constant) return "all " + std::to_string(n) + " elements are " + fmt(static_cast<double>(ep[0])) + " (constant)";
   if (tol.mode == ToleranceMode::kAllClose && biggest <= atol)
     return "every |value| is at most " + fmt(biggest) + ", within atol " + fmt(atol) + " (zeros would pass)";
   return "";
+}
+
+std::string percent(double r) {
+  if (std::isinf(r)) return "any";
+  std::ostringstream os;
+  os.precision(3);
+  os << r * 100 << "%";
+  return os.str();
 }
 
 // Element-wise comparison of two same-dtype, same-shape CPU tensors of a real floating dtype.
@@ -213,15 +245,15 @@ void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::Scala
     const at::Tensor e = e_in.contiguous(), a = a_in.contiguous();
     if (dtype == c10::kFloat) {
       worst = floating_loop(e.data_ptr<float>(), a.data_ptr<float>(), leaf.total, dtype, tol, rtol, atol, leaf);
-      leaf.weak = weak_golden(e.data_ptr<float>(), leaf.total, tol, atol);
+      leaf.weak = weak_golden(e.data_ptr<float>(), leaf.total, tol, rtol, atol, machine_epsilon(dtype), leaf);
     } else {
       worst = floating_loop(e.data_ptr<double>(), a.data_ptr<double>(), leaf.total, dtype, tol, rtol, atol, leaf);
-      leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, atol);
+      leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, rtol, atol, machine_epsilon(dtype), leaf);
     }
   } else {
     const at::Tensor e = e_in.to(at::kDouble).contiguous(), a = a_in.to(at::kDouble).contiguous();
     worst = floating_loop(e.data_ptr<double>(), a.data_ptr<double>(), leaf.total, dtype, tol, rtol, atol, leaf);
-    leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, atol);
+    leaf.weak = weak_golden(e.data_ptr<double>(), leaf.total, tol, rtol, atol, machine_epsilon(dtype), leaf);
   }
   if (worst >= 0) leaf.worst_index = index_text(worst, e_in.sizes());
 }
@@ -565,10 +597,19 @@ std::string Comparison::tolerance_note() const {
 }
 
 Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy,
-                   OverrideCheck overrides) {
+                   OverrideCheck overrides, double sensitivity) {
   Comparison c;
   std::set<std::string> used;
   walk(expected, actual, "$", policy, used, c.leaves);
+  // A tolerance that lets most elements be wrong by more than `sensitivity` checks little (a golden of logits at
+  // most 4.7e-5 under atol 1e-5 passes an output 20% wrong everywhere).
+  for (auto& l : c.leaves)
+    if (l.floating && l.weak.empty() && l.accepts_rel_error_median > sensitivity)
+      l.weak = "the tolerance (" + l.tolerance + ") accepts a " + percent(l.accepts_rel_error) +
+               " error on every element and " + percent(l.accepts_rel_error_median) +
+               " on most: |values| of at most " + fmt(l.golden_max_abs, "%.3g") + ", median " +
+               fmt(l.golden_median_abs, "%.3g") +
+               " (more than " + percent(sensitivity) + " would pass)";
   c.overrides_used.assign(used.begin(), used.end());
   // A per-output tolerance that applies to nothing is a manifest error, never silently ignored (a typo would
   // otherwise leave the output it meant under the default, or hide that an override was meant to loosen something).

@@ -25,7 +25,8 @@ void to_json(nlohmann::json& j, const LeafReport& l) {
        {"worst_actual", l.worst_actual}, {"tolerance", l.tolerance},
        {"custom_tolerance", l.custom_tolerance}, {"loosened", l.loosened},
        {"needed_rtol", num(l.needed_rtol)}, {"needed_atol", num(l.needed_atol)},
-       {"weak", l.weak}};
+       {"weak", l.weak},          {"accepts_rel_error", num(l.accepts_rel_error)},
+       {"accepts_rel_error_median", num(l.accepts_rel_error_median)}};
 }
 
 void from_json(const nlohmann::json& j, LeafReport& l) {
@@ -48,6 +49,8 @@ void from_json(const nlohmann::json& j, LeafReport& l) {
   l.needed_rtol = num(j.at("needed_rtol"));
   l.needed_atol = num(j.at("needed_atol"));
   l.weak = j.at("weak").get<std::string>();
+  l.accepts_rel_error = num(j.at("accepts_rel_error"));
+  l.accepts_rel_error_median = num(j.at("accepts_rel_error_median"));
   l.floating = l.dtype.rfind("float", 0) == 0 || l.dtype.rfind("bfloat", 0) == 0 || l.dtype.rfind("complex", 0) == 0 ||
                l.kind == "float";
 }

@@ -103,6 +103,7 @@ std::string describe_policy(const RunOptions& o) {
   os << "device " << o.device.str() << ", threads " << at::get_num_threads() << ", calls per input set "
      << std::max(1, o.repeat) << ", InferenceMode, TensorExpr fuser off";
   if (o.allow_side_effects) os << ", side-effect operators ALLOWED (--allow-side-effects)";
+  if (o.sensitivity != kDefaultSensitivity) os << ", goldens weak past " << o.sensitivity * 100 << "% (--sensitivity)";
   if (o.device.is_cuda())
     os << (o.allow_tf32 ? ", TF32 ON (cuBLAS, cuDNN; --allow-tf32, a measurement: the goldens are IEEE float32)"
                         : ", TF32 off (cuBLAS, cuDNN)")
@@ -218,10 +219,10 @@ SetResult run_set(const CaseSpec& c, const InputSetSpec& s, const SetData& d, bo
       r.output = to_device(out, c10::Device(c10::kCPU));
       // Overrides are checked per artifact over all its sets (run_case), not per call: a set calling another
       // method may return another structure.
-      r.comparison = compare(d.expected, r.output, *a.tolerance, OverrideCheck::kCollect);
+      r.comparison = compare(d.expected, r.output, *a.tolerance, OverrideCheck::kCollect, o.sensitivity);
       if (reference) {
         r.has_reference = true;
-        r.vs_artifact = compare(*reference, r.output, *a.tolerance, OverrideCheck::kCollect);
+        r.vs_artifact = compare(*reference, r.output, *a.tolerance, OverrideCheck::kCollect, o.sensitivity);
       }
       r.compare_seconds += since(tk);
       if (!r.comparison.ok || (reference && !r.vs_artifact.ok)) {
@@ -442,5 +443,66 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
   }
   return results;
 }
+
+struct OpenedArtifact::State {
+  CaseSpec c;  // a copy: the plan points into it
+  PlannedArtifact a;
+  Loaded loaded;
+  RunOptions o;
+};
+
+OpenedArtifact::OpenedArtifact(const CaseSpec& c, const std::string& label, const RunOptions& o)
+    : state_(std::make_shared<State>()) {
+  State& st = *state_;
+  st.c = c;
+  st.o = o;
+  if (!st.c.error.empty()) throw CorpusError(st.c.error);
+  bool found = false;
+  std::string labels;
+  for (const auto& a : plan_artifacts(st.c)) {
+    labels += (labels.empty() ? "'" : ", '") + a.label + "'";
+    if (a.label != label) continue;
+    found = true;
+    if (a.status != PlannedArtifact::Status::kRun) throw CorpusError(artifact_who(st.c, a) + ": " + a.why);
+    st.a = a;
+  }
+  if (!found) throw CorpusError(c.name + ": no artifact '" + label + "' in the plan (" + labels + ")");
+  const auto missing = missing_operator_namespaces(st.c);
+  if (!missing.empty()) {
+    std::string names;
+    for (const auto& n : missing) names += (names.empty() ? "'" : ", '") + n + "'";
+    throw CorpusError(artifact_who(st.c, st.a) + ": not run: it calls operators of namespace " + names +
+                          ", which no loaded library registers (--load-library PATH)",
+                      ErrorKind::kNotRun);
+  }
+  apply_policy(st.o);
+  st.loaded = runtime_for(st.a.runtime).load(st.c, st.a, st.o, LoadMode::kVerified);
+}
+
+c10::IValue OpenedArtifact::call(const std::string& method, const std::vector<c10::IValue>& args,
+                                 const std::vector<std::string>& keywords, std::optional<int64_t> seed) const {
+  const State& st = *state_;
+  InputSetSpec s;
+  s.name = "call";
+  s.method = method;
+  s.keywords = keywords;
+  s.seed = seed;
+  std::vector<c10::IValue> on_device;
+  for (const auto& x : args) on_device.push_back(to_device(x, st.o.device, /*copy=*/true));
+  c10::InferenceMode guard;
+  const Call call_fn = st.loaded.prepare(s, std::move(on_device));
+  if (seed) torch::manual_seed(static_cast<uint64_t>(*seed));
+  c10::IValue out;
+  try {
+    out = call_fn();
+    if (st.o.device.is_cuda()) torch::cuda::synchronize();
+  } catch (const c10::Error& e) {
+    throw CorpusError(artifact_who(st.c, st.a) + ": " + method + " raised: " + torch_message(e), ErrorKind::kCall);
+  }
+  return to_device(out, c10::Device(c10::kCPU));
+}
+
+const std::string& OpenedArtifact::runtime() const { return state_->a.runtime_name; }
+double OpenedArtifact::load_seconds() const { return state_->loaded.load_seconds; }
 
 }  // namespace torchconform

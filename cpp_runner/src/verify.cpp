@@ -48,6 +48,13 @@ double to_seconds(const std::string& flag, const std::string& v) {
   return s;
 }
 
+double to_fraction(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const double r = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || !(r > 0) || !(r < 1e6)) throw UsageError(flag + " expects a number > 0, got '" + v + "'");
+  return r;
+}
+
 const std::vector<Option>& table() {
   static const std::vector<Option> options = {
       {"--case", "GLOB", "only cases matching GLOB (repeatable)",
@@ -74,6 +81,10 @@ const std::vector<Option>& table() {
        [](VerifyOptions& o, const std::string&, const std::string& v) { o.junit = v; }},
       {"--timeout", "SECONDS", "per-case time limit, enforced by killing the case's process (default: 600)",
        [](VerifyOptions& o, const std::string& f, const std::string& v) { o.timeout = to_seconds(f, v); }},
+      {"--sensitivity", "R",
+       "the relative error (0.01: 1%) a tolerance must detect on most elements of a floating golden; a PASS on a "
+       "golden whose tolerance accepts more is marked as checking little (default: 0.01)",
+       [](VerifyOptions& o, const std::string& f, const std::string& v) { o.sensitivity = to_fraction(f, v); }},
       {"--no-isolate", nullptr, "run every case in this process (a crash ends the run; refuses --timeout)",
        [](VerifyOptions& o, const std::string&, const std::string&) { o.isolate = false; }},
       {"--aoti-cache", "DIR",
@@ -390,6 +401,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
     ro.aoti_cache = options.aoti_cache;
     ro.allow_tf32 = options.allow_tf32;
     ro.allow_side_effects = options.allow_side_effects;
+    ro.sensitivity = options.sensitivity;
     ro.save_outputs = options.save_outputs.empty() ? "" : options.save_outputs + "/" + device.str();
     ro.localize = options.localize;
     ro.results = options.results;

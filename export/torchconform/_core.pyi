@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections.abc
 import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'OpenedArtifact', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_output', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'open_artifact', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -19,6 +19,16 @@ class Leaf:
     """
     def __repr__(self) -> str:
         ...
+    @property
+    def accepts_rel_error(self) -> float:
+        """
+        the relative error the tolerance accepts on every element of this golden
+        """
+    @property
+    def accepts_rel_error_median(self) -> float:
+        """
+        the relative error the tolerance accepts on most elements (at the median |value|)
+        """
     @property
     def custom_tolerance(self) -> bool:
         ...
@@ -67,7 +77,7 @@ class Leaf:
     @property
     def weak(self) -> str:
         """
-        why the golden checks little, judged from its values (empty, constant, within atol), or ''
+        why the golden checks little, judged from its values (empty, constant, within atol, a tolerance that accepts more than 1% of relative error on most elements), or ''
         """
     @property
     def worst_actual(self) -> str:
@@ -341,6 +351,20 @@ class SetResult:
     @property
     def xfail_reason(self) -> str:
         ...
+class OpenedArtifact:
+    """
+    One artifact of a case loaded once by the runner's runtime, called on new inputs
+    """
+    def call(self, args: tuple, method: str = 'forward', keywords: collections.abc.Sequence[str] = [], seed: typing.SupportsInt | typing.SupportsIndex | None = None) -> typing.Any:
+        """
+        Call the artifact as the runner calls an input set: `args` the positional arguments then the values of `keywords`; the output on the CPU. CorpusError when the call is refused (a program's guards) or raises.
+        """
+    @property
+    def load_seconds(self) -> float:
+        ...
+    @property
+    def runtime(self) -> str:
+        ...
 class VerifyOptions:
     """
     What parse_verify_args made of a command line
@@ -382,6 +406,9 @@ class VerifyOptions:
     def repeat(self) -> int:
         ...
     @property
+    def sensitivity(self) -> float:
+        ...
+    @property
     def threads(self) -> int:
         ...
     @property
@@ -411,9 +438,9 @@ def check_torchscript_code(data: bytes, what: str) -> str:
     """
     Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it before torch.jit.load (a module's __setstate__ runs while it loads). Returns '' when it was checked, else why this LibTorch cannot open the archive (a load failure, e.g. a file format from a newer PyTorch).
     """
-def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None) -> Comparison:
+def compare(expected: typing.Any, actual: typing.Any, tolerance: typing.Any = None, per_set: bool = False, sensitivity: typing.SupportsFloat | typing.SupportsIndex = 0.01) -> Comparison:
     """
-    Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults.
+    Compare two values (tensors, tuples, lists, str-keyed dicts, scalars) structurally. `tolerance` is a manifest tolerance object, e.g. {'default': {'mode': 'exact'}, 'outputs': {}}; None: assert_close defaults. A per-output tolerance that reaches no output fails the comparison, unless `per_set` (one set of a case whose other sets call other methods, as the runner compares them: overrides_used says which were used). `sensitivity`: the relative error a tolerance must detect on most elements of a floating golden (LeafReport.weak past it).
     """
 def compare_output(corpus: Corpus, case: str, artifact: str, input_set: str, actual: typing.Any) -> Comparison:
     """
@@ -429,6 +456,10 @@ def default_aoti_cache() -> str:
     """
 def libtorch_version() -> str:
     ...
+def load_output(data: bytes) -> typing.Any:
+    """
+    An output a runner saved with --save-outputs (torch::pickle_save, typed containers included), as torch objects: a run compared with another run. Only for files this process's own runs wrote.
+    """
 def load_records(corpus: Corpus, case: str, input_set: str) -> typing.Any:
     """
     The set's recorded submodule calls [(path, call, args, kwargs, output), ...] as the runner reads them (hash-checked), or None when the set has none.
@@ -444,6 +475,10 @@ def measure_call_overhead(corpus: Corpus, case: str, input_set: str, device: str
 def measure_floor(corpus: Corpus, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, repeat: typing.SupportsInt | typing.SupportsIndex = 2, aoti_cache: str = '') -> dict[str, float]:
     """
     Raw LibTorch load + `repeat` calls of every artifact and input set of the corpus, in this process, inputs decoded beforehand, nothing hashed or compared: the floor a verification run is measured against.
+    """
+def open_artifact(corpus: Corpus, case: str, artifact: str, device: str = 'cpu', aoti_cache: str = '', allow_side_effects: bool = False, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> OpenedArtifact:
+    """
+    Load one artifact of a case (a plan label: '' for the TorchScript artifact, 'export@aoti'...) with the runner's runtime, as a verification loads it (threads: 0 for the corpus's exported_with.threads), to call it on inputs that are not in the corpus (torchconform fuzz).
     """
 def parse_verify_args(args: collections.abc.Sequence[str], default_corpus: str = '') -> VerifyOptions:
     """

@@ -584,7 +584,8 @@ def test_keyword_inputs_and_trace_options(tmp_path: Path, run_cli) -> None:
     assert r.returncode == 2 and "case 'gpt_trace': torch.jit.trace failed" in r.stderr, r.stderr  # the default
     corpus = export(tmp_path / "ok", KEYWORDS.replace("STRICT", ", trace_strict=False"))
     m = json.loads((corpus / "gpt_trace" / "manifest.json").read_text())
-    assert [s.get("keywords") for s in m["input_sets"]] == [["attention_mask"], ["attention_mask"]]
+    written = [s for s in m["input_sets"] if "generated" not in s]
+    assert len(written) == 2 and all(s.get("keywords") == ["attention_mask"] for s in m["input_sets"])
     traced = torch.jit.load(str(corpus / "gpt_trace" / "artifact.pt"))
     assert [a.name for a in traced.forward.schema.arguments] == ["self", "input_ids", "attention_mask"]
     c = subprocess.run([sys.executable, "-m", "torchconform", "compile", str(corpus)], capture_output=True, text=True,

@@ -72,8 +72,16 @@ struct LeafReport {
   double needed_atol = 0;
   bool floating = false;  // a floating tensor leaf (not serialized: the dtype says it)
   // Floating leaves: why the golden checks little, judged from its values ("" when it does not): empty, constant,
-  // or every |value| within the absolute tolerance (a runtime returning zeros would pass).
+  // every |value| within the absolute tolerance (a runtime returning zeros would pass), or a tolerance that accepts
+  // more than compare()'s `sensitivity` of relative error on most elements.
   std::string weak;
+  // Floating leaves: the relative error the tolerance accepts on every element of this golden (an output wrong by
+  // this much everywhere passes): atol / max|e| + rtol for allclose, max_ulp * eps for ULP, 0 for exact; and on most
+  // elements (atol / median|e| + rtol). +inf when the golden's values give no scale (all zero).
+  double accepts_rel_error = 0;
+  double accepts_rel_error_median = 0;
+  double golden_max_abs = 0;     // (not serialized: what the weak message quotes)
+  double golden_median_abs = 0;
 };
 
 struct Comparison {
@@ -108,8 +116,11 @@ enum class OverrideCheck { kEach, kCollect };
 // Compare kinds first (Tensor / Tuple / List / Dict / None / bool / int / float / str), then per tensor dtype,
 // shape and values. `actual` may live on any device; it is compared on the CPU, with conj/neg bits resolved (what
 // torch.load would give). Dict keys are compared raw (str, int, bool).
+// `sensitivity`: the relative error a tolerance must be able to detect on most elements of a floating golden; past
+// it the leaf is `weak` (a warning, never a failure).
+constexpr double kDefaultSensitivity = 0.01;
 Comparison compare(const c10::IValue& expected, const c10::IValue& actual, const TolerancePolicy& policy,
-                   OverrideCheck overrides = OverrideCheck::kEach);
+                   OverrideCheck overrides = OverrideCheck::kEach, double sensitivity = kDefaultSensitivity);
 
 // Why an equal comparison verified nothing ("" when it compared at least one element): equal structures with no
 // element in them (empty tensors, empty containers). Such a result is not a pass: the runner's rule, which the faces

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct RunOptions {
   // Run TorchScript artifacts that call operators acting outside the process (side_effect_operators: file I/O,
   // printing). Off by default: such an artifact is refused unloaded. For corpora whose authors the user trusts.
   bool allow_side_effects = false;
+  // The relative error a tolerance must detect on most elements of a floating golden; past it the golden is weak
+  // (LeafReport::weak: a warning on the PASS, never a failure).
+  double sensitivity = kDefaultSensitivity;
   // When set, every result that produced an output (PASS, FAIL) also writes it, as torch.save would (zip, loadable
   // with torch.load(weights_only=True)), to <dir>/<case>/<artifact label, or "_">/<set>.pt: a run compared with
   // another run directly (`torchconform upgrade`: one PyTorch's outputs against another's).
@@ -296,6 +300,7 @@ struct VerifyOptions {
   std::vector<std::string> libraries;
   bool allow_tf32 = false;  // RunOptions::allow_tf32
   bool allow_side_effects = false;  // RunOptions::allow_side_effects
+  double sensitivity = kDefaultSensitivity;  // RunOptions::sensitivity
   std::string save_outputs;         // RunOptions::save_outputs
   RunOptions::Localize localize = RunOptions::Localize::kOnFail;
   // --shard K/N: only the cases of shard K (1-based) of N; --durations: a previous JSON report whose per-case
@@ -329,6 +334,26 @@ void load_library(const std::string& path);
 
 // The namespaces among `c.operator_namespaces` that no operator registered in this process belongs to.
 std::vector<std::string> missing_operator_namespaces(const CaseSpec& c);
+
+// One artifact of a case (a plan label: "" for the TorchScript artifact, "frozen", "export@aoti"...) loaded once by
+// its runtime and called on inputs that are not in the corpus: `torchconform fuzz` runs eager Python against the C++
+// runtimes live through it. The load is a verification's (hash- and archive-checked, the side-effect scan, the
+// AOTInductor cache rules, operator namespaces present) and so is the call (a program's guards checked first, the
+// policy of RunOptions applied, InferenceMode). Throws CorpusError (kinds as a result's: load, not_run, call...).
+class OpenedArtifact {
+ public:
+  OpenedArtifact(const CaseSpec& c, const std::string& label, const RunOptions& o);
+  // `args`: the positional arguments, then the values of `keywords` (as an input set stores them); `seed`:
+  // torch::manual_seed before the call. Returns the output on the CPU.
+  c10::IValue call(const std::string& method, const std::vector<c10::IValue>& args,
+                   const std::vector<std::string>& keywords, std::optional<int64_t> seed) const;
+  const std::string& runtime() const;
+  double load_seconds() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
 
 // The one option table of a verification: `torchconform-run` parses its command line with it and `torchconform
 // verify` hands its arguments to it through the bindings, so both accept exactly the same values. `default_corpus`:

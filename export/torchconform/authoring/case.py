@@ -52,6 +52,9 @@ class InputSet:
     method: str = "forward"  # the method called (an exported method of the artifact, or forward)
     # Arguments passed by keyword, after the positional ones (stored after them; the manifest's `keywords`).
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Made by the export, not written by the case (writing/coverage.py): how ({"by": "bounds" | "trace_batch1" |
+    # "fuzz", ...}); the manifest's `generated`.
+    generated: dict[str, Any] | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ def _export(args: argparse.Namespace) -> int:
                   {**os.environ, "PYTHONHASHSEED": "0"})
     from ..authoring.case import CaseError
     from ..authoring.registry import load_user_cases, select
+    from ..writing.coverage import Coverage, regressions_dirs
     from ..writing.writer import write_corpus
 
     try:
@@ -37,10 +38,13 @@ def _export(args: argparse.Namespace) -> int:
         if args.record_submodules:  # every case with a TorchScript module (script functions and programs have none)
             cases = [dataclasses.replace(c, record_submodules=True) if c.mode in ("trace", "script", "hybrid") else c
                      for c in cases]
+        coverage = Coverage(bounds=not args.no_bound_sets, budget_mb=args.bound_budget_mb,
+                            sensitivity=args.sensitivity,
+                            regressions=tuple(args.regressions or regressions_dirs(args.cases)))
         failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going, envelope=args.envelope,
-                              executorch=args.executorch, bundled=args.bundled,
+                              executorch=args.executorch, bundled=args.bundled, coverage=coverage,
                               log=_stderr(args.quiet) or (lambda m: None))
-    except (CaseError, FileExistsError) as e:
+    except (CaseError, FileExistsError, ValueError) as e:
         print(f"torchconform export: error: {terminal(e)}", file=sys.stderr)
         return 2
     if failed:  # --keep-going: the corpus holds the others; the run still fails
@@ -48,6 +52,32 @@ def _export(args: argparse.Namespace) -> int:
               + "\n  ".join(failed), file=sys.stderr)
         return 2
     return 0
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from .. import _core
+    from ..authoring.case import CaseError
+    from ..authoring.registry import load_user_cases, select
+    from ..tools import fuzz
+    from ..writing.coverage import regressions_dirs
+
+    if args.examples < 1 or not args.budget > 0 or not args.input_budget_mb > 0:
+        print("torchconform fuzz: --examples, --budget and --input-budget-mb must be > 0", file=sys.stderr)
+        return 2
+    try:
+        declared = [c for spec in args.cases for c in load_user_cases(spec)] if args.cases else None
+        cases = select(args.case, declared)
+        regressions = args.regressions or (regressions_dirs(args.cases) or [None])[0]
+        aoti_cache = str(args.aoti_cache) if args.aoti_cache else ""
+        return fuzz.run(args.corpus, cases, artifacts=args.artifact, examples=args.examples, budget_s=args.budget,
+                        seed=args.seed if args.seed is not None else fuzz.default_seed(), device=args.device,
+                        libraries=[str(Path(p).resolve()) for p in args.load_library], aoti_cache=aoti_cache,
+                        allow_side_effects=args.allow_side_effects, regressions=regressions,
+                        save=not args.no_save, budget_mb=args.input_budget_mb,
+                        log=_stderr(args.quiet) or (lambda m: None))
+    except (CaseError, _core.CorpusError, _core.UsageError, FileNotFoundError) as e:
+        print(f"torchconform fuzz: error: {terminal(e)}", file=sys.stderr)
+        return 2
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -273,6 +303,8 @@ def _localize(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from .. import __version__
+    from ..tools.fuzz import DEFAULT_BUDGET_S, DEFAULT_EXAMPLES
+    from ..writing.coverage import DEFAULT_BUDGET_MB, DEFAULT_SENSITIVITY
 
     parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchconform {__version__}")
@@ -302,6 +334,19 @@ def main(argv: list[str] | None = None) -> int:
                      help="--executorch, and each ExecuTorch program also written as an ExecuTorch BundledProgram "
                           "(.bpte: the program with the case's input sets and goldens as ExecuTorch's own test cases; "
                           "`torchconform bundle-check` runs ExecuTorch's check on them; docs/executorch.md)")
+    exp.add_argument("--no-bound-sets", action="store_true",
+                     help="do not generate input sets at the bounds of the programs' dynamic dimensions and the trace "
+                          "example at batch 1 (docs/coverage.md)")
+    exp.add_argument("--bound-budget-mb", type=float, default=DEFAULT_BUDGET_MB, metavar="MB",
+                     help="the most one generated set's inputs and golden may take; larger ones are left out and "
+                          f"the manifest says so (default: {DEFAULT_BUDGET_MB:g})")
+    exp.add_argument("--sensitivity", type=float, default=DEFAULT_SENSITIVITY, metavar="R",
+                     help="warn when a golden's tolerance cannot detect a relative error of R on most of its "
+                          f"elements (default: {DEFAULT_SENSITIVITY:g}, i.e. 1%%)")
+    exp.add_argument("--regressions", action="append", type=Path, metavar="DIR",
+                     help="the input sets torchconform fuzz saved (DIR/<case>/<set>.pt), added to their cases "
+                          "(repeatable; default: beside each --cases file, my_cases.py -> my_cases.regressions/, or "
+                          "the built-in cases' own)")
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 
@@ -329,6 +374,39 @@ def main(argv: list[str] | None = None) -> int:
                           "corpus is verified; only for a corpus whose authors you trust")
     com.add_argument("--quiet", action="store_true", help="no progress lines")
     com.set_defaults(run=_compile)
+
+    fuz = sub.add_parser("fuzz", help="differential search inside each artifact's guards: eager Python against the C++ "
+                                      "runtimes, live; a divergence is shrunk and saved as an input set of its case "
+                                      "(docs/coverage.md)")
+    fuz.add_argument("corpus", nargs="?", type=Path, default=Path("golden"),
+                     help="the corpus exported from the cases (default: golden)")
+    fuz.add_argument("--cases", action="append", metavar="MODULE_OR_FILE",
+                     help="the cases the corpus was exported from (repeatable; default: the built-in cases)")
+    fuz.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
+    fuz.add_argument("--artifact", action="append", default=[], metavar="GLOB",
+                     help="only artifacts matching GLOB, as results name them: 'case', 'case:export@aoti' "
+                          "(repeatable)")
+    fuz.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES, metavar="N",
+                     help=f"inputs per artifact at most (default: {DEFAULT_EXAMPLES})")
+    fuz.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                     help=f"time for the whole search, shared among the artifacts (default: {DEFAULT_BUDGET_S:g}); "
+                          "shrinking a divergence found in time goes on past it")
+    fuz.add_argument("--seed", type=int, help="the search's seed (default: a random one, printed: give it to repeat "
+                                             "a run)")
+    fuz.add_argument("--device", default="cpu", help="the device the runtimes run on (default: cpu)")
+    fuz.add_argument("--load-library", action="append", default=[], metavar="PATH",
+                     help="an operator library the runtimes load (repeatable), as torchconform-run --load-library")
+    fuz.add_argument("--aoti-cache", type=Path, help=cache_help)
+    fuz.add_argument("--allow-side-effects", action="store_true",
+                     help="run TorchScript artifacts that act outside the process (as torchconform-run)")
+    fuz.add_argument("--input-budget-mb", type=float, default=DEFAULT_BUDGET_MB, metavar="MB",
+                     help=f"the most one drawn input may take (default: {DEFAULT_BUDGET_MB:g})")
+    fuz.add_argument("--regressions", type=Path, metavar="DIR",
+                     help="where divergences are saved, DIR/<case>/<set>.pt (default: where torchconform export "
+                          "reads them: beside the --cases file, or the built-in cases' own)")
+    fuz.add_argument("--no-save", action="store_true", help="report divergences without saving them")
+    fuz.add_argument("--quiet", action="store_true", help="no progress lines")
+    fuz.set_defaults(run=_fuzz)
 
     # (main() hands `verify`'s arguments to the C++ option table before argparse sees them; listed for --help.)
     sub.add_parser("verify", add_help=False,

@@ -271,6 +271,12 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
     chosen = [s for s in v.input_sets if not sets or s in sets]
     if sets and len(chosen) != len(set(sets)):
         raise ValueError(f"{case}:{v.name}: runs on {v.input_sets}, not on all of {sets}")
+    if not sets:  # every set that has records (generated sets have none: docs/coverage.md); --set names one anyway
+        unrecorded = {x["name"]: x["submodules_skipped"] for x in manifest["input_sets"]
+                      if "submodules_skipped" in x}
+        for name in [n for n in chosen if n in unrecorded]:
+            log(f"{case}:{v.name}/{name}: skipped, no submodule records ({unrecorded[name]})")
+        chosen = [n for n in chosen if n not in unrecorded]
     cache = Path(aoti_cache) if aoti_cache else default_cache()
     out: dict[str, Any] = {"case": case, "variant": v.name, "sets": []}
     for name in chosen:

@@ -102,10 +102,12 @@ DEFAULT_RTOL_ATOL = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5)
                      torch.float64: (1e-7, 1e-7), torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7)}
 
 
-def degenerate(value: Any, policy: dict[str, Any]) -> list[str]:
+def degenerate(value: Any, policy: dict[str, Any], sensitivity: float = 0.01) -> list[str]:
     """Why a golden would check little or nothing, per floating leaf: an empty tensor (nothing is compared), a
     constant one (all elements equal: a runtime that returns that constant, e.g. a zero-initialised head's zeros,
-    passes), or one whose every |value| is within the absolute tolerance (a runtime returning zeros passes).
+    passes), one whose every |value| is within the absolute tolerance (a runtime returning zeros passes), or one whose
+    tolerance accepts more than ``sensitivity`` of relative error on most elements (logits of at most 4.7e-5 under
+    atol 1e-5: an output 20% wrong everywhere passes).
     ``policy``: the case's tolerance (``{"default", "outputs"}``). The core judges it (``LeafReport.weak``), as the
     runner does on every result: the export's warning and the verification's mark are one rule. Under another
     PyTorch's interpreter (a re-export by ``torchconform upgrade``) the core is absent: nothing is recorded at export,
@@ -114,4 +116,5 @@ def degenerate(value: Any, policy: dict[str, Any]) -> list[str]:
 
     if _core is None:
         return []
-    return [f"{leaf.path}: {leaf.weak}" for leaf in _core.compare(value, value, policy).leaves if leaf.weak]
+    return [f"{leaf.path}: {leaf.weak}" for leaf in _core.compare(value, value, policy, sensitivity=sensitivity).leaves
+            if leaf.weak]

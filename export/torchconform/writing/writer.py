@@ -28,6 +28,7 @@ from ..authoring.variants import (
 from ..authoring.warn import collect_warnings
 from ..schema import validate
 from . import protocol
+from .coverage import DEFAULT_COVERAGE, Coverage, Generated, generate
 from .digest import sha256_file
 from .submodules import RECORD_CAP_BYTES, record_calls, recordable
 from .swap import replacing
@@ -231,9 +232,11 @@ def _save(value: Any, path: Path) -> dict[str, Any]:
             "bytes": path.stat().st_size}
 
 
-def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: bool = False) -> dict[str, Any]:
+def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: bool = False,
+                coverage: Coverage = DEFAULT_COVERAGE) -> dict[str, Any]:
     """Build one case, write its artifact, input sets, goldens and manifest into ``case_dir``; return the manifest.
-    ``executorch``/``bundled``: also its ExecuTorch programs / and their BundledPrograms (write_corpus)."""
+    ``executorch``/``bundled``: also its ExecuTorch programs / and their BundledPrograms (write_corpus);
+    ``coverage``: the generated sets and the golden sensitivity rule (writing/coverage.py)."""
     torch.manual_seed(case.seed)
     with collect_warnings() as caught:
         try:
@@ -249,6 +252,14 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
         raise CaseError(f"case {case.name!r}: no input sets")
     if len(set(names)) != len(names):
         raise CaseError(f"case {case.name!r}: duplicate input set names {names}")
+    for s in built.input_sets:
+        if not NAME_RE.match(s.name):
+            raise CaseError(f"case {case.name!r}: input set name {s.name!r} must match {NAME_RE.pattern}")
+    try:
+        extra = generate(case, built, coverage)
+    except CaseError as e:
+        raise CaseError(f"case {case.name!r}: generating the bound sets: {e}") from e
+    _add_generated(built, extra)
 
     (case_dir / "sets").mkdir(parents=True)
     artifact_path = case_dir / ARTIFACT
@@ -269,9 +280,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
         raise CaseError(f"case {case.name!r}: record_submodules needs an nn.Module with a TorchScript module artifact "
                         f"(mode {case.mode!r}: the replay calls the artifact's submodules)")
     recorded_bytes = 0
-    for s in built.input_sets:
-        if not NAME_RE.match(s.name):
-            raise CaseError(f"case {case.name!r}: input set name {s.name!r} must match {NAME_RE.pattern}")
+    for s in list(built.input_sets):
         try:  # keyword arguments are stored after the positional ones, their names in the manifest
             args = freeze(tuple(s.args) + tuple(s.kwargs.values()))
         except UnstorableValue as e:
@@ -280,6 +289,18 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
             expected = eager_expected(built, s)
         except UnstorableValue as e:  # e.g. a user pytree type (the program may still capture it)
             raise CaseError(f"case {case.name!r}, input set {s.name!r}: the eager model's output: {e}") from e
+        except Exception as e:  # noqa: BLE001 - a generated set the model rejects is a finding, not a corpus error
+            if s.generated is None:
+                raise
+            _drop_generated(built, extra, s, f"the eager model fails on generated set {s.name!r} ({s.description[11:]})"
+                            f": {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; the "
+                            "program's guards admit this shape: narrow the Dim's range, or fix the model")
+            continue
+        if s.generated is not None and _bytes_of(args) + _bytes_of(expected) > coverage.budget_mb * 1e6:
+            _drop_generated(built, extra, s, None, f"its inputs and golden take "
+                            f"{(_bytes_of(args) + _bytes_of(expected)) / 1e6:.1f} MB, over the {coverage.budget_mb:g} "
+                            "MB budget (torchconform export --bound-budget-mb)")
+            continue
         goldens[s.name] = expected
         sets.append({
             "name": s.name,
@@ -294,6 +315,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
             "expected_signature": describe(expected),
             "facts": s.facts,
             **({"xfail": _mark(s.xfail)} if s.xfail else {}),
+            **({"generated": s.generated} if s.generated is not None else {}),
         })
         if recording and not recordable(s):
             try:
@@ -311,7 +333,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
             sets[-1]["submodules"] = {**ref, "calls": len(records), **({"skipped": skipped} if skipped else {})}
         elif recording:
             sets[-1]["submodules_skipped"] = recordable(s)
-        weak = [] if case.allow_degenerate else degenerate(expected, case.tolerance)
+        weak = [] if case.allow_degenerate else degenerate(expected, case.tolerance, coverage.sensitivity)
         if weak:
             sets[-1]["degenerate"] = weak
 
@@ -344,6 +366,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
         "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch,
                               sets if bundled else None),
         "input_sets": sets,
+        **({"coverage": extra.record()} if extra.sets or extra.left_out or extra.findings else {}),
     }
     namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
                                if a is not None))
@@ -355,6 +378,37 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
         raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
     (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _add_generated(built: Built, extra: Generated) -> None:
+    """The generated sets join the case's: every TorchScript artifact runs them, each program those its guards admit
+    (a program that ran every set is given its list explicitly)."""
+    if not extra.sets:
+        return
+    written = [s.name for s in built.input_sets]
+    built.input_sets = [*built.input_sets, *extra.sets]
+    for v in built.variants:
+        if v.kind == "exported_program":
+            v.input_sets = [*(v.input_sets if v.input_sets is not None else written),
+                            *(s.name for s in extra.sets if v.name in extra.programs.get(s.name, []))]
+
+
+def _drop_generated(built: Built, extra: Generated, s: InputSet, finding: str | None, left_out: str = "") -> None:
+    built.input_sets = [x for x in built.input_sets if x.name != s.name]
+    extra.sets = [x for x in extra.sets if x.name != s.name]
+    for v in built.variants:
+        if v.input_sets is not None and s.name in v.input_sets:
+            v.input_sets = [n for n in v.input_sets if n != s.name]
+    if finding:
+        extra.findings.append(finding)
+    else:
+        extra.left_out.append({"set": s.name, "why": left_out})
+
+
+def _bytes_of(value: Any) -> int:
+    import torch.utils._pytree as pytree
+
+    return sum(x.numel() * x.element_size() for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor))
 
 
 def _variants(case: Case, built: Built, case_dir: Path, goldens: dict[str, Any],
@@ -391,6 +445,7 @@ def _sizes(manifest: dict[str, Any]) -> str:
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
                  envelope: bool = False, executorch: bool = False, bundled: bool = False,
+                 coverage: Coverage = DEFAULT_COVERAGE,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
@@ -400,7 +455,9 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     all and nothing is written, unless ``keep_going``: then the corpus holds the others and the failures are
     returned (one message each). ``envelope``: also measure each golden's noise envelope (writing/envelope.py).
     ``executorch``: also lower every exported program to ExecuTorch (writing/executorch.py; needs the package);
-    ``bundled``: that, and each ExecuTorch program also written as a BundledProgram with the case's input sets."""
+    ``bundled``: that, and each ExecuTorch program also written as a BundledProgram with the case's input sets.
+    ``coverage``: the sets generated at each dynamic dimension's bounds and the golden sensitivity rule
+    (writing/coverage.py)."""
     out = Path(out)
     executorch = executorch or bundled
     if executorch:
@@ -412,7 +469,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
             raise CaseError(f"{flag}: {missing}; ci/executorch.sh sets up an environment that has it")
     t_all = time.perf_counter()
     with replacing(out, force=force, log=log) as staging:
-        failed = _write_into(staging, cases, log, executorch, bundled)
+        failed = _write_into(staging, cases, log, executorch, bundled, coverage)
         exported = len(cases) - len(failed)
         if failed and (not keep_going or not exported):
             raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
@@ -428,7 +485,7 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
 
 
 def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], executorch: bool = False,
-                bundled: bool = False) -> list[str]:
+                bundled: bool = False, coverage: Coverage = DEFAULT_COVERAGE) -> list[str]:
     """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
@@ -438,7 +495,7 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
         for i, case in enumerate(cases, 1):
             t0 = time.perf_counter()
             try:
-                manifest = export_case(case, tmp / case.name, executorch, bundled)
+                manifest = export_case(case, tmp / case.name, executorch, bundled, coverage)
             except CaseError as e:
                 failed.append(str(e))
                 shutil.rmtree(tmp / case.name, ignore_errors=True)
@@ -457,6 +514,19 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
                 for finding in v.get("findings", []):
                     if "the runner refuses the call" in finding:
                         log(f"  warning: {case.name}:{v['name']}: {finding}")
+            cov = manifest.get("coverage", {})
+            if cov.get("generated"):
+                by = {s["name"]: s["generated"]["by"] for s in manifest["input_sets"] if "generated" in s}
+                kinds = {"bounds": "at the programs' bounds", "trace_batch1": "the trace example at batch 1",
+                         "fuzz": "saved by torchconform fuzz"}
+                for kind, what in kinds.items():
+                    names = [n for n in cov["generated"] if by.get(n) == kind]
+                    if names:
+                        log(f"  {len(names)} generated input sets, {what}: {', '.join(names)}")
+            for left in cov.get("left_out", []):
+                log(f"  note: {case.name}: generated set {left['set']} left out: {left['why']}")
+            for finding in cov.get("findings", []):
+                log(f"  warning: {case.name}: {finding}")
             for s in manifest["input_sets"]:
                 for why in s.get("degenerate", []):
                     log(f"  warning: {case.name}/{s['name']}: the golden checks little: {why} (allow_degenerate=True "
