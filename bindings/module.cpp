@@ -188,7 +188,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("accepts_rel_error", &LeafReport::accepts_rel_error,
                     "the relative error the tolerance accepts on every element of this golden")
       .def_readonly("accepts_rel_error_median", &LeafReport::accepts_rel_error_median,
-                    "the relative error the tolerance accepts on most elements (at the median |value|)")
+                    "the relative error the tolerance accepts on most elements (at the median |value| of the nonzero ones)")
       .def("__repr__", [](const LeafReport& l) {
         return "<Leaf " + l.path + " " + (l.ok ? "ok" : "FAIL: " + l.message) + ">";
       });
@@ -278,7 +278,11 @@ PYBIND11_MODULE(_core, m) {
                                   py::arg("fields") = t.fields, py::arg("none_fields") = t.none_fields));
             return out;
           },
-          "user containers in the program's specs: [{name, kind: namedtuple|dataclass, fields, none_fields}]");
+          "user containers in the program's specs: [{name, kind: namedtuple|dataclass, fields, none_fields}]")
+      .def_property_readonly(
+          "aoti_options",
+          [](const VariantSpec& v) { return py::module_::import("json").attr("loads")(v.aoti_options); },
+          "the AOTInductor options the program is compiled with (manifest aoti_options), {} when none");
 
   py::class_<CaseSpec>(m, "Case")
       .def_readonly("name", &CaseSpec::name)
@@ -578,10 +582,24 @@ PYBIND11_MODULE(_core, m) {
       "Raises CorpusError when a TorchScript archive's code calls an operator of side_effect_operators(): check it "
       "before torch.jit.load (a module's __setstate__ runs while it loads). Returns '' when it was checked, else why "
       "this LibTorch cannot open the archive (a load failure, e.g. a file format from a newer PyTorch).");
-  m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_sha256"), py::arg("device_type"),
+  m.def("aoti_package_path", &aoti_package_path, py::arg("cache"), py::arg("program_key"), py::arg("device_type"),
         py::arg("torch_version") = std::string(libtorch_version()),
         "Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an "
-        "exported program (see torchconform compile): the one definition of the cache key.");
+        "exported program with this program_key (see torchconform compile): the one definition of the cache path.");
+  m.def(
+      "program_key",
+      [](const Corpus& corpus, const std::string& name, const std::string& variant) {
+        const CaseSpec& c = find_case(corpus, name);
+        for (const auto& v : c.variants)
+          if (v.name == variant && v.kind == VariantKind::kExportedProgram) {
+            py::gil_scoped_release release;
+            return program_key(c, v);
+          }
+        throw CorpusError(c.name + ": no exported program named '" + variant + "'");
+      },
+      py::arg("corpus"), py::arg("case"), py::arg("variant"),
+      "What the AOTInductor package of an exported program depends on, as a SHA-256 read from the program file: its "
+      "graph without stack traces, its weights and constants, its aoti_options. The package cache's key.");
   m.def("version_matches", &version_matches, py::arg("version"), py::arg("spec"),
         "Whether a torch version satisfies an xfail mark's condition ('<2.14', '>=2.13,<3'): the runner's rule.");
   m.def(

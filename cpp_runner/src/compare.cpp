@@ -172,7 +172,8 @@ int64_t floating_loop(const T* ep, const T* ap, int64_t n, c10::ScalarType dtype
 
 // How sensitive a golden is under its tolerance, judged from its values (never from what a manifest says): the
 // relative error that passes on every element (e * (1 + r) passes |a - e| <= atol + rtol * |e| while
-// r <= atol / max|e| + rtol) and on most of them (at the median |e|), and why the golden checks nothing real: empty
+// r <= atol / max|e| + rtol) and on most of them (at the median |e| of the nonzero elements: a zero is held by atol
+// itself, and a ReLU output is half zeros), and why the golden checks nothing real: empty
 // (nothing is compared), constant (a runtime returning that constant passes), or every |value| within atol (zeros
 // pass). "" when none of these. ULP mode accepts max_ulp * eps of relative error whatever the values; exact none.
 // Whether the accepted error is too large for the user is compare()'s `sensitivity` (Comparison::weak).
@@ -191,7 +192,8 @@ std::string weak_golden(const T* ep, int64_t n, const Tolerance& tol, double rto
       constant = false;
     if (std::isfinite(x)) {
       biggest = std::max(biggest, std::fabs(x));
-      magnitudes.push_back(std::fabs(x));
+      // Relative error is the error of nonzero values: a zero (ReLU's half of an output) is held by atol itself.
+      if (x != 0) magnitudes.push_back(std::fabs(x));
     }
   }
   if (tol.mode == ToleranceMode::kUlp)

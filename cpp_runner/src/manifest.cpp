@@ -134,6 +134,8 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
   v.description = f.str("description");
   v.transform = f.str("transform");
   if (f.has("xfail")) v.xfail = parse_xfail(f.object("xfail"), vwho + ": xfail");
+  if (f.has("python_load_error")) v.python_load_error = f.str("python_load_error");
+  if (f.has("aoti_options")) v.aoti_options = f.object("aoti_options").dump();  // (nlohmann: keys sorted)
   v.tolerance = f.has("tolerance") ? parse_policy(f.object("tolerance"), vwho + ": tolerance") : c.tolerance;
   if (f.has("file")) {
     v.file = file_ref(j, vwho);

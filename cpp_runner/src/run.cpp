@@ -375,8 +375,14 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     } catch (const std::exception& e) {
       // Without its artifact no input set can run: each one reports the same error.
       const auto* ce = dynamic_cast<const CorpusError*>(&e);
+      std::string message = e.what();
+      if (a.variant && !a.variant->python_load_error.empty() && !a.variant->xfail)  // the export saw it too
+        message += "; Python's torch.jit.load fails on this variant too (at export: " +
+                   a.variant->python_load_error +
+                   "): PyTorch cannot reload what it saved. Mark it as an expected failure where the case is "
+                   "declared, e.g. optimizations=tc.Optimizations(xfail={'" + a.variant->name + "': '<why>'})";
       for (const auto* s : sets) {
-        SetResult r = error_result(c, s->name, o, Verdict::kError, e.what(), ce ? ce->kind() : ErrorKind::kLoad);
+        SetResult r = error_result(c, s->name, o, Verdict::kError, message, ce ? ce->kind() : ErrorKind::kLoad);
         r.artifact = a.label;
         r.runtime = a.runtime_name;
         apply_xfail(c, s, a.variant, r);

@@ -1,5 +1,6 @@
 // AOTInductor: an exported program runs as the package `torchconform compile` built from it (cached by the program's
 // SHA-256, the torch version and the device type), with flat tensors in and the program's output treespec out.
+#include "archive.h"
 #include "runtime.h"
 
 #include "schema.h"
@@ -91,13 +92,59 @@ std::string prepare_aoti_cache(const std::string& cache) {
   return fs::canonical(cache).string();
 }
 
-std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
+std::string aoti_package_path(const std::string& cache, const std::string& program_key,
                               const std::string& device_type, const std::string& torch_version) {
   // The version without its local part ("2.14.1+cu130" and "2.14.1" build the same key).
   const std::string version = torch_version.substr(0, torch_version.find('+'));
-  return (std::filesystem::path(cache) / (program_sha256.substr(0, 32) + "-torch" + version + "-" + device_type) /
+  return (std::filesystem::path(cache) / (program_key.substr(0, 32) + "-torch" + version + "-" + device_type) /
           "model.pt2")
       .string();
+}
+
+namespace {
+void drop_stack_traces(json& j) {
+  if (j.is_object()) {
+    j.erase("stack_trace");
+    for (auto& [k, v] : j.items()) drop_stack_traces(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) drop_stack_traces(v);
+  }
+}
+}  // namespace
+
+std::string program_key(const CaseSpec& c, const VariantSpec& program) {
+  if (!program.file) throw CorpusError(c.name + ":" + program.name + ": no program file");
+  const std::string who = c.name + "/" + program.file->file;
+  const std::string bytes = read_verified(c, *program.file);
+  auto records = check_zip(bytes, who);
+  std::sort(records.begin(), records.end(), [](const ZipRecord& a, const ZipRecord& b) { return a.name < b.name; });
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  std::string manifest;  // name, size and digest of every record the package depends on, one per line
+  for (const auto& r : records) {
+    if (!r.stored) throw CorpusError(who + ": record " + r.name + " is compressed (torch.export.save stores them)");
+    const std::string_view data(bytes.data() + r.data_offset, r.size);
+    if (r.name.find("/data/sample_inputs/") != std::string::npos) {
+      // Not part of the key (the package does not depend on them), but torch.export.load unpickles them: a record
+      // that is not a harmless torch.save archive is refused here, not left for a cached package to hide.
+      load_value(std::string(data), who + ": " + r.name);
+      continue;
+    }
+    if (ends_with(r.name, "/.data/serialization_id")) continue;
+    std::string digest;  // (of the canonical graph: its size moves with the stack traces too)
+    if (r.name.find("/models/") != std::string::npos && ends_with(r.name, ".json")) {
+      json graph = parse_json(std::string(data), who + ": " + r.name);
+      drop_stack_traces(graph);
+      const std::string canonical = graph.dump();
+      digest = sha256_hex(canonical.data(), canonical.size());
+    } else {
+      digest = sha256_hex(data.data(), data.size());
+    }
+    manifest += r.name + " " + digest + "\n";
+  }
+  manifest += "aoti_options " + program.aoti_options + "\n";
+  return sha256_hex(manifest.data(), manifest.size());
 }
 
 
@@ -126,7 +173,7 @@ struct PrivateCopy {
 
 // The package's bytes, checked against the key.json that `torchconform compile` wrote beside it: it must name this
 // program and the package's own size and SHA-256 (a planted, truncated or stale package is refused unloaded).
-PrivateCopy verified_package(const std::string& package, const FileRef& program, const std::string& who) {
+PrivateCopy verified_package(const std::string& package, const std::string& expected_key, const std::string& who) {
   const fs::path dir = fs::path(package).parent_path();
   auto refuse = [&](const std::string& why) {
     return CorpusError(who + ": AOTInductor package " + package + " refused: " + why + "; compile it again with "
@@ -147,7 +194,8 @@ PrivateCopy verified_package(const std::string& package, const FileRef& program,
   try {
     key = parse_json(slurp(dir / "key.json", 1 << 20), who + ": key.json");
     if (!key.is_object()) throw refuse("key.json is not an object");
-    if (key.value("program_sha256", "") != program.sha256) throw refuse("key.json names another program");
+    if (!key.contains("program_key")) throw refuse("key.json records no program key (written by an older torchconform)");
+    if (key.value("program_key", "") != expected_key) throw refuse("key.json names another program");
     if (!key.contains("package_sha256") || !key.at("package_sha256").is_string())
       throw refuse("key.json records no package digest (written by an older torchconform)");
   } catch (const CorpusError& e) {
@@ -179,10 +227,10 @@ class Aoti final : public Runtime {
     Loaded out;
     const VariantSpec& v = *a.variant;
     const std::string who = artifact_who(c, a);
-    // The program file is read and checked against its SHA-256 although the package is what runs: a changed .pt2
-    // must not pass on the strength of a stale package (the package's key is the program's hash).
+    // The program file is read, checked against its SHA-256 and keyed (program_key) although the package is what
+    // runs: a changed graph, weight or option must not pass on the strength of a stale package.
     auto t0 = Clock::now();
-    if (mode == LoadMode::kVerified) read_verified(c, *a.file);
+    const std::string key = program_key(c, v);
     out.read_seconds = since(t0);
     std::string cache, package;
     try {
@@ -191,17 +239,17 @@ class Aoti final : public Runtime {
     } catch (const UsageError& e) {
       throw CorpusError(who + ": " + e.what(), ErrorKind::kLoad);
     }
-    package = aoti_package_path(cache, a.file->sha256, o.device.is_cuda() ? "cuda" : "cpu");
+    package = aoti_package_path(cache, key, o.device.is_cuda() ? "cuda" : "cpu");
     if (!std::filesystem::exists(package))
-      throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + a.file->file + " (sha256 " +
-                            a.file->sha256.substr(0, 12) + "..., LibTorch " + libtorch_version() + ", " +
+      throw CorpusError(who + ": no AOTInductor package for " + c.name + "/" + a.file->file + " (key " +
+                            key.substr(0, 12) + "..., LibTorch " + libtorch_version() + ", " +
                             o.device.str() + ") at " + package + "; build it with `torchconform compile " +
                             c.dir.parent_path().string() + "`",
                         ErrorKind::kMissingPackage);
     // What loads is what `torchconform compile` wrote: the package's bytes against the digest its key.json recorded
     // at compile (and the program it names), then loaded from a private copy of exactly those bytes.
     std::shared_ptr<PrivateCopy> copy;
-    if (mode == LoadMode::kVerified) copy = std::make_shared<PrivateCopy>(verified_package(package, *a.file, who));
+    if (mode == LoadMode::kVerified) copy = std::make_shared<PrivateCopy>(verified_package(package, key, who));
     t0 = Clock::now();
     std::shared_ptr<torch::inductor::AOTIModelPackageLoader> loader;
     nlohmann::json in_spec, out_spec;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections.abc
 import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'OpenedArtifact', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_output', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'open_artifact', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'OpenedArtifact', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_output', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'open_artifact', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'program_key', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -27,7 +27,7 @@ class Leaf:
     @property
     def accepts_rel_error_median(self) -> float:
         """
-        the relative error the tolerance accepts on most elements (at the median |value|)
+        the relative error the tolerance accepts on most elements (at the median |value| of the nonzero ones)
         """
     @property
     def custom_tolerance(self) -> bool:
@@ -158,6 +158,11 @@ class InputSet:
     def xfail(self) -> str | None:
         ...
 class Variant:
+    @property
+    def aoti_options(self) -> typing.Any:
+        """
+        the AOTInductor options the program is compiled with (manifest aoti_options), {} when none
+        """
     @property
     def description(self) -> str:
         ...
@@ -414,9 +419,9 @@ class VerifyOptions:
     @property
     def timeout(self) -> float | None:
         ...
-def aoti_package_path(cache: str, program_sha256: str, device_type: str, torch_version: str = '2.13.0') -> str:
+def aoti_package_path(cache: str, program_key: str, device_type: str, torch_version: str = '2.13.0') -> str:
     """
-    Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an exported program (see torchconform compile): the one definition of the cache key.
+    Where a runner built against `torch_version` (default: this one) looks for the AOTInductor package of an exported program with this program_key (see torchconform compile): the one definition of the cache path.
     """
 def applicable_mark(corpus: Corpus, case: str, artifact: str, input_set: str, torch_version: str, device: str = 'cpu') -> str | None:
     """
@@ -503,6 +508,10 @@ def printable(text: str) -> str:
 def program_call_problem(corpus: Corpus, case: str, variant: str, input_set: str) -> str:
     """
     Why the input set cannot be passed to the exported program ('' when it can): its structure and the program's guards, checked as the runner's AOTInductor runtime does before a call.
+    """
+def program_key(corpus: Corpus, case: str, variant: str) -> str:
+    """
+    What the AOTInductor package of an exported program depends on, as a SHA-256 read from the program file: its graph without stack traces, its weights and constants, its aoti_options. The package cache's key.
     """
 def read_case_file(corpus: Corpus, case: str, file: str) -> bytes:
     """

@@ -3,7 +3,8 @@
     code, results, report = verification.run(["golden", "--device", "cpu", "--quiet"])
 
 ``results`` are the runner's ``SetResult`` objects; ``report`` is the JSON report document as a dict, built by the
-same C++ code that writes ``--json`` files (no temporary file, no second mapping)."""
+same C++ code that writes ``--json`` files (no temporary file, no second mapping); ``{}`` for ``--list``, which
+runs nothing."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def run(args: list[str], *, default_corpus: str = "", out: Callable[[str], None]
     options = _core.parse_verify_args([str(a) for a in args], default_corpus)
     code, results, document = _core.verify(options, out=out or (lambda line: None),
                                            progress=None if options.quiet else progress)
-    return code, results, json.loads(document)
+    # --list runs nothing and builds no report: an empty document (its ids went to `out`)
+    return code, results, json.loads(document) if document else {}
 
 
 def runner_executable() -> str:

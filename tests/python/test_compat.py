@@ -300,14 +300,15 @@ def test_aoti_packages_across_versions_are_run_by_the_other_runner_and_classifie
     opened = _core.Corpus.open(str(GOLDEN))
     po = next(c for c in opened.cases if c.name == "process_outputs")
     v = next(v for v in po.variants if v.kind == "exported_program")
-    real = package_path(default_cache(), v.sha256, "cpu")
+    key = _core.program_key(opened, "process_outputs", v.name)
+    real = package_path(default_cache(), key, "cpu")
     if not real.is_file():
         pytest.fail(f"no compiled package for process_outputs at {real}: ci/test.sh compiles golden/ first")
     bogus = tmp_path / "bogus.pt2"
     bogus.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: no AOTInductor archive in it
     runtimes = [compat.Runtime("a", sys.executable, str(runner_path()), torch.__version__),
                 compat.Runtime("b", sys.executable, str(runner_path()), torch.__version__)]
-    rec = {"case": "process_outputs", "variant": v.name, "sha256": v.sha256, "status": "cached"}
+    rec = {"case": "process_outputs", "variant": v.name, "sha256": v.sha256, "program_key": key, "status": "cached"}
     row = {"corpus": "golden", "cells": {f"{n}/cpp": {"runtimes": {"aoti": {"available": True}}} for n in "ab"},
            "aoti_compile": {"a": [{**rec, "package": str(real)}], "b": [{**rec, "package": str(bogus)}]}}
     cells = compat.aoti_across(row, runtimes, GOLDEN, 300, lambda m: None)

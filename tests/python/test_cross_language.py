@@ -124,9 +124,7 @@ def test_aoti_package_gives_the_same_bits_in_python_and_cpp(case: str, variant: 
     and fed the same tensors: the flat outputs must be bitwise identical."""
     from torchconform.writing.values import leaves
 
-    c = next(x for x in CORPUS.cases if x.name == case)
-    v = next(x for x in c.variants if x.name == variant)
-    package = _core.aoti_package_path(_core.default_aoti_cache(), v.sha256, "cpu")
+    package = _core.aoti_package_path(_core.default_aoti_cache(), _core.program_key(CORPUS, case, variant), "cpu")
     assert Path(package).is_file(), f"no package at {package}: run `torchconform compile golden` (ci/test.sh does)"
     results = _core.run_case(CORPUS, case, threads=torch.get_num_threads(), sets=[set_name])
     cpp = next(r for r in results if r.artifact == f"{variant}@aoti")

@@ -322,16 +322,22 @@ def test_an_override_used_by_some_sets_only_is_fine(tmp_path: Path, run_cli) -> 
 
 
 # ---- 6, 7. no code runs -------------------------------------------------------------------------------------
-def test_a_malicious_pickle_in_an_exported_program_never_runs(tmp_path: Path) -> None:
+def test_a_malicious_pickle_in_an_exported_program_never_runs(tmp_path: Path, run_cli) -> None:
     marker = tmp_path / "PWNED"
     corpus = hostile.single(tmp_path, "process_outputs")
     pt2 = corpus / "process_outputs" / "variants" / "export.pt2"
+    # The package key leaves the sample inputs out (the package does not depend on them), so the default cache holds
+    # a package for the tampered program too (ci/test.sh compiled golden/): the core must refuse the record itself.
+    assert run_cli(corpus, "--case", "process_outputs", "--quiet").returncode == 0  # control: the untouched program
     for evil in (hostile.malicious_torch_save(marker), hostile.malicious_raw_pickle(marker)):
         hostile.replace_record(pt2, "/data/sample_inputs/model.pt", lambda d, evil=evil: evil)
         rehash(corpus, "process_outputs")
         r = tc("compile", corpus, "--aoti-cache", tmp_path / "cache")
-        assert r.returncode == 2 and "export.pt2" in r.stderr, r.stdout + r.stderr
-        assert "weights_only" in r.stderr or "raw pickle" in r.stderr, r.stderr
+        assert r.returncode == 2 and "export/data/sample_inputs/model.pt" in r.stderr, r.stdout + r.stderr
+        assert "global posix.system is not allowed" in r.stderr or "not a well-formed zip" in r.stderr, r.stderr
+        run = run_cli(corpus, "--case", "process_outputs")
+        assert run.returncode == 2 and "PASS  process_outputs:export@aoti" not in run.stdout, run.stdout
+        assert "ERROR process_outputs:export@aoti/" in run.stdout and "sample_inputs/model.pt" in run.stdout
         rows, out = probe(corpus)
         exported = [x["status"] for x in rows if x["artifact"] == "export"]
         assert exported and set(exported) == {"corpus_error"}, out
@@ -664,6 +670,9 @@ def test_a_truncated_cached_package_is_not_cached(tmp_path: Path) -> None:
     pkg.write_bytes(b"x" * 1000)
     assert "no readable key.json" in cached_package_problem(pkg, "a" * 64)
     (pkg.parent / "key.json").write_text(json.dumps({"program_sha256": "a" * 64, "package_sha256": sha256(pkg),
+                                                     "package_bytes": 1000}))
+    assert "no program key" in cached_package_problem(pkg, "a" * 64)  # (an older torchconform's key.json)
+    (pkg.parent / "key.json").write_text(json.dumps({"program_key": "a" * 64, "package_sha256": sha256(pkg),
                                                      "package_bytes": 1000}))
     assert cached_package_problem(pkg, "a" * 64) == ""
     assert "another program" in cached_package_problem(pkg, "b" * 64)

@@ -151,8 +151,8 @@ def test_a_planted_or_stale_package_is_not_loaded(runner: Path, tmp_path: Path) 
               v.kind == "exported_program")
     cnn = next(v for c in opened.cases if c.name == "simple_cnn" for v in c.variants if v.file and
                v.kind == "exported_program")
-    target = Path(_core.aoti_package_path(str(cache), po.sha256, "cpu"))
-    other = Path(_core.aoti_package_path(str(cache), cnn.sha256, "cpu"))
+    target = Path(_core.aoti_package_path(str(cache), _core.program_key(opened, "process_outputs", po.name), "cpu"))
+    other = Path(_core.aoti_package_path(str(cache), _core.program_key(opened, "simple_cnn", cnn.name), "cpu"))
     shutil.copyfile(other, target)  # another program's package under this one's key, key.json left as it was
     r = subprocess.run([str(runner), str(GOLDEN), "--case", "process_outputs", "--quiet", "--aoti-cache", str(cache)],
                        capture_output=True, text=True)

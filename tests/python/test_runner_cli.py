@@ -220,9 +220,11 @@ def test_corrupted_program_is_a_clear_error(run_cli, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "ERROR simple_cnn:export@aoti/b4_32x32" in r.stdout and "variants/export.pt2 has" in r.stdout
     assert "PASS  simple_cnn/b4_32x32" in r.stdout
-    rehash(corpus, "simple_cnn")  # vouched for: now no package matches the program, and compiling it fails clearly
+    rehash(corpus, "simple_cnn")  # vouched for: the package key is read from the program, which is not a zip
     r = run_cli(corpus, "--case", "simple_cnn")
-    assert r.returncode == 2 and "no AOTInductor package for simple_cnn/variants/export.pt2" in r.stdout
+    assert r.returncode == 2 and "PASS  simple_cnn/b4_32x32" in r.stdout
+    assert ("ERROR simple_cnn:export@aoti/b4_32x32 [cpu] simple_cnn/variants/export.pt2: not a well-formed zip archive"
+            in r.stdout), r.stdout
     c = subprocess.run([sys.executable, "-m", "torchconform", "compile", corpus, "--case", "simple_cnn",
                         "--aoti-cache", tmp_path / "cache"], capture_output=True, text=True, timeout=300)
     assert c.returncode == 2 and "torchconform compile: error:" in c.stderr and "export.pt2" in c.stderr, c.stderr

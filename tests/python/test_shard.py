@@ -143,8 +143,8 @@ def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path)
     assert "2 AOTInductor packages: 2 compiled" in r.stdout and "2 at a time" in r.stderr
     keys = [json.loads(k.read_text()) for k in cache.glob("*/key.json")]
     assert len(keys) == 2 and not list(cache.glob("*partial*"))
-    for k, package in ((k, next(cache.glob(f"{k['program_sha256'][:32]}-*/model.pt2"))) for k in keys):
-        assert cached_package_problem(package, k["program_sha256"]) == ""
+    for k, package in ((k, next(cache.glob(f"{k['program_key'][:32]}-*/model.pt2"))) for k in keys):
+        assert cached_package_problem(package, k["program_key"]) == ""
     r = subprocess.run([str(runner), str(corpus), "--aoti-cache", str(cache)], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0 and "@aoti/" in r.stdout, r.stdout + r.stderr

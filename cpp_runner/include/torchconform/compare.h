@@ -77,7 +77,8 @@ struct LeafReport {
   std::string weak;
   // Floating leaves: the relative error the tolerance accepts on every element of this golden (an output wrong by
   // this much everywhere passes): atol / max|e| + rtol for allclose, max_ulp * eps for ULP, 0 for exact; and on most
-  // elements (atol / median|e| + rtol). +inf when the golden's values give no scale (all zero).
+  // elements (atol / median|e| + rtol, the median over the nonzero elements). +inf when the golden gives no scale (all
+  // zero).
   double accepts_rel_error = 0;
   double accepts_rel_error_median = 0;
   double golden_max_abs = 0;     // (not serialized: what the weak message quotes)

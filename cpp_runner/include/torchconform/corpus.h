@@ -155,6 +155,12 @@ struct VariantSpec {
   std::optional<FileRef> bundled;
   TolerancePolicy tolerance;            // the case's unless the variant has its own
   std::optional<Mark> xfail;
+  // What the export found when it reloaded the variant in Python (manifest `python_load_error`: torch.jit.load's
+  // message), for a runner error that says Python fails the same way; never changes a verdict.
+  std::string python_load_error;
+  // exported_program: the AOTInductor options it is compiled with (manifest `aoti_options`: inductor config name ->
+  // value), as canonical JSON ("{}" when none): part of its package's key (program_key).
+  std::string aoti_options = "{}";
 };
 
 struct CaseSpec {

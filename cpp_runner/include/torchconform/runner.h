@@ -78,10 +78,16 @@ std::string default_aoti_cache();
 // with mode 0700 first (what `torchconform compile` writes into) and returns the canonical path.
 void check_aoti_cache(const std::string& cache);
 std::string prepare_aoti_cache(const std::string& cache);
-// The package compiled from the exported program with this SHA-256, for a torch version and device type:
-// <cache>/<sha256[:32]>-torch<version>-<cpu|cuda>/model.pt2. The one definition of the cache key: Python computes
-// it through the bindings, for this LibTorch or (torchconform compat) for another PyTorch's version.
-std::string aoti_package_path(const std::string& cache, const std::string& program_sha256,
+// What an AOTInductor package of an exported program depends on, as a SHA-256 (lowercase hex), read from the program
+// file itself (hash-checked): its graph (models/*.json with every node's stack_trace left out: they hold the line
+// numbers of the files the model was declared in), its weights and constants, and the compile options its variant
+// records (aoti_options). Not the example inputs a .pt2 stores, nor its serialization id. Programs that differ only in
+// where their source lines sit share one package; a changed graph, weight or option gets another. Throws CorpusError.
+std::string program_key(const CaseSpec& c, const VariantSpec& program);
+// The package compiled from the program with that key, for a torch version and device type:
+// <cache>/<key[:32]>-torch<version>-<cpu|cuda>/model.pt2. The one definition of the cache path: Python computes it
+// through the bindings, for this LibTorch or (torchconform compat, upgrade) for another PyTorch's version.
+std::string aoti_package_path(const std::string& cache, const std::string& program_key,
                               const std::string& device_type, const std::string& torch_version = libtorch_version());
 // Loads an AOTInductor package (not one of a corpus: e.g. the debug package `torchconform localize --aoti` builds,
 // whose outputs are a program's intermediate values) and calls it once on flat tensors; returns its flat outputs.

@@ -63,6 +63,10 @@ class Export:
     # under their own tolerance policy ({"default": {...}, "outputs": {...}}; a looser one is shown as LOOSENED).
     xfail: str | XFail | None = None
     tolerance: dict[str, Any] | None = None
+    # AOTInductor's own options for the program's package (torch._inductor's config names -> bool, int, float or
+    # str), e.g. {"fallback_random": True} (a seeded program draws eager's numbers) or {"emulate_precision_casts":
+    # True} (a bf16 program rounds as eager does). Recorded in the manifest and part of the package's cache key.
+    aoti_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,13 @@ def declare(name: str, *, model: Callable[[], Any], mode: str, inputs: dict[str,
                                     "results; this capture failed (expect_failure= marks that)")
                 variants[-1].xfail = _xfail_mark(program.xfail)
                 variants[-1].tolerance = program.tolerance
+            if program.aoti_options:
+                bad = {k: v for k, v in program.aoti_options.items()
+                       if not isinstance(k, str) or not isinstance(v, (bool, int, float, str))}
+                if bad:
+                    raise CaseError(f"case {name!r}: Export(aoti_options=...) takes config names and bool, int, "
+                                    f"float or str values, got {bad!r}")
+                variants[-1].aoti_options = dict(program.aoti_options)
         return Built(eager=eager, artifact=art, input_sets=sets, variants=variants,
                      model=f"{type(eager).__name__} (user case, declared in {_declared_in(model)})",
                      trace_example=tuple(ex.args) + tuple(ex.kwargs.values()) if mode == "trace" else None)

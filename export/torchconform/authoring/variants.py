@@ -51,6 +51,8 @@ class Variant:
     # AOTInductor returns Python ints (e.g. from .item()) as 0-dim int64 tensors; when set, the runner converts them
     # back before comparing, and says so. Never implied: a program that returns ints must declare it.
     int_outputs_as_tensors: bool = False
+    # exported_program: AOTInductor's options for its package (api.Export.aoti_options)
+    aoti_options: dict[str, Any] = field(default_factory=dict)
 
 
 def script_copy(artifact: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

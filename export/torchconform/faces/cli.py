@@ -43,6 +43,7 @@ def _export(args: argparse.Namespace) -> int:
                             regressions=tuple(args.regressions or regressions_dirs(args.cases)))
         failed = write_corpus(args.out, cases, force=args.force, keep_going=args.keep_going, envelope=args.envelope,
                               executorch=args.executorch, bundled=args.bundled, coverage=coverage,
+                              size_budget_mb=args.size_budget_mb,
                               log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError, ValueError) as e:
         print(f"torchconform export: error: {terminal(e)}", file=sys.stderr)
@@ -191,7 +192,7 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     print((args.out / "bench.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'bench.md'}, {args.out / 'bench.json'}"
-          + (f", {args.out / result['plot']}" if result.get("plot") else " (no plot: matplotlib is not installed)"))
+          + (f", {args.out / result['plot']}" if result.get("plot") else f" (no plot: {result.get('no_plot', '')})"))
     return 0
 
 
@@ -302,9 +303,22 @@ def _localize(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `torchconform` command. A reader that stops reading (`torchconform verify --list | head`) ends the command
+    quietly, as it ends any Unix tool, instead of a BrokenPipeError traceback."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # stdout is gone: point it at /dev/null so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
+
+
+def _main(argv: list[str] | None = None) -> int:
     from .. import __version__
     from ..tools.fuzz import DEFAULT_BUDGET_S, DEFAULT_EXAMPLES
     from ..writing.coverage import DEFAULT_BUDGET_MB, DEFAULT_SENSITIVITY
+    from ..writing.writer import DEFAULT_SIZE_BUDGET_MB
 
     parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchconform {__version__}")
@@ -343,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--sensitivity", type=float, default=DEFAULT_SENSITIVITY, metavar="R",
                      help="warn when a golden's tolerance cannot detect a relative error of R on most of its "
                           f"elements (default: {DEFAULT_SENSITIVITY:g}, i.e. 1%%)")
+    exp.add_argument("--size-budget-mb", type=float, default=DEFAULT_SIZE_BUDGET_MB, metavar="MB",
+                     help="warn when the corpus takes more (default: %(default)g)")
     exp.add_argument("--regressions", action="append", type=Path, metavar="DIR",
                      help="the input sets torchconform fuzz saved (DIR/<case>/<set>.pt), added to their cases "
                           "(repeatable; default: beside each --cases file, my_cases.py -> my_cases.regressions/, or "
@@ -354,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                   "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; this user's alone: created "
                   "0700, refused when others could write into it)")
     com = sub.add_parser("compile", help="compile the corpus's torch.export programs into AOTInductor packages for "
-                                         "the C++ runner (cached by program hash, torch version and device)")
+                                         "the C++ runner (cached by the program's graph, weights and aoti_options, "
+                                         "the torch version and the device)")
     com.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
     com.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
     com.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")

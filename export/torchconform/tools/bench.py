@@ -556,8 +556,12 @@ def run(corpus: Path, out: Path, *, models: list[str], threads: list[int], polic
         result["suite"] = bench_suite(corpus, rounds, aoti_cache, overhead_calls, log)
     if compile_:
         result["compile"] = bench_compile(corpus, log)
-    if result["models"] and plot(result["models"], out / "bench.png"):
+    if not result["models"]:  # (the plot is of the model rows: --skip-models, --threads 0)
+        result["no_plot"] = "no model rows to plot (the per-model benchmark did not run)"
+    elif plot(result["models"], out / "bench.png"):
         result["plot"] = "bench.png"
+    else:
+        result["no_plot"] = "matplotlib is not installed"
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(result))
     return result

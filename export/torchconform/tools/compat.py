@@ -313,9 +313,11 @@ def compile_for(runtime: Runtime, corpus: Path, cache: Path, log: Callable[[str]
             except _core.CorpusError as e:  # the C++ cell reports the program as refused; the log says why
                 log(f"[compat] {c.name}:{v.name}: not compiled: {terminal(e)}")
                 continue
-            package = _core.aoti_package_path(str(cache), v.sha256, "cpu", runtime.torch or runtime.name)
+            key = _core.program_key(opened, c.name, v.name)
+            package = _core.aoti_package_path(str(cache), key, "cpu", runtime.torch or runtime.name)
             jobs.append({"case": c.name, "variant": v.name, "file": file, "pytree_types": v.pytree_types,
-                         "forbidden_ops": list(_core.side_effect_operators()), "package": package})
+                         "forbidden_ops": list(_core.side_effect_operators()), "package": package,
+                         "program_key": key, "options": v.aoti_options})
         (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
         cmd = [runtime.python, "-m", "torchconform.tools.compat_probe", "compile", str(Path(tmp) / "jobs.json")]
         done = subprocess.run(cmd, capture_output=True, text=True, env=_env())
@@ -360,7 +362,7 @@ def aoti_across(row: dict[str, Any], runtimes: list[Runtime], corpus: Path, time
             with tempfile.TemporaryDirectory(prefix="torchconform-aoti-across-") as tmp:
                 selection = []
                 for r in packages:
-                    target = Path(_core.aoti_package_path(tmp, r["sha256"], "cpu", b.torch or b.name))
+                    target = Path(_core.aoti_package_path(tmp, r["program_key"], "cpu", b.torch or b.name))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(r["package"], target)
                     # with the digest recorded at its compile, which the runner checks before it loads anything

@@ -36,7 +36,7 @@ import torch
 
 from ..safeload import UnsafeFile, load_data, load_exported_program
 from ..writing import protocol
-from ..writing.aoti_build import compile_program
+from ..writing.aoti_build import cached_package_problem, compile_program
 
 
 def _first_line(e: BaseException) -> str:
@@ -117,8 +117,9 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for job in jobs:
         target = Path(job["package"])
-        rec = {"case": job["case"], "variant": job["variant"], "sha256": job["file"]["sha256"], "package": str(target)}
-        if target.exists():
+        rec = {"case": job["case"], "variant": job["variant"], "sha256": job["file"]["sha256"],
+               "program_key": job["program_key"], "package": str(target)}
+        if target.exists() and not cached_package_problem(target, job["program_key"]):
             out.append({**rec, "status": "cached", "seconds": 0.0})
             continue
         t0 = time.perf_counter()
@@ -126,7 +127,7 @@ def compile_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             data = _staged(job["file"])
             compile_program(io.BytesIO(data), f"{job['case']}/{job['file']['file']}", job["file"]["sha256"],
                             job.get("device", "cpu"), target, job.get("pytree_types", []),
-                            job.get("forbidden_ops", []))
+                            job.get("forbidden_ops", []), job["program_key"], job.get("options"))
             out.append({**rec, "status": "compiled", "seconds": time.perf_counter() - t0})
         except Exception as e:  # noqa: BLE001 - the runner then reports the package as missing
             out.append({**rec, "status": "error", "message": _first_line(e), "seconds": time.perf_counter() - t0})

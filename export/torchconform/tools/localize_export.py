@@ -296,7 +296,7 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
         entry["fx_first_divergence"] = next((f"{k.path} (call {k.call}, node {k.node})" for k in checks
                                              if k.compared and not k.ok), "")
         if aoti:
-            pkg = package_path(cache, v.sha256, device)
+            pkg = package_path(cache, _core.program_key(corpus, case, v.name), device)
             checks, notes = aoti_checks(program, tuple(args), keywords[name], records, tolerance, golden, pkg,
                                         device, method, log)
             entry["aoti"] = [k.as_dict() for k in checks]

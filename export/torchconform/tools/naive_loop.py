@@ -19,6 +19,7 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
     """(checks passed, checks failed, artifacts that failed to load) over every artifact and input set."""
     import torch
 
+    from .. import _core
     from ..safeload import load_data
     from ..writing import protocol
     from ..writing.aoti import default_cache, package_path
@@ -27,6 +28,7 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
     torch._C._jit_set_texpr_fuser_enabled(False)  # the same numerics policy as the runner
     passed = failed = unloadable = 0
     index = json.loads((corpus / "corpus.json").read_text())
+    opened = _core.Corpus.open(str(corpus))  # (only for the packages' cache key, which the core defines)
     for entry in index["cases"]:
         case_dir = corpus / entry["name"]
         manifest = json.loads((case_dir / "manifest.json").read_text())
@@ -41,7 +43,8 @@ def run(corpus: Path, repeat: int = 2, aoti_cache: Path | None = None) -> tuple[
             if v.get("file") and v["kind"] == "torchscript":
                 artifacts.append(("torchscript", case_dir / v["file"], v.get("input_sets", list(sets))))
             elif v.get("file") and "aoti" in v.get("runtimes", []):
-                artifacts.append(("aoti", package_path(cache, v["sha256"], "cpu"), v.get("input_sets", list(sets))))
+                key = _core.program_key(opened, entry["name"], v["name"])
+                artifacts.append(("aoti", package_path(cache, key, "cpu"), v.get("input_sets", list(sets))))
         for kind, path, names in artifacts:
             try:
                 loaded = torch.jit.load(str(path)).eval() if kind == "torchscript" else \

@@ -152,7 +152,10 @@ class Context:
 
     def _export(self, version: str) -> tuple[Path | None, dict[str, Any]]:
         env = self.env(version)
-        key = envs.digest(version, env.python, env.torch, _core.__version__, *self._cases_key(),
+        # (the exporter's own sources are part of the key: a changed torchconform exports differently, e.g. the
+        # generated input sets, and a corpus it did not make must not stand in for one it would)
+        exporter = envs.portable_package(self.root).parent.name
+        key = envs.digest(version, env.python, env.torch, _core.__version__, exporter, *self._cases_key(),
                           *sorted(self.plan.extras))
         out = self.root / "exports" / f"torch-{env.torch}-{key}"
         record_file = out.parent / (out.name + ".json")  # (not with_suffix: "2.13.0+cpu" has dots of its own)
@@ -162,8 +165,8 @@ class Context:
         t0 = time.perf_counter()
         cmd = [env.python, "-m", "torchconform", "export", "--out", str(out), "--force", "--keep-going"]
         dirs: list[Path] = []
-        for spec in self.plan.cases:
-            cmd += ["--cases", spec if not Path(spec).exists() else str(Path(spec).resolve())]
+        for spec in self.plan.cases:  # (as the user gave it: the export runs in this directory, and says it so)
+            cmd += ["--cases", spec]
             dirs.append(Path(spec).resolve().parent if Path(spec).exists() else Path.cwd())
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.plan.timeout,

@@ -1,10 +1,12 @@
 """AOTInductor packages for a corpus's exported programs: compiled once, cached, never committed.
 
 A package is native code built for one machine, one LibTorch and one device type, so the corpus keeps the portable
-``.pt2`` ExportedProgram and each machine compiles it (``torchconform compile``). The cache key is the program's
-SHA-256, the torch version and the device type: a changed program, an upgraded torch or another device gets a new
-package, and a warm cache skips the compile (minutes on a small machine). The C++ runner looks packages up with the
-same key (``_core.aoti_package_path``) and reports a missing one as an error naming this command.
+``.pt2`` ExportedProgram and each machine compiles it (``torchconform compile``). The cache key is what the package
+depends on (``_core.program_key``: the program's graph without its stack traces, its weights and constants, its
+AOTInductor options), the torch version and the device type: a changed graph, weight or option, an upgraded torch or
+another device gets a new package; an edit that only moves the model's source lines does not, and a warm cache skips
+the compile (minutes on a small machine). The C++ runner looks packages up with the same key
+(``_core.aoti_package_path``) and reports a missing one as an error naming this command.
 
 The cache holds shared libraries the runner loads and executes: it is this user's alone (created 0700, refused when
 another user could write into it, never in a shared temporary directory), and the runner loads a package only after
@@ -36,8 +38,8 @@ def private_cache(cache: Path | str | None) -> Path:
     return Path(_core.prepare_aoti_cache(str(cache) if cache else str(default_cache())))
 
 
-def package_path(cache: Path, program_sha256: str, device_type: str) -> Path:
-    return Path(_core.aoti_package_path(str(cache), program_sha256, device_type))
+def package_path(cache: Path, program_key: str, device_type: str) -> Path:
+    return Path(_core.aoti_package_path(str(cache), program_key, device_type))
 
 
 def _programs(opened: Any, cases: list[str]) -> list[tuple[Any, Any]]:
@@ -106,7 +108,8 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
     records_at: dict[int, dict[str, Any]] = {}
     queued: dict[Path, int] = {}  # one compile per package: two cases may hold byte-identical programs
     for i, (c, v, device) in enumerate(jobs, 1):
-        target = package_path(cache, v.sha256, device)
+        key = _core.program_key(opened, c.name, v.name)
+        target = package_path(cache, key, device)
         label = f"[{i}/{len(jobs)}] {c.name}:{v.name} for {device}"
         rec = {"case": c.name, "variant": v.name, "device": device, "package": str(target)}
         if target in queued:
@@ -114,7 +117,7 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
             log(f"{label}: the same program as [{queued[target]}/{len(jobs)}] (one package)")
             continue
         if target.exists() and not force:
-            problem = cached_package_problem(target, v.sha256)
+            problem = cached_package_problem(target, key)
             if not problem:
                 records_at[i] = {**rec, "status": "cached", "seconds": 0.0}
                 log(f"{label}: cached ({target.parent.name})")
@@ -125,7 +128,7 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
         # and SHA-256, read once): what compiles is what was hashed.
         program = io.BytesIO(_core.read_case_file(opened, c.name, v.file))
         todo.append((i, label, rec, (program, f"{c.name}/{v.file}", v.sha256, device, target, v.pytree_types,
-                                     forbidden)))
+                                     forbidden, key, v.aoti_options)))
     if workers > 1 and len(todo) > 1:
         # Each compile is mostly single-threaded Python: N of them in N fresh interpreters (spawned, not forked:
         # nothing of this process's torch state is shared), each loading the same operator libraries first.

@@ -1,7 +1,7 @@
 """Compiling one exported program into an AOTInductor package, atomically, with the key.json that lets a cache hit
 be re-validated. Pure torch and the standard library: ``torchconform compile`` (aoti.py, which computes the package
 paths with the core) and the compat probe inside other PyTorch versions (whose paths the parent computes with the
-core's key for that version) both call it; the cache key itself exists once, in C++ (aoti_package_path)."""
+core's key for that version) both call it; the cache key exists once, in C++ (program_key, aoti_package_path)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ..safeload import UnsafeFile, load_exported_program
 from .digest import sha256_file
 
 
-def cached_package_problem(package: Path, program_sha256: str) -> str:
+def cached_package_problem(package: Path, program_key: str) -> str:
     """Why a cached package cannot be trusted to be the complete output of a compile of this program ("" when it
     can): its key.json must name the program and the package's own size and SHA-256 (a truncated or replaced
     package used to be reported as cached, and the runner then failed on it)."""
@@ -31,7 +31,9 @@ def cached_package_problem(package: Path, program_sha256: str) -> str:
         key = json.loads((package.parent / "key.json").read_text())
     except (OSError, ValueError) as e:
         return f"no readable key.json: {e}"
-    if not isinstance(key, dict) or key.get("program_sha256") != program_sha256:
+    if not isinstance(key, dict) or "program_key" not in key:
+        return "key.json records no program key (written by an older torchconform)"
+    if key.get("program_key") != program_key:
         return "key.json names another program"
     if "package_sha256" not in key:
         return "key.json has no package digest (written by an older torchconform)"
@@ -95,11 +97,14 @@ def side_effect_calls(program: Any, forbidden: list[str]) -> list[str]:
 
 
 def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: str, target: Path,
-                    pytree_types: list[dict[str, Any]] | None = None, forbidden_ops: list[str] = ()) -> None:
+                    pytree_types: list[dict[str, Any]] | None = None, forbidden_ops: list[str] = (),
+                    program_key: str = "", options: dict[str, Any] | None = None) -> None:
     """Compiles the exported program (a path, or its hash-checked bytes) for ``device`` into ``target``
     (``<key>/model.pt2``). ``pytree_types``: the user containers its specs name (register_stand_ins).
-    ``forbidden_ops``: operators that act outside the process, refused in the program's graph. Raises ValueError
-    (UnsafeFile for a program whose pickles could run code) naming it."""
+    ``forbidden_ops``: operators that act outside the process, refused in the program's graph. ``program_key``: the
+    core's key of the program (recorded in key.json, which the runner checks); ``options``: AOTInductor's own
+    (``inductor_configs``: e.g. fallback_random, emulate_precision_casts), recorded in the manifest's aoti_options and
+    part of the key. Raises ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
     data = program.getvalue() if isinstance(program, io.BytesIO) else Path(program).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:  # the corpus was opened (and hashed) a moment ago: re-check
         raise ValueError(f"{what}: SHA-256 changed while compiling")
@@ -127,13 +132,15 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
     try:
         try:
             with torch.no_grad():
-                torch._inductor.aoti_compile_and_package(loaded, package_path=str(tmp / target.name))
+                torch._inductor.aoti_compile_and_package(loaded, package_path=str(tmp / target.name),
+                                                         inductor_configs=dict(options or {}))
         except Exception as e:  # noqa: BLE001 - name the program; the compiler's own log went to stderr
             raise ValueError(f"{what}: AOTInductor compile for {device} failed: {type(e).__name__}: "
                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
         package = tmp / target.name
         (tmp / "key.json").write_text(json.dumps({
-            "program_sha256": sha256, "torch": torch.__version__, "device": device,
+            "program_key": program_key, "program_sha256": sha256, "aoti_options": dict(options or {}),
+            "torch": torch.__version__, "device": device,
             "package_sha256": sha256_file(package), "package_bytes": package.stat().st_size,
             "program": what, "compiled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=2) + "\n")

@@ -39,6 +39,7 @@ FORMAT_VERSION = 2  # 2: variants (optimized TorchScript, torch.export programs)
 CORPUS_INDEX = "corpus.json"
 MANIFEST = "manifest.json"
 ARTIFACT = "artifact.pt"
+DEFAULT_SIZE_BUDGET_MB = 256.0  # a corpus larger than this is said to be (export --size-budget-mb)
 EXPORT_THREADS = 1  # goldens computed single-threaded: reproducible, and independent of the exporting machine's cores
 
 
@@ -144,8 +145,8 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
                 loaded = torch.jit.load(str(path))
             except Exception as e:  # noqa: BLE001 - a finding, and the runner will meet it too
                 loaded = None
-                v.findings.append(f"torch.jit.load of the saved variant fails in Python: {type(e).__name__}: "
-                                  f"{str(e).strip().splitlines()[0]}")
+                entry["python_load_error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
+                v.findings.append(f"torch.jit.load of the saved variant fails in Python: {entry['python_load_error']}")
         entry.update({"file": f"variants/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size,
                       "graph_node_counts": graph_node_counts(v.artifact)})
         check: dict[str, Any] = {}
@@ -184,6 +185,9 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
         entry["python_check"] = check
         if v.kind == "exported_program":
             entry["int_outputs_as_tensors"] = v.int_outputs_as_tensors
+            if v.aoti_options:
+                entry["aoti_options"] = dict(v.aoti_options)
+            _random_draws(case, v, [by_name[n] for n in names])
     if v.tolerance is not None:
         entry["tolerance"] = v.tolerance
     entry["findings"] = v.findings
@@ -191,6 +195,23 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
     if v.xfail:
         entry["xfail"] = _mark(v.xfail)
     return entry
+
+
+RANDOM_OPS = ("rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "bernoulli",
+              "multinomial", "normal", "uniform", "exponential", "poisson", "native_dropout", "dropout")
+
+
+def _random_draws(case: Case, v: Variant, sets: list[InputSet]) -> None:
+    """A program that draws random numbers, checked on a seeded set: AOTInductor generates its own random numbers
+    (Philox) unless compiled with fallback_random, so its draws are not eager's whatever the seed. Said as a finding
+    (and at export), with the option that makes them agree."""
+    draws = sorted({str(n.target) for n in v.artifact.graph.nodes if n.op == "call_function"
+                    and str(n.target).split(".")[1:2] and str(n.target).split(".")[1] in RANDOM_OPS})
+    seeded = [s.name for s in sets if s.seed is not None]
+    if draws and seeded and not v.aoti_options.get("fallback_random"):
+        v.findings.append(f"the program draws random numbers ({', '.join(draws)}) and is checked on seeded input sets "
+                          f"({', '.join(seeded)}): AOTInductor reproduces eager's draws only with fallback_random: "
+                          "declare it with tc.Export(aoti_options={'fallback_random': True})")
 
 
 def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> None:
@@ -221,9 +242,17 @@ def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> Non
                                 "(or takes it positionally from the set already)")
             missing = [a.name for a in params[len(args):] if not a.has_default_value() and a.name not in kwargs]
             if missing:
+                names = ", ".join(repr(m) for m in missing)
+                if case.mode == "trace":  # nothing was scripted: the trace took its example's arguments as its own
+                    why = (f"torch.jit.trace made {names} required: a trace records the arguments its example "
+                           "passes, and this set leaves them out. Pass them in this set as the trace example does, or "
+                           "trace a separate case whose example leaves them out (a trace has one signature), or "
+                           "script the model (mode='script' keeps Optional defaults)")
+                else:
+                    why = ("TorchScript's save drops a scripted function's defaults: pass the argument in the input "
+                           "set")
                 raise CaseError(f"case {case.name!r}, input set {s.name!r}: the saved artifact's {method} has no "
-                                f"default for {', '.join(repr(m) for m in missing)} ({schema}); TorchScript's save "
-                                "drops a scripted function's defaults: pass the argument in the input set")
+                                f"default for {names} ({schema}); {why}")
 
 
 def _save(value: Any, path: Path) -> dict[str, Any]:
@@ -445,7 +474,7 @@ def _sizes(manifest: dict[str, Any]) -> str:
 
 def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_going: bool = False,
                  envelope: bool = False, executorch: bool = False, bundled: bool = False,
-                 coverage: Coverage = DEFAULT_COVERAGE,
+                 coverage: Coverage = DEFAULT_COVERAGE, size_budget_mb: float = DEFAULT_SIZE_BUDGET_MB,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[str]:
     """Export ``cases`` into the corpus directory ``out``.
 
@@ -457,7 +486,8 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
     ``executorch``: also lower every exported program to ExecuTorch (writing/executorch.py; needs the package);
     ``bundled``: that, and each ExecuTorch program also written as a BundledProgram with the case's input sets.
     ``coverage``: the sets generated at each dynamic dimension's bounds and the golden sensitivity rule
-    (writing/coverage.py)."""
+    (writing/coverage.py). The export ends with its total size (a warning past ``size_budget_mb``) and a summary of
+    every warning it printed."""
     out = Path(out)
     executorch = executorch or bundled
     if executorch:
@@ -468,8 +498,9 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
             flag = "--bundled" if bundled else "--executorch"
             raise CaseError(f"{flag}: {missing}; ci/executorch.sh sets up an environment that has it")
     t_all = time.perf_counter()
+    findings: list[str] = []
     with replacing(out, force=force, log=log) as staging:
-        failed = _write_into(staging, cases, log, executorch, bundled, coverage)
+        failed = _write_into(staging, cases, log, executorch, bundled, coverage, findings)
         exported = len(cases) - len(failed)
         if failed and (not keep_going or not exported):
             raise CaseError(f"{len(failed)} of {len(cases)} cases failed to export"
@@ -479,14 +510,31 @@ def write_corpus(out: Path, cases: list[Case], *, force: bool = False, keep_goin
             from .envelope import measure
 
             measure(staging, EXPORT_THREADS, log)
-    log(f"wrote {out} ({exported} cases, {time.perf_counter() - t_all:.1f} s)"
+        total = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+    if total > size_budget_mb * 1e6:
+        findings.append(f"the corpus takes {total / 1e6:.1f} MB, over the {size_budget_mb:g} MB budget "
+                        "(--size-budget-mb): each TorchScript variant and exported program stores the weights again; "
+                        "the sizes per case above say where it goes")
+    if findings:
+        log(f"findings of this export ({len(findings)}):")
+        for line in findings:
+            log(f"  - {line}")
+    log(f"wrote {out} ({exported} cases, {total / 1e6:.1f} MB, {time.perf_counter() - t_all:.1f} s)"
         + (f"; {len(failed)} failed and left out" if failed else ""))
     return failed
 
 
 def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], executorch: bool = False,
-                bundled: bool = False, coverage: Coverage = DEFAULT_COVERAGE) -> list[str]:
-    """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind)."""
+                bundled: bool = False, coverage: Coverage = DEFAULT_COVERAGE,
+                findings: list[str] | None = None) -> list[str]:
+    """Exports each case into ``tmp``; returns the failures (a case that fails leaves nothing behind). Every warning
+    is printed under its case and appended to ``findings`` (the end-of-export summary)."""
+    said = findings if findings is not None else []
+
+    def warn(line: str) -> None:
+        said.append(line)
+        log(f"  warning: {line}")
+
     threads = torch.get_num_threads()
     torch.set_num_threads(EXPORT_THREADS)
     failed: list[str] = []
@@ -507,13 +555,17 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
                 f"{len(manifest['tracer_warnings'])} distinct tracer warnings ({time.perf_counter() - t0:.1f} s)")
             log(f"  sizes: {_sizes(manifest)}")
             for v in manifest["variants"]:  # what Python saw when it ran the variant: say it now, not only there
+                if v.get("python_load_error") and not v.get("xfail"):
+                    warn(f"{case.name}:{v['name']}: PyTorch cannot reload the saved variant in Python "
+                         f"({v['python_load_error']}): the runner will fail to load it too (an ERROR per set). Mark "
+                         f"it as an expected failure: optimizations=tc.Optimizations(xfail={{'{v['name']}': "
+                         "'<why>'}})")
                 for n, check in v.get("python_check", {}).items():
                     if "error" in check and not v.get("xfail"):
-                        log(f"  warning: {case.name}:{v['name']}/{n}: the variant fails this set in Python: "
-                            f"{check['error']}")
+                        warn(f"{case.name}:{v['name']}/{n}: the variant fails this set in Python: {check['error']}")
                 for finding in v.get("findings", []):
-                    if "the runner refuses the call" in finding:
-                        log(f"  warning: {case.name}:{v['name']}: {finding}")
+                    if "the runner refuses the call" in finding or "AOTInductor reproduces eager's draws" in finding:
+                        warn(f"{case.name}:{v['name']}: {finding}")
             cov = manifest.get("coverage", {})
             if cov.get("generated"):
                 by = {s["name"]: s["generated"]["by"] for s in manifest["input_sets"] if "generated" in s}
@@ -526,11 +578,11 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
             for left in cov.get("left_out", []):
                 log(f"  note: {case.name}: generated set {left['set']} left out: {left['why']}")
             for finding in cov.get("findings", []):
-                log(f"  warning: {case.name}: {finding}")
+                warn(f"{case.name}: {finding}")
             for s in manifest["input_sets"]:
                 for why in s.get("degenerate", []):
-                    log(f"  warning: {case.name}/{s['name']}: the golden checks little: {why} (allow_degenerate=True "
-                        "if that is what the case means)")
+                    warn(f"{case.name}/{s['name']}: the golden checks little: {why} (allow_degenerate=True if that "
+                         "is what the case means)")
         corpus = {"format": FORMAT, "format_version": FORMAT_VERSION, "exported_with": environment(),
                   "cases": index}
         assert not validate("corpus", corpus), validate("corpus", corpus)
