@@ -274,6 +274,7 @@ PYBIND11_MODULE(_core, m) {
               out.append(py::dict(py::arg("name") = t.name,
                                   py::arg("kind") = t.kind == PytreeType::Kind::kDataclass ? "dataclass"
                                                     : t.kind == PytreeType::Kind::kMapping ? "mapping"
+                                                    : t.kind == PytreeType::Kind::kNode    ? "node"
                                                                                            : "namedtuple",
                                   py::arg("fields") = t.fields, py::arg("none_fields") = t.none_fields));
             return out;

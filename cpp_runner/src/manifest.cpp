@@ -203,6 +203,7 @@ VariantSpec parse_variant(const json& j, const CaseSpec& c, const std::string& w
         const std::string kind = t.at("kind").get<std::string>();
         pt.kind = kind == "dataclass" ? PytreeType::Kind::kDataclass
                   : kind == "mapping" ? PytreeType::Kind::kMapping
+                  : kind == "node"    ? PytreeType::Kind::kNode
                                       : PytreeType::Kind::kNamedTuple;
         for (const json& x : t.at("fields")) pt.fields.push_back(x.get<std::string>());
         if (t.contains("none_fields"))

@@ -21,7 +21,7 @@ namespace {
 
 // The kinds of container the pytree JSON names: builtins and collections ones by their own names, user ones by the
 // names the manifest's pytree_types gives them.
-enum class SpecNode { kLeaf, kSequence, kDict, kNamedTuple, kDataclass, kUnknown };
+enum class SpecNode { kLeaf, kSequence, kDict, kNamedTuple, kDataclass, kNode, kUnknown };
 
 SpecNode node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeType** user) {
   const auto& type = spec.at("type");
@@ -33,6 +33,7 @@ SpecNode node_of(const nlohmann::json& spec, const VariantSpec& v, const PytreeT
   for (const auto& t : v.pytree_types) {
     if (t.name != name) continue;
     if (t.kind == PytreeType::Kind::kMapping) return SpecNode::kDict;  // its context is its keys, as a dict's
+    if (t.kind == PytreeType::Kind::kNode) return SpecNode::kNode;
     if (t.kind == PytreeType::Kind::kDataclass) {
       *user = &t;
       return SpecNode::kDataclass;
@@ -61,6 +62,24 @@ nlohmann::json context_of(const nlohmann::json& spec, const std::string& who) {
   const auto& context = spec.at("context");
   if (!context.is_string()) throw CorpusError(who + ": a container's context in the program's spec is not a string");
   return parse_json(context.get<std::string>(), who + ": program spec context");
+}
+
+// The names of a registered pytree node's children, by the rule writing/values.py's node_child_names follows on the
+// eager value: its serialized context when that is a list of distinct strings, one per child (the keys a dict-like
+// node such as transformers' DynamicCache flattens to), else the children's positions "0", "1", ...
+std::vector<std::string> node_child_names(const nlohmann::json& spec, size_t n, const std::string& who) {
+  const auto& raw = spec.at("context");
+  const nlohmann::json context = raw.is_string() ? parse_json(raw.get<std::string>(), who + ": program spec context")
+                                                 : raw;
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  if (context.is_array() && context.size() == n)
+    for (const auto& k : context)
+      if (k.is_string() && seen.insert(k.get<std::string>()).second) names.push_back(k.get<std::string>());
+  if (names.size() == n) return names;
+  names.clear();
+  for (size_t i = 0; i < n; ++i) names.push_back(std::to_string(i));
+  return names;
 }
 
 // A dict node's keys, from its context (a JSON list in a JSON string).
@@ -120,11 +139,13 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
         flatten_by_spec(children[i], items[i], v, out, where + "[" + std::to_string(i) + "]", who);
       return;
     }
-    case SpecNode::kDict: {
+    case SpecNode::kDict:
+    case SpecNode::kNode: {  // (a registered node is stored as the dict of its named children, as outputs are)
       if (!value.isGenericDict())
         throw CorpusError(who + ": input " + where + " is " + value.tagKind() + ", the program takes a dict");
       const auto d = value.toGenericDict();
-      const auto keys = dict_keys(spec, who);
+      const auto keys = node_of(spec, v, &user) == SpecNode::kDict ? dict_keys(spec, who)
+                                                                   : node_child_names(spec, children.size(), who);
       if (d.size() != keys.size())
         throw CorpusError(who + ": input " + where + " has " + std::to_string(d.size()) + " keys, the program "
                           "takes " + std::to_string(keys.size()));
@@ -238,7 +259,7 @@ static c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::T
   const std::string name = spec.at("type").get<std::string>();
   if (node == SpecNode::kUnknown)
     throw CorpusError(who + ": unsupported container '" + name + "' in the program's output spec (a pytree type "
-                      "registered by the model's code; only namedtuples and dataclasses are rebuilt)");
+                      "the manifest's pytree_types does not list; export records every registered one)");
   std::vector<c10::IValue> children;
   for (const auto& child : spec.at("children_spec")) children.push_back(unflatten(child, flat, next, v, who));
   // A namedtuple is compared as the tuple of its fields (the goldens store it so), a deque as a list.
@@ -259,6 +280,7 @@ static c10::IValue unflatten(const nlohmann::json& spec, const std::vector<at::T
   // when captured are None) are str-keyed dicts, as the goldens store them; names come from the program's spec
   std::vector<std::string> keys, none_keys;
   if (node == SpecNode::kDict) keys = dict_keys(spec, who);
+  else if (node == SpecNode::kNode) keys = node_child_names(spec, children.size(), who);
   else std::tie(keys, none_keys) = dataclass_fields(spec, *user, who);
   if (keys.size() != children.size())
     throw CorpusError(who + ": '" + printable(name) + "' has " + std::to_string(keys.size()) + " keys for " +

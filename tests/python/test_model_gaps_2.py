@@ -189,3 +189,63 @@ def test_the_package_key_ignores_where_the_source_lines_sit(tmp_path: Path) -> N
         keys.append(_core.program_key(opened, "noisy", v.name))
     assert digests[0] != digests[1], "the moved source lines should change the program file (its stack traces)"
     assert keys[0] == keys[1] and keys[2] != keys[0], keys
+
+
+KV_CACHE = """
+    import torch
+    from torch import nn
+    from torch.utils import _pytree as pytree
+    import torchconform as tc
+
+    class KVCache:  # the shape of transformers' DynamicCache: registered for torch.export, flattened to named lists
+        def __init__(self, keys, values):
+            self.keys, self.values = keys, values
+
+    pytree.register_pytree_node(KVCache, lambda c: ([c.keys, c.values], ["key_cache", "value_cache"]),
+                                lambda children, context: KVCache(*children), serialized_type_name="cases.KVCache")
+
+    class TinyLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k, self.v, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 5)
+
+        def forward(self, x):
+            return {"logits": self.head(x), "cache": KVCache([self.k(x), self.k(x * 2)], [self.v(x)])}
+
+    g = torch.Generator().manual_seed(0)
+    tc.declare("tiny_lm", model=TinyLM, mode="export", inputs={"a": (torch.randn(2, 8, generator=g),)})
+"""
+
+
+def test_an_output_registered_as_a_pytree_node_is_stored_as_its_named_leaves(tmp_path: Path) -> None:
+    """1: a causal LM's DynamicCache (any class registered with register_pytree_node) could not be stored. It is now
+    the dict of its children, named from the node's serialized context, in the golden as in the runner's rebuild of
+    the program's output; the manifest lists the type. The control: a golden cache value moved by 1e-3 FAILs, and the
+    report names the leaf by its path through the cache."""
+    import json
+
+    import torch
+
+    from conftest import rehash
+
+    cases = write(tmp_path, KV_CACHE)
+    corpus = tmp_path / "corpus"
+    r = tc("export", "--cases", cases, "--out", corpus)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((corpus / "tiny_lm" / "manifest.json").read_text())
+    v = next(x for x in m["variants"] if x["name"] == "export")
+    assert v["pytree_types"] == [{"name": "cases.KVCache", "kind": "node", "fields": []}], v
+    expected = corpus / "tiny_lm" / m["input_sets"][0]["expected"]["file"]
+    golden = torch.load(expected, weights_only=True)
+    assert sorted(golden["cache"]) == ["key_cache", "value_cache"] and len(golden["cache"]["key_cache"]) == 2, golden
+    cache = tmp_path / "cache"
+    c = tc("compile", corpus, "--aoti-cache", cache)
+    assert c.returncode == 0, c.stdout + c.stderr
+    v = tc("verify", corpus, "--aoti-cache", cache)
+    assert v.returncode == 0 and "PASS  tiny_lm:export@aoti/a" in v.stdout, v.stdout + v.stderr
+    golden["cache"]["value_cache"][0] = golden["cache"]["value_cache"][0] + 1e-3
+    torch.save(golden, expected)
+    rehash(corpus, "tiny_lm")
+    v = tc("verify", corpus, "--aoti-cache", cache)
+    assert v.returncode == 1 and "FAIL  tiny_lm:export@aoti/a" in v.stdout, v.stdout
+    assert "$['cache']['value_cache'][0]" in v.stdout, v.stdout

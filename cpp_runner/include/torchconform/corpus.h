@@ -124,7 +124,9 @@ struct ProgramInput {
 // serializes it under, a namedtuple (rebuilt as a tuple), a registered dataclass (a dict of its fields) or a registered
 // dict subclass whose context is its keys (a dict: transformers' ModelOutput).
 struct PytreeType {
-  enum class Kind { kNamedTuple, kDataclass, kMapping };
+  // kNode: any other class registered with torch.utils._pytree.register_pytree_node (transformers' DynamicCache):
+  // rebuilt as a str-keyed dict of its children, named from its context (node_child_names).
+  enum class Kind { kNamedTuple, kDataclass, kMapping, kNode };
   std::string name;
   Kind kind = Kind::kNamedTuple;
   std::vector<std::string> fields, none_fields;

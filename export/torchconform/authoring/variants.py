@@ -14,6 +14,7 @@ exporter refuses to write the corpus if the capture starts working while the mar
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -343,10 +344,11 @@ def _dim(d: Any, ranges: dict[Any, Any]) -> Any:
 def user_pytree_types(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
     """The user containers in the program's input and output specs, by the name its file serializes them under:
     namedtuples (``{"name", "kind": "namedtuple", "fields"}``), registered dataclasses (``"dataclass"``, with the
-    fields that may be None) and registered dict subclasses whose context is their keys (``"mapping"``: transformers'
-    ModelOutput; ``fields`` are the keys seen). ``torchconform compile`` registers structural stand-ins for them
-    (no code from the corpus runs), and the runner rebuilds a namedtuple as a tuple, a dataclass or a mapping as a
-    str-keyed dict."""
+    fields that may be None), registered dict subclasses whose context is their keys (``"mapping"``: transformers'
+    ModelOutput; ``fields`` are the keys seen) and any other registered class (``"node"``: transformers'
+    DynamicCache). ``torchconform compile`` registers structural stand-ins for them (no code from the corpus runs),
+    and the runner rebuilds a namedtuple as a tuple, a dataclass, a mapping or a node (its children, named as
+    ``values.registered_node`` names them) as a str-keyed dict."""
     from torch.utils import _pytree as pytree
 
     found: dict[str, dict[str, Any]] = {}
@@ -371,6 +373,17 @@ def user_pytree_types(program: torch.export.ExportedProgram) -> list[dict[str, A
             name = node.serialized_type_name if node is not None else f"{spec.type.__module__}.{spec.type.__qualname__}"
             fields, none_fields = spec.context
             found[name] = {"name": name, "kind": "dataclass", "fields": list(fields), "none_fields": list(none_fields)}
+        elif (isinstance(spec.type, type) and not issubclass(spec.type, (tuple, list, dict, collections.deque))
+              and spec.type in pytree.SUPPORTED_NODES):
+            # any other registered class (transformers' DynamicCache): stored and rebuilt as its named children
+            node = pytree.SUPPORTED_SERIALIZED_TYPES.get(spec.type)
+            name = node.serialized_type_name if node is not None else pytree.NO_SERIALIZED_TYPE_NAME_FOUND
+            if name == pytree.NO_SERIALIZED_TYPE_NAME_FOUND:
+                raise ValueError(f"{spec.type.__module__}.{spec.type.__qualname__} is registered with "
+                                 "torch.utils._pytree without a serialized_type_name, so torch.export.save cannot "
+                                 "write the program: register it with serialized_type_name=...")
+            fields = found.get(name, {}).get("fields", [])
+            found[name] = {"name": name, "kind": "node", "fields": fields}
         for child in spec.children() if hasattr(spec, "children") else spec.children_specs:
             walk(child)
 

@@ -60,8 +60,8 @@ def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
         if known is not None:
             have = (list(known._fields) if hasattr(known, "_fields") else
                     [f.name for f in dataclasses.fields(known)] if dataclasses.is_dataclass(known) else fields)
-            if t["kind"] == "mapping":
-                continue  # (any keys: the program's spec names them)
+            if t["kind"] in ("mapping", "node"):
+                continue  # (any keys or children: the program's spec names them)
             if sorted(have) != sorted(fields):
                 raise ValueError(f"{what}: pytree type {t['name']!r} is registered in this process with fields "
                                  f"{have}, the program was captured with {fields}")
@@ -73,6 +73,13 @@ def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
                 pytree.register_pytree_node(cls, lambda d: (list(d.values()), list(d.keys())),
                                             lambda values, keys, cls=cls: cls(zip(keys, values)),
                                             serialized_type_name=t["name"])
+            elif t["kind"] == "node":  # any registered class: its children, its context kept as serialized
+                cls = type(ident, (), {"__init__": lambda self, children, context: self.__dict__.update(
+                    children=list(children), context=context)})
+                pytree.register_pytree_node(cls, lambda x: (x.children, x.context),
+                                            lambda values, context, cls=cls: cls(values, context),
+                                            serialized_type_name=t["name"], to_dumpable_context=lambda c: c,
+                                            from_dumpable_context=lambda c: c)
             elif t["kind"] == "namedtuple":
                 pytree._register_namedtuple(collections.namedtuple(ident, fields), serialized_type_name=t["name"])
             else:

@@ -1,5 +1,6 @@
 """Nested values as the corpus stores them: tensors, tuples, lists, str-keyed dicts, None, bool, int, float, str
-(namedtuples are stored as tuples, OrderedDicts and dataclasses as dicts)."""
+(namedtuples are stored as tuples, OrderedDicts and dataclasses as dicts, any other class registered with
+torch.utils._pytree.register_pytree_node, such as transformers' DynamicCache, as the dict of its named children)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,38 @@ def freeze(value: Any, where: str = "$") -> Any:
         return {f.name: freeze(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    node = registered_node(value)
+    if node is not None:  # stored as its children, named as the runner names them from the program's spec
+        children, names = node
+        return {n: freeze(c, f"{where}.{n}") for n, c in zip(names, children)}
     raise UnstorableValue(f"{where}: cannot store a value of type {type(value).__name__} in a corpus")
+
+
+def registered_node(value: Any) -> tuple[list[Any], list[str]] | None:
+    """For an instance of a class registered with torch.utils._pytree (and not one of the containers above): its
+    children and their names, or None. The names follow the rule the core applies to the program's serialized output
+    spec (program_spec.cpp, node_child_names): the serialized context when it is a list of distinct strings, one per
+    child (a dict-like node's keys), else the positions "0", "1", ..."""
+    import json
+
+    from torch.utils import _pytree as pytree
+
+    node = pytree.SUPPORTED_NODES.get(type(value))
+    if node is None:
+        return None
+    children, context = node.flatten_fn(value)
+    children = list(children)
+    serializer = pytree.SUPPORTED_SERIALIZED_TYPES.get(type(value))
+    try:
+        dumped = (serializer.to_dumpable_context(context) if serializer is not None and serializer.to_dumpable_context
+                  else json.dumps(context, cls=pytree.EnumEncoder))
+        context = json.loads(dumped) if isinstance(dumped, str) else dumped
+    except (TypeError, ValueError):
+        context = None
+    names = list(context) if isinstance(context, list) else []
+    if not (len(names) == len(children) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+        names = [str(i) for i in range(len(children))]
+    return children, names
 
 
 def describe(value: Any) -> str:
