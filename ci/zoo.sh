@@ -6,7 +6,7 @@
 #
 #   ci/zoo.sh              # writes $DIR/zoo/{corpus,report.json,plugin.txt} and docs/zoo.md
 #
-# Sets up what it needs, idempotently, under $TORCHCONFORM_COMPAT_DIR (default .compat/, shared with ci/compat.sh):
+# Sets up what it needs, idempotently, under $TORCHCONFORM_COMPAT_DIR (default .compat/, shared with ci/executorch.sh):
 # a venv with torch==2.14.1 (a CUDA build from the local wheel store, ~5.5 GB, runs on the CPU), torchvision==0.29.1,
 # transformers, timm and the build tools, and torchconform built and installed into it (build tree $DIR/build-zoo; the
 # configure step sees a CUDA wheel without a CUDA toolkit and uses its CPU libraries, see CMakeLists.txt).

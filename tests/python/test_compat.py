@@ -2,7 +2,8 @@
 loads, calls and saves: the parent judges with the core), and the command end to end on
 the pinned torch against two committed corpora made by ci/compat-fixture.sh: tests/data/compat/torch-1.13.1 (two
 cases exported with Debian's PyTorch 1.13.1) and tests/data/compat/future-format (an artifact claiming a file format
-from the future). The full matrix over 1.13.1 / 2.13.0 / 2.14.1 is ci/compat.sh (docs/compat.md)."""
+from the future). Real versions: ci/upgrade.sh (torchconform upgrade, docs/upgrade.md); docs/compat.md keeps the
+earlier matrix."""
 
 from __future__ import annotations
 
@@ -291,7 +292,7 @@ def test_reexport_comparison_tells_bitwise_from_drift(tmp_path):
 @pytest.mark.e2e
 def test_aoti_packages_across_versions_are_run_by_the_other_runner_and_classified(tmp_path):
     """The cross-version cells: version A's packages under version B's cache key, run by B's runner on their results
-    only. Here both "versions" are the pinned LibTorch (the matrix in ci/compat.sh has real ones): A's real package
+    only. Here both "versions" are the pinned LibTorch (ci/upgrade.sh runs real ones): A's real package
     passes in B; a package that is not one (what an incompatible release's archive looks like to a loader) is a load
     failure with the loader's message, not a pass and not a crash."""
     from conftest import GOLDEN

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import flat, rehash, semantic_members
+from conftest import flat, rehash, semantic_members, tc
 
 pytestmark = pytest.mark.e2e  # exports and runs the runner
 
@@ -21,8 +21,7 @@ def export(tmp_path: Path, source: str) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "cases.py").write_text(textwrap.dedent(source))
     out = tmp_path / "corpus"
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "cases.py"),
-                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp_path / "cases.py"), "--out", str(out))
     assert r.returncode == 0, r.stderr
     return out
 
@@ -110,8 +109,7 @@ def test_a_default_the_saved_function_lost_is_an_export_error(tmp_path: Path, ru
     (tmp_path / "bad").mkdir()
     source = DEFAULTS.replace("DEFAULTED", '"defaulted": (torch.randn(3, generator=g), torch.randn(3, generator=g))')
     (tmp_path / "bad" / "cases.py").write_text(textwrap.dedent(source))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "bad" / "cases.py"),
-                        "--out", str(tmp_path / "bad" / "corpus")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp_path / "bad" / "cases.py"), "--out", str(tmp_path / "bad" / "corpus"))
     assert r.returncode == 2 and "input set 'defaulted'" in r.stderr and "no default for 'fmt'" in r.stderr, r.stderr
     assert not (tmp_path / "bad" / "corpus").exists()
     # Control: the same function with the argument passed exports and passes in C++.
@@ -177,9 +175,7 @@ def test_every_failing_case_is_reported_and_keep_going_writes_the_others(tmp_pat
     (tmp_path / "cases.py").write_text(textwrap.dedent(KEEP_GOING))
 
     def export_cli(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "cases.py"),
-                               "--out", str(tmp_path / "corpus"), *extra], capture_output=True, text=True,
-                              timeout=600)
+        return tc("export", "--cases", str(tmp_path / "cases.py"), "--out", str(tmp_path / "corpus"), *extra)
 
     r = export_cli()
     assert r.returncode == 2 and "2 of 3 cases failed to export (nothing written" in r.stderr, r.stderr
@@ -225,8 +221,7 @@ def test_user_cases_mark_and_tolerate_one_variant(tmp_path: Path, run_cli) -> No
     bad = CONVNET.replace("OPTIMIZATIONS", 'tc.Optimizations(xfail={"optimised": "typo"})')
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "cases.py").write_text(textwrap.dedent(bad))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "bad" / "cases.py"),
-                        "--out", str(tmp_path / "bad" / "c")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp_path / "bad" / "cases.py"), "--out", str(tmp_path / "bad" / "c"))
     assert r.returncode == 2 and "unknown TorchScript variant(s) ['optimised']" in r.stderr, r.stderr
 
 
@@ -274,8 +269,7 @@ def test_a_program_that_does_not_serialize_is_an_error_naming_the_case(tmp_path:
     registered container is stored as its children (test_model_gaps_2), but one registered without a serialized
     name cannot be saved in a program: an error naming the case and what to change, not a traceback."""
     (tmp_path / "cases.py").write_text(textwrap.dedent(CUSTOM_NODE))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "cases.py"),
-                        "--out", str(tmp_path / "c")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp_path / "cases.py"), "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "case 'head': variant 'export': the captured program does not save and load again" in r.stderr, r.stderr
     assert "Boxes is registered with torch.utils._pytree without a serialized_type_name" in r.stderr, r.stderr
@@ -305,8 +299,7 @@ def test_goldens_that_check_little_are_warned_about(tmp_path: Path, run_cli) -> 
     recorded per set and listed in the report, unless the case says it means them."""
     (tmp_path / "warn").mkdir()
     (tmp_path / "warn" / "cases.py").write_text(textwrap.dedent(DEGENERATE.replace("ALLOW", "")))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp_path / "warn" / "cases.py"),
-                        "--out", str(tmp_path / "warn" / "c")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp_path / "warn" / "cases.py"), "--out", str(tmp_path / "warn" / "c"))
     assert r.returncode == 0, r.stderr
     weak = json.loads((tmp_path / "warn" / "c" / "zero_head" / "manifest.json").read_text())["input_sets"][0]
     assert [w.split(":")[0] for w in weak["degenerate"]] == ["$[0]", "$[1]", "$[2]"], weak  # not $[3]: real values
@@ -315,8 +308,7 @@ def test_goldens_that_check_little_are_warned_about(tmp_path: Path, run_cli) -> 
               if ln.lstrip().startswith("warning:") and "the golden checks little" in ln]
     assert "empty tensor" in weak["degenerate"][2] and len(warned) == 3, r.stderr
     assert run_cli(tmp_path / "warn" / "c", "--quiet").returncode == 0  # still a pass: a warning, not a verdict
-    report = subprocess.run([sys.executable, "-m", "torchconform", "report", str(tmp_path / "warn" / "c"), "--quiet"],
-                            capture_output=True, text=True, timeout=600)
+    report = tc("report", str(tmp_path / "warn" / "c"), "--quiet")
     assert "**Goldens that check little** (3)" in report.stdout and "zero\\_head/a: $\\[0\\]" in report.stdout
     # Opted out: nothing recorded, nothing printed.
     corpus = export(tmp_path / "ok", DEGENERATE.replace("ALLOW", ", allow_degenerate=True"))
@@ -372,11 +364,9 @@ def program_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subp
     """One exported program covering gaps 1, 3 and 4 (one AOTInductor compile), exported and compiled."""
     tmp = tmp_path_factory.mktemp("program")
     (tmp / "cases.py").write_text(textwrap.dedent(PROGRAM))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(tmp / "cases.py"),
-                        "--out", str(tmp / "corpus")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(tmp / "cases.py"), "--out", str(tmp / "corpus"))
     assert r.returncode == 0, r.stderr
-    c = subprocess.run([sys.executable, "-m", "torchconform", "compile", str(tmp / "corpus")], capture_output=True,
-                       text=True, timeout=600)
+    c = tc("compile", str(tmp / "corpus"))
     assert c.returncode == 0, c.stderr
     return tmp / "corpus", r
 
@@ -493,12 +483,10 @@ def test_custom_operator_libraries_are_recorded_and_loaded_on_request(ops_librar
     m = json.loads((corpus / "calibrate" / "manifest.json").read_text())
     assert m["operators"] == {"namespaces": ["tcdemo"], "libraries": [ops_library.name]}, m.get("operators")
     # compile without the library: an error naming the namespace and the option, not a traceback
-    tc = [sys.executable, "-m", "torchconform"]
-    c = subprocess.run([*tc, "compile", str(corpus)], capture_output=True, text=True, timeout=600)
+    c = tc("compile", str(corpus))
     assert c.returncode == 2 and "operators of namespace 'tcdemo'" in c.stderr and "--load-library" in c.stderr, \
         c.stderr
-    c = subprocess.run([*tc, "compile", str(corpus), "--load-library", str(ops_library)], capture_output=True,
-                       text=True, timeout=600)
+    c = tc("compile", corpus, "--load-library", ops_library)
     assert c.returncode == 0, c.stderr
     # the runner without the library: every artifact is an ERROR that names the namespace (not a PASS, not a mark)
     r, rows = results(run_cli, corpus)
@@ -508,8 +496,7 @@ def test_custom_operator_libraries_are_recorded_and_loaded_on_request(ops_librar
     assert r.returncode == 0 and {(x["artifact"], x["verdict"]) for x in rows} == {
         ("", "PASS"), ("export@aoti", "PASS")}, r.stdout
     # the same option in `torchconform verify` (the core's one table) and in the pytest plugin
-    v = subprocess.run([*tc, "verify", str(corpus), "--load-library", str(ops_library), "--quiet"],
-                       capture_output=True, text=True, timeout=600)
+    v = tc("verify", corpus, "--load-library", ops_library, "--quiet")
     assert v.returncode == 0, v.stdout + v.stderr
     p = subprocess.run([sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q", "-p",
                         "no:cacheprovider", "-o", "addopts=", f"--torchconform-load-library={ops_library}"],
@@ -583,8 +570,7 @@ def test_keyword_inputs_and_trace_options(tmp_path: Path, run_cli) -> None:
     strict = tmp_path / "strict"
     strict.mkdir()
     (strict / "cases.py").write_text(textwrap.dedent(KEYWORDS.replace("STRICT", "")))
-    r = subprocess.run([sys.executable, "-m", "torchconform", "export", "--cases", str(strict / "cases.py"),
-                        "--out", str(strict / "c")], capture_output=True, text=True, timeout=600)
+    r = tc("export", "--cases", str(strict / "cases.py"), "--out", str(strict / "c"))
     assert r.returncode == 2 and "case 'gpt_trace': torch.jit.trace failed" in r.stderr, r.stderr  # the default
     corpus = export(tmp_path / "ok", KEYWORDS.replace("STRICT", ", trace_strict=False"))
     m = json.loads((corpus / "gpt_trace" / "manifest.json").read_text())
@@ -592,8 +578,7 @@ def test_keyword_inputs_and_trace_options(tmp_path: Path, run_cli) -> None:
     assert len(written) == 2 and all(s.get("keywords") == ["attention_mask"] for s in m["input_sets"])
     traced = torch.jit.load(str(corpus / "gpt_trace" / "artifact.pt"))
     assert [a.name for a in traced.forward.schema.arguments] == ["self", "input_ids", "attention_mask"]
-    c = subprocess.run([sys.executable, "-m", "torchconform", "compile", str(corpus)], capture_output=True, text=True,
-                       timeout=600)
+    c = tc("compile", str(corpus))
     assert c.returncode == 0, c.stderr
     r, rows = results(run_cli, corpus)
     assert r.returncode == 0, r.stdout

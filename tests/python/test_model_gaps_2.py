@@ -147,6 +147,7 @@ NOISY = """
 """
 
 
+@pytest.mark.heavy  # (default tier: its time; the heavy tier runs it)
 def test_aoti_options_reach_the_package_and_its_key(tmp_path: Path) -> None:
     """2: AOTInductor's own options could not be given (a seeded ViT-MAE matched eager only with fallback_random).
     tc.Export(aoti_options=...) is recorded in the manifest, compiled with, and part of the package's key; export says
@@ -167,6 +168,7 @@ def test_aoti_options_reach_the_package_and_its_key(tmp_path: Path) -> None:
     assert lines == {"noisy:export@aoti/seeded": "FAIL", "noisy_fallback:export@aoti/seeded": "PASS"}, v.stdout
 
 
+@pytest.mark.heavy  # (default tier: its time; the heavy tier runs it)
 def test_the_package_key_ignores_where_the_source_lines_sit(tmp_path: Path) -> None:
     """3: the package cache's key was the program file's hash, which holds stack traces with the cases file's line
     numbers: an edit above a model class recompiled its package (17-194 s per program). The key now covers what the

@@ -84,6 +84,7 @@ class _Constant(torch.nn.Module):
 
 
 # ---- 3. nothing verified under pytest-xdist ------------------------------------------------------------------------
+@pytest.mark.heavy  # (default tier: its time; the heavy tier runs it)
 def test_nothing_verified_fails_the_session_under_xdist(tmp_path: Path) -> None:
     corpus, _ = hostile.expected_failures_only(tmp_path)
     args = [sys.executable, "-m", "pytest", f"--torchconform-corpus={corpus}", "-q", "-p", "no:cacheprovider", "-o",
@@ -296,6 +297,7 @@ def _raw(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.heavy  # (default tier: its time; the heavy tier runs it)
 def test_every_face_escapes_corpus_text(tmp_path: Path, run_cli) -> None:
     """One corpus full of control, bidi and Markdown text (descriptions, xfail reasons, an ExecuTorch variant's
     error, the operator libraries, a program's submodule paths) through every face: the runner, verify, report,
