@@ -3,6 +3,7 @@ shape: what export says about what it knows, the messages that named the wrong c
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -251,3 +252,97 @@ def test_an_output_registered_as_a_pytree_node_is_stored_as_its_named_leaves(tmp
     v = tc("verify", corpus, "--aoti-cache", cache)
     assert v.returncode == 1 and "FAIL  tiny_lm:export@aoti/a" in v.stdout, v.stdout
     assert "$['cache']['value_cache'][0]" in v.stdout, v.stdout
+
+
+TRACED_AND_SCRIPTED = """
+    import torch
+    from torch import nn
+    import torchconform as tc
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 4))
+
+        def forward(self, x):
+            return self.layers(x).softmax(-1)
+
+    g = torch.Generator().manual_seed(0)
+    tc.declare("traced", model=Block, mode="trace", optimizations=True, inputs={"a": (torch.randn(2, 8, generator=g),)})
+    tc.declare("scripted", model=Block, mode="script", inputs={"a": (torch.randn(3, 8, generator=g),)})
+"""
+
+
+def test_torchscript_artifacts_are_the_same_bytes_from_any_directory_and_name_no_local_path(tmp_path: Path) -> None:
+    """4: the same cases file exported from two directories gave different artifact.pt files: TorchScript's debug
+    records held the absolute paths of the cases file, site-packages and the standard library (and a random
+    serialization id). The exporter now writes them relative to labelled roots, moving the traced source ranges with
+    them, so the bytes are the same from any checkout and no local path is disclosed."""
+    import zipfile
+
+    outs = []
+    for where in (tmp_path / "a", tmp_path / "b" / "deeper" / "still"):
+        cases = write(where, TRACED_AND_SCRIPTED)
+        r = tc("export", "--cases", cases, "--out", where / "c", "--no-bound-sets")
+        assert r.returncode == 0, r.stderr
+        outs.append(where / "c")
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*.pt") if "sets" not in p.parts)
+    assert len(files) == 5, files  # two artifacts, the traced one's frozen, passes and optimized variants
+    for f in files:
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f"{f} differs between the two checkouts"
+        with zipfile.ZipFile(outs[1] / f) as z:
+            for name in z.namelist():
+                data = z.read(name)
+                for local in (str(tmp_path), sys.prefix, str(Path(__file__).resolve().parents[2])):
+                    assert local.encode() not in data, f"{f}: {name} discloses {local}"
+    notes = [json.loads(m.read_text()) for m in outs[0].glob("*/manifest.json")]
+    assert not any("debug record" in json.dumps(m) for m in notes)  # every record was rewritten
+
+
+def test_a_rewritten_artifact_keeps_its_original_code_traceback(tmp_path: Path) -> None:
+    """The source ranges of a traced module are offsets into its recorded frames: shortening a path moves every
+    later range. A bad call's "original code" traceback must read as torch's own, with the portable paths. The
+    control: the same rewrite without moving the ranges gives a different (wrong) traceback."""
+    import torch
+
+    from torchconform.writing import reproducible
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 4))
+
+        def forward(self, x):
+            return self.layers(x)
+
+    traced = torch.jit.trace(Block().eval(), torch.randn(2, 8))
+    raw, portable = tmp_path / "raw.pt", tmp_path / "portable.pt"
+    traced.save(str(raw))
+    assert reproducible.save(traced, portable) == []
+
+    def message(path: Path) -> str:
+        with pytest.raises(RuntimeError) as e:
+            torch.jit.load(str(path))(torch.randn(2, 5))
+        return str(e.value)
+
+    known = reproducible.roots()
+    expected = reproducible.portable(message(raw).encode(), known)[0].decode()
+    got = message(portable)
+    assert "original code" in got and "<site-packages>/torch/nn/modules/linear.py" in got, got
+    assert got == expected
+    # control: rewrite the strings only (the ranges left where torch put them): the traceback no longer reads right
+    original = reproducible.scrub_debug_record
+
+    def strings_only(data: bytes, roots: list) -> bytes | None:
+        root = reproducible.parse(data)
+        for node in reproducible._memo(root).values():
+            if node.kind == "str":
+                node.value = reproducible.portable(node.value, roots)[0]
+        return reproducible.emit(root)
+
+    reproducible.scrub_debug_record = strings_only
+    try:
+        reproducible.save(traced, tmp_path / "unmoved.pt")
+    finally:
+        reproducible.scrub_debug_record = original
+    assert message(tmp_path / "unmoved.pt") != expected

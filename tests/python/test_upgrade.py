@@ -1,9 +1,10 @@
 """``torchconform upgrade`` end to end with what is on this machine: the "to" side is this torch with
-ATEN_CPU_CAPABILITY=default (LibTorch's portable kernels: numbers move the way an upgrade moves them), through the
-same environments, runners, exports, packages and cells a real upgrade uses (ci/upgrade.sh runs real versions:
-Debian's 1.13.1, 2.13.0, 2.14.1 and 2.15.0; docs/upgrade.md). Negative controls: a perturbed re-export is beyond
-tolerance (BREAK numerics), an artifact the other runtime cannot load breaks (BREAK load), and the verdict logic on
-cells a real version pair produces (a package from another version that does not run: REBUILD-REQUIRED)."""
+ATEN_CPU_CAPABILITY=default (LibTorch's portable kernels, or AVX2 where the run already uses those: numbers move the
+way an upgrade moves them), through the same environments, runners, exports, packages and cells a real upgrade uses
+(ci/upgrade.sh runs real versions: Debian's 1.13.1, 2.13.0, 2.14.1 and 2.15.0; docs/upgrade.md). Negative controls: a
+perturbed re-export is beyond tolerance (BREAK numerics), an artifact the other runtime cannot load breaks (BREAK
+load), and the verdict logic on cells a real version pair produces (a package from another version that does not
+run: REBUILD-REQUIRED)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("upgrade")]
 
 EXAMPLES = ROOT / "examples" / "my_cases.py"
 THIS = torch.__version__.split("+")[0]
-SIM = f"{THIS}+default"  # this torch on LibTorch's portable kernels: "another version" whose numbers move
+# The "to" side runs this torch at another CPU capability than the "from" side: LibTorch's portable kernels, or,
+# where this whole run already uses them (ci/test.sh --any-cpu), AVX2 kernels (every x86-64 machine here has AVX2).
+SIM_CAPABILITY = "avx2" if os.environ.get("ATEN_CPU_CAPABILITY") == "default" else "default"
+SIM = f"{THIS}+{SIM_CAPABILITY}"  # this torch on other kernels: "another version" whose numbers move
 SAME = f"{THIS}+same"  # this torch as it is: a second label for the same numbers
 SCHEMA = json.loads((ROOT / "docs" / "upgrade-schema.json").read_text())
 
 
 def wrappers(tmp: Path) -> tuple[Path, Path]:
-    """An interpreter and a runner that run this torch with ATEN_CPU_CAPABILITY=default."""
+    """An interpreter and a runner that run this torch with ATEN_CPU_CAPABILITY=SIM_CAPABILITY."""
     py, run = tmp / "python-default", tmp / "runner-default"
-    py.write_text(f"#!/bin/sh\nATEN_CPU_CAPABILITY=default exec {sys.executable} \"$@\"\n")
-    run.write_text(f"#!/bin/sh\nATEN_CPU_CAPABILITY=default exec {runner_path()} \"$@\"\n")
+    py.write_text(f"#!/bin/sh\nATEN_CPU_CAPABILITY={SIM_CAPABILITY} exec {sys.executable} \"$@\"\n")
+    run.write_text(f"#!/bin/sh\nATEN_CPU_CAPABILITY={SIM_CAPABILITY} exec {runner_path()} \"$@\"\n")
     for p in (py, run):
         p.chmod(0o755)
     return py, run
@@ -74,7 +78,7 @@ def test_a_verdict_per_model_and_every_report(upgraded: dict) -> None:
     assert len(suites.findall(".//testcase")) == 3 * 6
     assert (out / "upgrade.png").is_file()
     envs_ = result["environments"]
-    assert envs_[SIM]["cpu_capability"] == "DEFAULT" and envs_[THIS]["cpu_capability"] != "DEFAULT"
+    assert envs_[SIM]["cpu_capability"] == SIM_CAPABILITY.upper() != envs_[THIS]["cpu_capability"], envs_
 
 
 def test_cells_run_alone_and_merge_into_the_same_verdicts(upgraded: dict) -> None:

@@ -27,7 +27,7 @@ from ..authoring.variants import (
 )
 from ..authoring.warn import collect_warnings
 from ..schema import validate
-from . import protocol
+from . import protocol, reproducible
 from .coverage import DEFAULT_COVERAGE, Coverage, Generated, generate
 from .digest import sha256_file
 from .submodules import RECORD_CAP_BYTES, record_calls, recordable
@@ -140,7 +140,7 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
             if types:
                 entry["pytree_types"] = types
         else:
-            v.artifact.save(str(path))
+            _save_torchscript(v.artifact, path, v.findings)
             try:
                 loaded = torch.jit.load(str(path))
             except Exception as e:  # noqa: BLE001 - a finding, and the runner will meet it too
@@ -212,6 +212,14 @@ def _random_draws(case: Case, v: Variant, sets: list[InputSet]) -> None:
         v.findings.append(f"the program draws random numbers ({', '.join(draws)}) and is checked on seeded input sets "
                           f"({', '.join(seeded)}): AOTInductor reproduces eager's draws only with fallback_random: "
                           "declare it with tc.Export(aoti_options={'fallback_random': True})")
+
+
+def _save_torchscript(artifact: Any, path: Path, notes: list[str]) -> None:
+    """torch.jit.save, with the archive made independent of where the export ran (writing/reproducible.py)."""
+    left = reproducible.save(artifact, path)
+    if left:
+        notes.append(f"{path.name}: {len(left)} TorchScript debug record(s) keep the absolute source paths torch "
+                     f"wrote (a layout this exporter does not rewrite): {', '.join(left[:3])}")
 
 
 def _check_saved_signatures(case: Case, path: Path, sets: list[InputSet]) -> None:
@@ -298,7 +306,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
     if case.mode == "export" and not any(v.kind == "exported_program" for v in built.variants):
         raise CaseError(f"case {case.name!r}: mode 'export' needs its torch.export program (a variant)")
     if built.artifact is not None:
-        built.artifact.save(str(artifact_path))
+        _save_torchscript(built.artifact, artifact_path, built.notes)
         _check_saved_signatures(case, artifact_path, built.input_sets)
 
     sets = []
