@@ -1,7 +1,7 @@
-// The runtime interface: one way of loading and calling an artifact from C++ (TorchScript, AOTInductor, NativeRT),
-// in the style of Polygraphy's runners. Each runtime is one file (runtime_<name>.cpp); adding one is a new file
-// implementing this interface plus its line in registered_runtimes() (plan.cpp), which is all the plan, the run, the
-// isolation, the benchmarks and the reports need to know of it. Its name is corpus vocabulary (a manifest lists the
+// The runtime interface: one way of loading and calling an artifact from C++ (TorchScript, AOTInductor, NativeRT,
+// ExecuTorch), in the style of Polygraphy's runners. Each runtime is one file (runtime_<name>.cpp); adding one is a new
+// file implementing this interface plus its line in registered_runtimes() (plan.cpp), which is all the plan, the run,
+// the isolation, the benchmarks and the reports need to know of it. Its name is corpus vocabulary (a manifest lists the
 // runtimes that run a variant), so it also gets its value in RuntimeKind and kRuntimeNames (manifest.cpp) and in the
 // schema's `runtimes` enum (docs/corpus-schema.json), and its file in cpp_runner/CMakeLists.txt.
 #pragma once

@@ -208,3 +208,25 @@ def test_the_core_stub_names_exactly_what_the_module_has() -> None:
     # Negative control: a binding the stub lacks, and a stub entry the module lacks, are both found.
     less = stub.replace("def version_matches(", "def version_matches_gone(")
     assert stub_names(less) != module_names(_core)
+
+
+def unlisted(readme: str, folder: Path) -> list[str]:
+    """The files of ``folder`` (images aside) the README's layout table does not name."""
+    table = "\n".join(ln for ln in readme.splitlines() if ln.startswith(f"| `{folder.name}/` |"))
+    return [p.name for p in sorted(folder.iterdir()) if p.is_file() and p.suffix != ".png"
+            and f"`{p.name}`" not in table]
+
+
+def test_the_readme_names_every_script_and_doc(tmp_path: Path) -> None:
+    """The README's layout rows for ci/ and docs/ left out executorch.sh, the ci/*.py programs and four pages. The
+    control: a file added to a copy of docs/ is reported."""
+    root = PACKAGE.parents[1]
+    readme = (root / "README.md").read_text()
+    for folder in (root / "ci", root / "docs"):
+        assert unlisted(readme, folder) == [], f"README.md's `{folder.name}/` row does not name them"
+    import shutil
+
+    copy = tmp_path / "docs"
+    shutil.copytree(root / "docs", copy)
+    (copy / "new-page.md").write_text("")
+    assert unlisted(readme, copy) == ["new-page.md"]
