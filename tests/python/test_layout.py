@@ -230,3 +230,37 @@ def test_the_readme_names_every_script_and_doc(tmp_path: Path) -> None:
     shutil.copytree(root / "docs", copy)
     (copy / "new-page.md").write_text("")
     assert unlisted(readme, copy) == ["new-page.md"]
+
+
+def test_the_runtimes_the_core_registers_are_the_ones_a_manifest_may_name() -> None:
+    """Runtime names live in the core's table (registered_runtimes, kRuntimeNames) and in the schema's enum of the
+    runtimes a variant names (TorchScript is every case's artifact, not a variant's runtime): the two must agree."""
+    import json
+
+    from torchconform import _core
+
+    schema = json.loads((PACKAGE.parents[1] / "docs" / "corpus-schema.json").read_text())
+
+    def enums(node: object) -> list[list[str]]:
+        if isinstance(node, dict):
+            found = []
+            for k, v in node.items():
+                if k == "runtimes" and isinstance(v, dict) and "enum" in v.get("items", {}):
+                    found.append(v["items"]["enum"])
+                found += enums(v)
+            return found
+        if isinstance(node, list):
+            return [e for v in node for e in enums(v)]
+        return []
+
+    def mismatch(schema: dict) -> str:
+        (declared,) = enums(schema)
+        registered = [name for name, _, _ in _core.runtimes()]
+        ok = registered[0] == "torchscript" and sorted(registered[1:]) == sorted(declared)
+        return "" if ok else f"the core registers {registered}, the schema names {declared}"
+
+    assert mismatch(schema) == ""
+    # control: a runtime the schema names and the core does not register is found
+    extra = json.loads(json.dumps(schema).replace('"enum": ["aoti", "nativert", "executorch"]',
+                                                  '"enum": ["aoti", "nativert", "executorch", "tensorrt"]'))
+    assert "tensorrt" in mismatch(extra)
