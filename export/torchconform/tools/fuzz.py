@@ -335,6 +335,7 @@ def run(corpus_dir: Path, cases: list[Case], *, artifacts: list[str], examples: 
     findings: list[Found] = []
     built_cache: dict[str, Any] = {}
     total = 0
+    not_fuzzed: list[str] = []  # (each named on the log when it is left)
     for n, (case, planned) in enumerate(pairs):
         who = f"{case.name}:{planned['label']}" if planned["label"] else case.name
         manifest = json.loads(in_corpus[case.name].manifest_json)
@@ -343,12 +344,14 @@ def run(corpus_dir: Path, cases: list[Case], *, artifacts: list[str], examples: 
         if mark:
             reason = mark if isinstance(mark, str) else mark.get("reason", "")
             log(f"[fuzz] {who}: skipped: marked as an expected failure ({terminal(reason)})")
+            not_fuzzed.append(who)
             continue
         if case.name not in built_cache:
             built_cache[case.name] = _rebuild(case, corpus, in_corpus[case.name], manifest)
         remaining = budget_s - (time.monotonic() - t0)
         if remaining <= 0:
             log(f"[fuzz] {who}: not fuzzed: the time budget is spent")
+            not_fuzzed.append(who)
             continue
         share = remaining / (len(pairs) - n)
         opening = {"corpus": str(corpus_dir), "case": case.name, "artifact": planned["label"], "device": device,
@@ -357,6 +360,9 @@ def run(corpus_dir: Path, cases: list[Case], *, artifacts: list[str], examples: 
                                    examples=examples, budget_s=share, seed=seed, budget_bytes=int(budget_mb * 1e6),
                                    log=log)
         total += ran
+        if found is None and ran == 0:  # (fuzz_artifact said why)
+            not_fuzzed.append(who)
+            continue
         if found is None:
             _say(f"[fuzz] {who}: no divergence in {ran} inputs")
             continue
@@ -375,8 +381,9 @@ def run(corpus_dir: Path, cases: list[Case], *, artifacts: list[str], examples: 
         if found.saved:
             _say(f"[fuzz]   saved as input set {found.saved.stem!r} of case {case.name!r}: {found.saved} (every "
                 "export from now on checks it)")
-    _say(f"[fuzz] {len(findings)} divergence(s) in {total} inputs over {len(pairs)} artifacts "
-        f"({time.monotonic() - t0:.0f} s; seed {seed})")
+    left = f", {len(not_fuzzed)} not fuzzed: {', '.join(not_fuzzed)}" if not_fuzzed else ""
+    _say(f"[fuzz] {len(findings)} divergence(s) in {total} inputs over {len(pairs) - len(not_fuzzed)} artifacts"
+         f"{left} ({time.monotonic() - t0:.0f} s; seed {seed})")
     return 1 if findings else 0
 
 
