@@ -166,7 +166,6 @@ def test_bound_sets_find_a_kernel_that_is_wrong_past_the_written_batches(tmp_pat
     assert code == 0 and set(ids.values()) == {"PASS"}, ids
 
 
-@pytest.mark.heavy  # (default tier: its time; the heavy tier runs it)
 def test_fuzz_finds_shrinks_and_saves_the_divergence(tmp_path: Path, library: Path) -> None:
     cases = write_cases(tmp_path, DIVERGENT)
     corpus = tmp_path / "corpus"
