@@ -64,7 +64,7 @@ nlohmann::json context_of(const nlohmann::json& spec, const std::string& who) {
   return parse_json(context.get<std::string>(), who + ": program spec context");
 }
 
-// The names of a registered pytree node's children, by the rule writing/values.py's node_child_names follows on the
+// The names of a registered pytree node's children, by the rule writing/values.py's registered_node follows on the
 // eager value: its serialized context when that is a list of distinct strings, one per child (the keys a dict-like
 // node such as transformers' DynamicCache flattens to), else the children's positions "0", "1", ...
 std::vector<std::string> node_child_names(const nlohmann::json& spec, size_t n, const std::string& who) {
@@ -122,7 +122,8 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
                      std::vector<c10::IValue>& out, const std::string& where, const std::string& who) {
   const PytreeType* user = nullptr;
   const auto& children = spec.at("children_spec");
-  switch (node_of(spec, v, &user)) {
+  const SpecNode node = node_of(spec, v, &user);
+  switch (node) {
     case SpecNode::kLeaf:
       out.push_back(value);
       return;
@@ -144,8 +145,7 @@ void flatten_by_spec(const nlohmann::json& spec, const c10::IValue& value, const
       if (!value.isGenericDict())
         throw CorpusError(who + ": input " + where + " is " + value.tagKind() + ", the program takes a dict");
       const auto d = value.toGenericDict();
-      const auto keys = node_of(spec, v, &user) == SpecNode::kDict ? dict_keys(spec, who)
-                                                                   : node_child_names(spec, children.size(), who);
+      const auto keys = node == SpecNode::kDict ? dict_keys(spec, who) : node_child_names(spec, children.size(), who);
       if (d.size() != keys.size())
         throw CorpusError(who + ": input " + where + " has " + std::to_string(d.size()) + " keys, the program "
                           "takes " + std::to_string(keys.size()));

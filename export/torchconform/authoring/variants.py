@@ -382,8 +382,7 @@ def user_pytree_types(program: torch.export.ExportedProgram) -> list[dict[str, A
                 raise ValueError(f"{spec.type.__module__}.{spec.type.__qualname__} is registered with "
                                  "torch.utils._pytree without a serialized_type_name, so torch.export.save cannot "
                                  "write the program: register it with serialized_type_name=...")
-            fields = found.get(name, {}).get("fields", [])
-            found[name] = {"name": name, "kind": "node", "fields": fields}
+            found[name] = {"name": name, "kind": "node", "fields": []}  # (names come from each spec's context)
         for child in spec.children() if hasattr(spec, "children") else spec.children_specs:
             walk(child)
 

@@ -78,7 +78,7 @@ class Node:
     kind: str  # str int none true false tuple list global reduce get
     value: Any = None  # str: bytes; int: int; global: (module, name); get: memo index
     children: list[Node] = field(default_factory=list)
-    form: str = ""  # tuple: MARK / EMPTY / 1 / 2 / 3; int and get: its opcode; "+long": memoized by LONG_BINPUT
+    form: str = ""  # tuple: MARK / EMPTY / 1 / 2 / 3; get: its opcode; "+long": memoized by LONG_BINPUT
     groups: list[int] = field(default_factory=list)  # list: items per APPENDS (-1: a single APPEND)
     put: int | None = None
 
@@ -98,7 +98,8 @@ def parse(data: bytes) -> Node:
         elif name == "BINUNICODE":
             stack.append(Node("str", arg.encode("utf-8", "surrogatepass")))
         elif name in ("BININT", "BININT1", "BININT2"):
-            stack.append(Node("int", arg, form=name))
+            # (re-emitted in its smallest form: a record torch wrote otherwise fails the unchanged re-emission check)
+            stack.append(Node("int", arg))
         elif name == "NONE":
             stack.append(Node("none"))
         elif name in ("NEWTRUE", "NEWFALSE"):
@@ -133,7 +134,7 @@ def parse(data: bytes) -> Node:
             args = stack.pop()
             stack.append(Node("reduce", children=[stack.pop(), args]))
         elif name in ("BINPUT", "LONG_BINPUT"):
-            if stack[-1].put is not None or arg > 255 and name == "BINPUT":
+            if stack[-1].put is not None:
                 raise Unsupported("a value memoized twice")
             stack[-1].put = arg
             if name == "LONG_BINPUT":
