@@ -13,7 +13,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TORCHCONFORM_VENV:-$ROOT/.venv}"
 # torch is pinned exactly: a range would let pip pull a multi-GB CUDA build.
 TORCH_PIN="torch==2.13.0"
-PY_DEPS=(pybind11 scikit-build-core ninja pytest pytest-xdist numpy matplotlib jsonschema hypothesis)
+# pytest and pytest-xdist are pinned as a pair: pytest 9.2 ignores the node-id suffix by which xdist 3.8's
+# `--dist loadgroup` keeps an xdist_group on one worker, so every worker re-ran the groups' module fixtures
+# (test_layout.py's test_xdist_groups_hold checks it).
+PY_DEPS=(pybind11 scikit-build-core ninja pytest==9.1.1 pytest-xdist==3.8.0 numpy matplotlib jsonschema hypothesis)
 STAMP="$VENV/.torchconform-setup"
 STAMP_VALUE="$TORCH_PIN ${PY_DEPS[*]}"
 

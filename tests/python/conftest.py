@@ -48,6 +48,25 @@ def tc(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = 
                           timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})
 
 
+def tc_here(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The ``torchconform`` command run in this process, for refusals: a check of the arguments or the input that ends
+    the command before it exports or runs anything needs no fresh interpreter (one costs an import of torch). What the
+    command leaves behind in a process (threads, a changed environment) would leak into the test session, so a command
+    that gets as far as working runs through ``tc``."""
+    import contextlib
+    import io
+
+    from torchconform.faces import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:  # (argparse's own refusals)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(["torchconform", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def flat(text: str) -> str:
     """Text printed by another tool with its whitespace normalised: CMake wraps its messages to the terminal width
     (a longer path moves the line breaks), pytest and pip pad and wrap theirs."""

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash, tc
+from conftest import (
+    GOLDEN,
+    copy_corpus,
+    counts,
+    manifests,
+    perturbed_corpus,
+    perturbed_failures,
+    planned,
+    rehash,
+    tc,
+    tc_here,
+)
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
@@ -44,11 +55,11 @@ def test_verify_prints_what_torchconform_run_prints(run_cli, tmp_path: Path) -> 
 
 
 def test_verify_errors_and_progress(tmp_path: Path) -> None:
-    r = tc("verify", tmp_path / "nowhere")
+    r = tc_here("verify", tmp_path / "nowhere")
     assert r.returncode == 2 and "not a corpus directory" in r.stderr
-    r = tc("verify", GOLDEN, "--device", "tpu")
+    r = tc_here("verify", GOLDEN, "--device", "tpu")
     assert r.returncode == 2 and "--device must be cpu, cuda or all" in r.stderr
-    r = tc("verify", GOLDEN, "--case", "nope")
+    r = tc_here("verify", GOLDEN, "--case", "nope")
     assert r.returncode == 2 and "matches no case" in r.stderr
     r = tc("verify", GOLDEN, "--case", "simple_cnn", "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
     assert r.returncode == 0

@@ -246,26 +246,24 @@ def test_a_stale_version_mark_fails_the_run(tmp_path):
 
 @pytest.mark.e2e
 def test_compat_refuses_bad_arguments(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{tmp_path}",
-                           "--runtime", f"2:{sys.executable}"], capture_output=True, text=True)
+    from conftest import tc_here
+
+    done = tc_here("compat", "--corpus", f"x:{tmp_path}", "--runtime", f"2:{sys.executable}")
     assert done.returncode == 2 and "no corpus.json there" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{OLD}",
-                           "--runtime", "2:/no/python"], capture_output=True, text=True)
+    done = tc_here("compat", "--corpus", f"x:{OLD}", "--runtime", "2:/no/python")
     assert done.returncode == 2 and "no interpreter /no/python" in done.stderr
     # A real interpreter without torch: a bare venv (no system site-packages).
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     no_torch = tmp_path / "bare" / "bin" / "python"
-    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"x:{OLD}",
-                           "--runtime", f"2:{no_torch}"], capture_output=True, text=True)
+    done = tc_here("compat", "--corpus", f"x:{OLD}", "--runtime", f"2:{no_torch}")
     assert done.returncode == 2 and "cannot import torch: ModuleNotFoundError" in done.stderr
     # --reexport re-exports the built-in cases: a reference corpus of other cases is refused (it was "load failure:
     # case missing from the re-export" with exit 0), pointing at `torchconform upgrade`.
     import hostile
 
     mine = hostile.single(tmp_path / "mine", "process_outputs", name="my_model")
-    done = subprocess.run([sys.executable, "-m", "torchconform", "compat", "--corpus", f"mine:{mine}",
-                           "--runtime", f"this:{sys.executable}", "--reexport", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    done = tc_here("compat", "--corpus", f"mine:{mine}", "--runtime", f"this:{sys.executable}", "--reexport",
+                   "--out", tmp_path / "o")
     assert done.returncode == 2 and "holds others (my_model)" in done.stderr and "torchconform upgrade" in \
         done.stderr, done.stderr
 

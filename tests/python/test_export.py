@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import GOLDEN, ROOT, manifests, semantic_members, sha256
+from conftest import GOLDEN, ROOT, manifests, semantic_members, sha256, tc_here
 from torchconform import Built, Case, CaseError
 from torchconform.authoring import models
 from torchconform.authoring.builtin import dynamic_router, process_outputs, simple_cnn
@@ -192,9 +192,9 @@ def test_reexport_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_export_cli_errors(tmp_path: Path) -> None:
-    r = export_cli(GOLDEN)
+    r = tc_here("export", "--out", GOLDEN)
     assert r.returncode == 2 and "already exists; pass --force" in r.stderr
-    r = export_cli(tmp_path / "x", "--case", "nope*")
+    r = tc_here("export", "--out", tmp_path / "x", "--case", "nope*")
     assert r.returncode == 2 and "matches no case" in r.stderr
     assert not (tmp_path / "x").exists()
     from torchconform.writing.executorch import available

@@ -264,3 +264,15 @@ def test_the_runtimes_the_core_registers_are_the_ones_a_manifest_may_name() -> N
     extra = json.loads(json.dumps(schema).replace('"enum": ["aoti", "nativert", "executorch"]',
                                                   '"enum": ["aoti", "nativert", "executorch", "tensorrt"]'))
     assert "tensorrt" in mismatch(extra)
+
+
+@pytest.mark.xdist_group("layout_probe")
+def test_xdist_groups_hold(request: pytest.FixtureRequest) -> None:
+    """ci/test.sh runs the default tier with pytest-xdist's ``--dist loadgroup``: a module marked ``xdist_group`` runs
+    on one worker, so its module fixture (an upgrade run, an exported corpus) is made once. xdist keeps a group together
+    by suffixing node ids with ``@group``; a pytest that ignores the suffix (9.2 under xdist 3.8) spreads the group over
+    the workers and each of them makes the fixture again, silently. ci/setup.sh pins a pair that works."""
+    config = request.config
+    if not hasattr(config, "workerinput") or not config.getvalue("loadgroup"):
+        pytest.skip("runs under pytest-xdist --dist loadgroup (ci/test.sh)")
+    assert request.node.nodeid.endswith("@layout_probe"), request.node.nodeid

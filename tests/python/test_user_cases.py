@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, counts, manifests, planned, tc
+from conftest import ROOT, counts, manifests, planned, tc, tc_here
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
 
@@ -112,9 +112,9 @@ def test_declaration_mistakes_name_the_case_and_the_problem(kind: str, tmp_path:
 
 
 def test_missing_cases_file_or_module(tmp_path: Path) -> None:
-    r = tc("export", "--cases", tmp_path / "nope.py", "--out", tmp_path / "o")
+    r = tc_here("export", "--cases", tmp_path / "nope.py", "--out", tmp_path / "o")
     assert r.returncode == 2 and "no such file" in r.stderr
-    r = tc("export", "--cases", "no_such_pkg.cases", "--out", tmp_path / "o")
+    r = tc_here("export", "--cases", "no_such_pkg.cases", "--out", tmp_path / "o")
     assert r.returncode == 2 and "importing it failed: ModuleNotFoundError" in r.stderr
 
 

@@ -19,6 +19,7 @@ cached so that a second run builds and installs nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -81,8 +82,10 @@ def run_logged(cmd: list[str], log_file: Path, what: str, env: dict[str, str] | 
                          "\n  ".join(terminal(x) for x in tail))
 
 
+@functools.cache
 def describe(python: str) -> tuple[str, str]:
-    """(torch version, CUDA version or "") of an interpreter, which must import torch."""
+    """(torch version, CUDA version or "") of an interpreter, which must import torch (asked once per process: each
+    ask starts the interpreter and imports its torch)."""
     try:
         done = subprocess.run([python, "-c", "import json, torch; print(json.dumps([torch.__version__, "
                                "torch.version.cuda or '']))"], capture_output=True, text=True, timeout=600)
