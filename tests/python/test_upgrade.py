@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, rehash, runner_path, tc
+from conftest import ROOT, rehash, runner_path, tc, tc_here
 from torchconform import _core
 from torchconform.schema import standard_validate
 from torchconform.tools import compat
@@ -99,6 +99,51 @@ def test_cells_run_alone_and_merge_into_the_same_verdicts(upgraded: dict) -> Non
     # A merge that misses cells says so: not checked, exit 2 (never a green verdict on half the evidence).
     partial = tc("upgrade", *args, "--to", SIM, "--merge", tmp / "matrix" / "cells", "--out", tmp / "partial")
     assert partial.returncode == 2 and "not run (no cell result)" in partial.stdout, partial.stdout
+
+
+def test_a_second_run_reuses_the_cells_whose_inputs_did_not_change(upgraded: dict) -> None:
+    tmp, args = upgraded["tmp"], upgraded["args"]
+    r = tc("upgrade", *args, "--to", SIM, "--env", upgraded["env"], "--out", tmp / "again")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    again = json.loads((tmp / "again" / "upgrade.json").read_text())
+    assert all(c.get("reused") and c["seconds"] == 0 for c in again["cells"]), [c["cell"] for c in again["cells"]]
+    assert again["verdicts"] == upgraded["result"]["verdicts"] and again["drift"] == upgraded["result"]["drift"]
+    assert "reused: the same inputs as the run at" in (tmp / "again" / "upgrade.md").read_text()
+    assert standard_validate(SCHEMA, again) == ""
+    # Controls: the "to" side's runner is another file (a wrapper with one more line): its cells run again, the
+    # "from" side's capture is still reused; and --no-reuse runs everything.
+    py, run = wrappers(tmp / "changed" if (tmp / "changed").mkdir() is None else tmp)
+    run.write_text(run.read_text() + "# another runner\n")
+    env = ["--to", SIM, "--env", f"{SIM}={upgraded['env'].split('=', 1)[1].split(':')[0]}:{run}"]
+    cells = ["--cell", f"capture:{THIS}", "--cell", f"reexport:{THIS}->{SIM}"]
+    r = tc("upgrade", *args, *env, *cells, "--out", tmp / "changed" / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+    kept = {c: bool(json.loads((tmp / "changed" / "out" / "cells" / f"{c}.json").read_text()).get("reused"))
+            for c in (f"capture_{THIS}", f"reexport_{THIS}_to_{SIM}")}
+    assert kept == {f"capture_{THIS}": True, f"reexport_{THIS}_to_{SIM}": False}, kept
+    r = tc("upgrade", *args, *env, "--cell", f"capture:{THIS}", "--no-reuse", "--out", tmp / "changed" / "fresh")
+    cell = json.loads((tmp / "changed" / "fresh" / "cells" / f"capture_{THIS}.json").read_text())
+    assert r.returncode == 0 and "reused" not in cell, r.stdout + r.stderr
+
+
+def test_a_cell_key_follows_content_and_what_a_wrapper_runs(tmp_path: Path) -> None:
+    from torchconform.tools.upgrade import file_digest, tree_digest
+
+    real = tmp_path / "real-runner"
+    real.write_bytes(b"\x7fELF one build")
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(f"#!/bin/sh\nATEN_CPU_CAPABILITY=default exec {real} \"$@\"\n")
+    before = file_digest(str(wrapper))
+    real.write_bytes(b"\x7fELF another build")  # the wrapper did not change, what it runs did
+    assert file_digest(str(wrapper)) != before
+    (tmp_path / "corpus" / "case").mkdir(parents=True)
+    golden = tmp_path / "corpus" / "case" / "g.pt"
+    golden.write_bytes(b"1234")
+    before = tree_digest(tmp_path / "corpus")
+    golden.write_bytes(b"1235")
+    assert tree_digest(tmp_path / "corpus") != before
+    golden.write_bytes(b"1234")
+    assert tree_digest(tmp_path / "corpus") == before  # (content, not time: a rewrite of the same bytes is no change)
 
 
 def test_a_perturbed_reexport_is_beyond_tolerance(upgraded: dict) -> None:
@@ -236,9 +281,9 @@ def test_upgrade_refuses_what_it_cannot_check(tmp_path: Path) -> None:
                           (["--to", "2.15.0", "--env", f"2.15.0={sys.executable}"], "not 2.15.0"),
                           (["--to", "2.15.0", "--env", f"1.9.0={sys.executable}"], "neither --from nor a --to"),
                           (["--to", "2.15.0", "--env", "2.15.0=/nowhere/python"], "no interpreter")]:
-        r = tc(*base, *args)
+        r = tc_here(*base, *args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
-    r = tc("upgrade", "--from", THIS, "--to", SAME, "--out", tmp_path / "o")
+    r = tc_here("upgrade", "--from", THIS, "--to", SAME, "--out", tmp_path / "o")
     assert r.returncode == 2 and "give the models" in r.stderr
 
 

@@ -249,7 +249,7 @@ def _upgrade(args: argparse.Namespace) -> int:
             raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
         plan = Plan(args.from_version, args.to, cases=args.cases or [], builtin=args.builtin, corpus=args.corpus,
                     extras=extras, env_specs=env_specs, cache=args.cache, aoti_cache=args.aoti_cache, out=args.out,
-                    timeout=args.timeout, jobs=args.jobs, tool=args.env_tool)
+                    timeout=args.timeout, jobs=args.jobs, tool=args.env_tool, reuse=not args.no_reuse)
         return run(plan, cells=args.cell, list_only=args.list_cells, merge_from=args.merge, waivers=args.waivers,
                    log=log)
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
@@ -557,6 +557,9 @@ def _main(argv: list[str] | None = None) -> int:
                                                                    "fans them out) and write its JSON to cells/")
     upg.add_argument("--merge", action="append", type=Path, metavar="DIR_OR_JSON",
                      help="join cell results (their JSON, or directories of them) into the report")
+    upg.add_argument("--no-reuse", action="store_true",
+                     help="run every cell, even one whose inputs (corpora, environments, runners, torchconform, "
+                          "hardware) are those of a cached result")
     upg.add_argument("--timeout", type=float, default=1800, help="seconds per process (default: 1800)")
     upg.add_argument("--jobs", type=int, default=2, help="parallel jobs of a runner build (default: 2)")
     upg.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -28,11 +28,18 @@ even its own packages), call, or numerics (beyond tolerance). Warnings are findi
 runtime's "consider rebuilding"). Waivers (``--waivers FILE``) accept a known verdict for a model until an expiry date.
 Exit status: 0 every model PASS or DRIFT (or waived), 1 a model breaks or needs a rebuild or cannot roll back, 2
 something could not be checked.
+
+A cell whose every input is unchanged is not run again (``--no-reuse`` runs it): its result is kept in the cache under
+a digest of the cell, the content of every corpus it reads, each environment's interpreter, torch, probe record and
+runner (a wrapper script together with the files it names), torchconform's sources, the timeout and the hardware and
+numerics flags of ``hardware()``. (AOTInductor packages are not part of it: they are made from those inputs and kept
+under their own key.) The report marks each reused cell with the run that made it.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -74,6 +81,7 @@ class Plan:
     timeout: float = 1800.0
     jobs: int = 2
     tool: str = "auto"
+    reuse: bool = True  # --no-reuse: run every cell even where a result for the same inputs is cached
 
     @property
     def exports(self) -> bool:
@@ -120,12 +128,17 @@ class Context:
             else:
                 env = envs.make_env(version, self.plan.extras, self.root, self.log, self.plan.tool)
             envs.build_runner(env, self.root, self.log, self.plan.jobs)
-            done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", "info"], capture_output=True,
-                                  text=True, timeout=self.plan.timeout, env=self.pythonpath())
-            if done.returncode != 0:
-                raise ValueError(f"torch {version} ({env.python}): the probe failed: "
-                                 f"{compat._last_line(done.stderr, '?')}")
-            env.info = json.loads(done.stdout.strip().splitlines()[-1])  # its CPU capability, format windows
+            if env.python == sys.executable:
+                from . import upgrade_probe  # (this interpreter: the same answer without starting another)
+
+                env.info = upgrade_probe.info()
+            else:
+                done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", "info"],
+                                      capture_output=True, text=True, timeout=self.plan.timeout, env=self.pythonpath())
+                if done.returncode != 0:
+                    raise ValueError(f"torch {version} ({env.python}): the probe failed: "
+                                     f"{compat._last_line(done.stderr, '?')}")
+                env.info = json.loads(done.stdout.strip().splitlines()[-1])  # its CPU capability, format windows
             self._envs[version] = env
         return self._envs[version]
 
@@ -548,7 +561,83 @@ def cell_packages(ctx: Context, f: str, t: str) -> dict[str, Any]:
                        "loaded; a package that fails in either makes the verdict, and its reason names the linking"}
 
 
+# ---- reuse: a cell is a function of its inputs ----------------------------------------------------------------
+def file_digest(path: str) -> str:
+    """A file's content; for a script (a wrapper that sets flags and execs the real program), also the content of
+    every existing file it names by absolute path, so that rebuilding what a wrapper runs is a change."""
+    found = Path(path) if Path(path).exists() else Path(shutil.which(path) or path)
+    h = hashlib.sha256()
+    try:
+        data = found.read_bytes()
+    except OSError:
+        return f"missing:{path}"
+    h.update(data)
+    if data.startswith(b"#!") and len(data) < 1 << 16:
+        for token in re.findall(rb"/[^\s\"';|&]+", data):
+            named = Path(token.decode(errors="replace"))
+            if named.is_file():
+                h.update(token + b"\0" + named.read_bytes())
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Every file under ``root``: its path relative to ``root`` and its content."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def cell_versions(cell_id: str) -> list[str]:
+    kind, _, rest = cell_id.partition(":")
+    return [rest] if kind == "capture" else re.split(r"<->|->", rest)
+
+
+def cell_key(ctx: Context, cell_id: str) -> str:
+    """The digest of everything a cell's result depends on (module docstring): equal keys, equal results."""
+    parts: list[str] = [cell_id, _core.__version__, envs.portable_package(ctx.root).parent.name,
+                        json.dumps(hardware(), sort_keys=True), str(ctx.plan.timeout)]
+    versions = cell_versions(cell_id)
+    for version in versions:
+        env = ctx.env(version)
+        parts += [version, env.python, file_digest(env.python), env.torch, json.dumps(env.info, sort_keys=True),
+                  file_digest(env.runner)]
+    # The corpora the cell reads: its first version's (what is shipped, or the re-export rolled back), and for
+    # reexport:F->T both.
+    for version in versions if cell_id.startswith("reexport:") else versions[:1]:
+        corpus, record = ctx.corpus(version)
+        parts += [tree_digest(corpus) if corpus is not None else "no corpus",
+                  json.dumps({k: v for k, v in record.items() if k != "seconds"}, sort_keys=True)]
+    return envs.digest(*parts)
+
+
+def reused(ctx: Context, cell_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The cell's key and, unless ``--no-reuse``, the result a run with the same key left in the cache."""
+    key = cell_key(ctx, cell_id)
+    path = ctx.root / "cells" / f"{key}.json"
+    if not ctx.plan.reuse or not path.is_file():
+        return key, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return key, None
+    return key, data if isinstance(data, dict) and data.get("cell") == cell_id else None
+
+
 def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
+    key, kept = "", None
+    try:
+        key, kept = reused(ctx, cell_id)
+    except (ValueError, OSError, subprocess.TimeoutExpired):
+        pass  # (the cell itself meets the same problem and reports it)
+    if kept is not None:
+        out = {**kept, "reused": {"key": key, "seconds": kept.get("seconds", 0.0), "at": kept.get("at", "")}}
+        out["seconds"] = 0.0
+        ctx.log(f"[upgrade]   reused: its inputs are those of the run at {kept.get('at', '?')} (--no-reuse runs it)")
+        return _written(ctx, cell_id, out)
     kind, _, rest = cell_id.partition(":")
     t0 = time.perf_counter()
     try:
@@ -567,6 +656,16 @@ def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
         out = {"cell": cell_id, "error": terminal(e), "models": {}}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["hardware"] = hardware()
+    out["at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if key and not out.get("error"):  # (an error, a timeout say, is tried again next time)
+        (ctx.root / "cells").mkdir(parents=True, exist_ok=True)
+        tmp = ctx.root / "cells" / f"{key}.json.partial-{os.getpid()}"
+        tmp.write_text(json_text(out, indent=1) + "\n")
+        tmp.replace(ctx.root / "cells" / f"{key}.json")
+    return _written(ctx, cell_id, out)
+
+
+def _written(ctx: Context, cell_id: str, out: dict[str, Any]) -> dict[str, Any]:
     (ctx.plan.out / "cells").mkdir(parents=True, exist_ok=True)
     (ctx.plan.out / "cells" / f"{_file_name(cell_id)}.json").write_text(json_text(out, indent=1) + "\n")
     return out

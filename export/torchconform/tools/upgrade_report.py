@@ -59,8 +59,11 @@ def markdown_report(result: dict[str, Any]) -> str:
         out.append(f"| ... | {len(moved) - 300} more in upgrade.json | | | | | | |")
     out += ["", "## Cells", "", "| cell | seconds | note |", "|---|---|---|"]
     for c in result["cells"]:
-        out.append(f"| {markdown(c['cell'])} | {c.get('seconds', 0):.0f} | "
-                   f"{markdown(c.get('error') or c.get('assumes') or '')} |")
+        kept = c.get("reused")
+        note = c.get("error") or c.get("assumes") or ""
+        if kept:
+            note = f"reused: the same inputs as the run at {kept.get('at') or '?'} ({kept.get('seconds', 0):.0f} s)"
+        out.append(f"| {markdown(c['cell'])} | {c.get('seconds', 0):.0f} | {markdown(note)} |")
     return "\n".join(out) + "\n"
 
 
