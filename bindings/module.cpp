@@ -178,6 +178,14 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("worst_expected", &LeafReport::worst_expected)
       .def_readonly("worst_actual", &LeafReport::worst_actual)
       .def_readonly("tolerance", &LeafReport::tolerance)
+      .def_property_readonly(
+          "applied_tolerance",
+          [](const LeafReport& l) -> py::object {
+            const py::object leaf = py::module_::import("json").attr("loads")(leaf_to_json(l));
+            return leaf["applied_tolerance"];
+          },
+          "the tolerance the leaf was compared under, as the JSON report's fields: {'mode', 'rtol', 'atol' "
+          "(allclose, resolved), 'max_ulp' (ulp), 'equal_nan'}")
       .def_readonly("custom_tolerance", &LeafReport::custom_tolerance)
       .def_readonly("loosened", &LeafReport::loosened)
       .def_readonly("needed_rtol", &LeafReport::needed_rtol)
@@ -601,6 +609,12 @@ PYBIND11_MODULE(_core, m) {
       py::arg("corpus"), py::arg("case"), py::arg("variant"),
       "What the AOTInductor package of an exported program depends on, as a SHA-256 read from the program file: its "
       "graph without stack traces, its weights and constants, its aoti_options. The package cache's key.");
+  m.def(
+      "mark_may_cover", [](const std::string& kind) { return mark_may_cover(error_kind_from(kind)); },
+      py::arg("error_kind"),
+      "Whether an expected-failure mark may cover a result that ended in this error kind ('none', 'corpus', 'load', "
+      "'missing_package', 'not_run', 'call', 'crash', 'timeout'): never a refused corpus nor a runtime the build "
+      "lacks. The runner's rule, for faces that judge results themselves.");
   m.def("version_matches", &version_matches, py::arg("version"), py::arg("spec"),
         "Whether a torch version satisfies an xfail mark's condition ('<2.14', '>=2.13,<3'): the runner's rule.");
   m.def(

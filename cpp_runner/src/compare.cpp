@@ -230,6 +230,11 @@ void compare_floating(const at::Tensor& e_in, const at::Tensor& a_in, c10::Scala
   const auto [default_rtol, default_atol] = default_rtol_atol(dtype);
   const double rtol = tol.rtol.value_or(default_rtol), atol = tol.atol.value_or(default_atol);
   leaf.tolerance = tolerance_text(tol, rtol, atol, true);
+  leaf.applied = tol;
+  if (tol.mode == ToleranceMode::kAllClose) {
+    leaf.applied.rtol = rtol;
+    leaf.applied.atol = atol;
+  }
   // Anything but the dtype's assert_close default is shown with the result; a tolerance that accepts pairs the
   // default rejects is "loosened" and counted in every summary (a manifest with rtol 1e9 must not read as a plain
   // PASS). k ULPs are never looser than allclose while k * eps <= rtol (one ULP of x is at most eps * |x|).

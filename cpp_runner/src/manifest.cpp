@@ -354,6 +354,8 @@ ErrorKind error_kind_from(const std::string& name) {
   throw std::invalid_argument("unknown error kind '" + name + "'");
 }
 
+bool mark_may_cover(ErrorKind kind) { return kind != ErrorKind::kNotRun && kind != ErrorKind::kCorpus; }
+
 std::optional<std::string> applicable_mark(const CaseSpec& c, const InputSetSpec* set, const VariantSpec* variant,
                                            const std::string& torch_version, const std::string& device_type) {
   for (const std::optional<Mark>* m : {variant ? &variant->xfail : nullptr, set ? &set->xfail : nullptr, &c.xfail})

@@ -27,6 +27,13 @@ void to_json(nlohmann::json& j, const LeafReport& l) {
        {"needed_rtol", num(l.needed_rtol)}, {"needed_atol", num(l.needed_atol)},
        {"weak", l.weak},          {"accepts_rel_error", num(l.accepts_rel_error)},
        {"accepts_rel_error_median", num(l.accepts_rel_error_median)}};
+  nlohmann::json applied = {{"mode", to_string(l.applied.mode)}, {"equal_nan", l.applied.equal_nan}};
+  if (l.applied.mode == ToleranceMode::kAllClose) {
+    applied["rtol"] = num(l.applied.rtol.value_or(0));
+    applied["atol"] = num(l.applied.atol.value_or(0));
+  }
+  if (l.applied.mode == ToleranceMode::kUlp) applied["max_ulp"] = l.applied.max_ulp;
+  j["applied_tolerance"] = std::move(applied);
 }
 
 void from_json(const nlohmann::json& j, LeafReport& l) {
@@ -51,6 +58,9 @@ void from_json(const nlohmann::json& j, LeafReport& l) {
   l.weak = j.at("weak").get<std::string>();
   l.accepts_rel_error = num(j.at("accepts_rel_error"));
   l.accepts_rel_error_median = num(j.at("accepts_rel_error_median"));
+  // (the same object as a manifest's tolerance, read by the manifest's parser: one definition of its fields)
+  const nlohmann::json policy = {{"default", j.at("applied_tolerance")}, {"outputs", nlohmann::json::object()}};
+  l.applied = parse_tolerance_policy(policy.dump(), "applied_tolerance").base;
   l.floating = l.dtype.rfind("float", 0) == 0 || l.dtype.rfind("bfloat", 0) == 0 || l.dtype.rfind("complex", 0) == 0 ||
                l.kind == "float";
 }
@@ -173,5 +183,9 @@ std::string result_to_json(const SetResult& r) {
 }
 
 SetResult result_from_json(const std::string& text) { return nlohmann::json::parse(text).get<SetResult>(); }
+
+std::string leaf_to_json(const LeafReport& l) {
+  return nlohmann::json(l).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 }  // namespace torchconform

@@ -270,10 +270,8 @@ void save_output(const std::string& dir, const SetResult& r) {
 }
 
 void apply_xfail(const CaseSpec& c, const InputSetSpec* s, const VariantSpec* variant, SetResult& r) {
-  // A mark states how a model behaves on a PyTorch version; it never covers a corpus that is unreadable, unsigned
-  // or unsafe (that is not a behaviour of the model) nor a runtime this build lacks.
   const auto mark = applicable_mark(c, s, variant, TORCH_VERSION, r.device.substr(0, r.device.find(':')));
-  if (!mark || r.error_kind == ErrorKind::kNotRun || r.error_kind == ErrorKind::kCorpus) return;
+  if (!mark || !mark_may_cover(r.error_kind)) return;
   r.xfail_reason = *mark;
   if (r.verdict == Verdict::kPass) r.verdict = Verdict::kXPass;
   else if (r.verdict == Verdict::kFail || r.verdict == Verdict::kError) r.verdict = Verdict::kXFail;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections.abc
 import torch
 import typing
-__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'OpenedArtifact', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_output', 'load_records', 'load_set', 'measure_call_overhead', 'measure_floor', 'open_artifact', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'program_key', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
+__all__: list[str] = ['Case', 'Comparison', 'Corpus', 'CorpusError', 'InputSet', 'Leaf', 'OpenedArtifact', 'SetResult', 'UsageError', 'Variant', 'VerifyOptions', 'aoti_package_path', 'applicable_mark', 'bench_artifact', 'case_costs_from_report', 'check_aoti_cache', 'check_torchscript_code', 'compare', 'compare_output', 'corpus_schema', 'default_aoti_cache', 'libtorch_version', 'load_output', 'load_records', 'load_set', 'mark_may_cover', 'measure_call_overhead', 'measure_floor', 'open_artifact', 'parse_verify_args', 'plan', 'plan_artifacts', 'prepare_aoti_cache', 'printable', 'program_call_problem', 'program_key', 'read_case_file', 'run_aoti_package', 'run_case', 'runtimes', 'shard_names', 'side_effect_operators', 'validate', 'validate_with_schema', 'verify', 'verify_usage', 'version_matches']
 class CorpusError(ValueError):
     pass
 class UsageError(ValueError):
@@ -28,6 +28,11 @@ class Leaf:
     def accepts_rel_error_median(self) -> float:
         """
         the relative error the tolerance accepts on most elements (at the median |value| of the nonzero ones)
+        """
+    @property
+    def applied_tolerance(self) -> ...:
+        """
+        the tolerance the leaf was compared under, as the JSON report's fields: {'mode', 'rtol', 'atol' (allclose, resolved), 'max_ulp' (ulp), 'equal_nan'}
         """
     @property
     def custom_tolerance(self) -> bool:
@@ -472,6 +477,10 @@ def load_records(corpus: Corpus, case: str, input_set: str) -> typing.Any:
 def load_set(corpus: Corpus, case: str, input_set: str) -> tuple[typing.Any, typing.Any]:
     """
     (inputs, expected) of a set as the runner reads them (hash-checked, the archive and pickle checked first).
+    """
+def mark_may_cover(error_kind: str) -> bool:
+    """
+    Whether an expected-failure mark may cover a result that ended in this error kind ('none', 'corpus', 'load', 'missing_package', 'not_run', 'call', 'crash', 'timeout'): never a refused corpus nor a runtime the build lacks. The runner's rule, for faces that judge results themselves.
     """
 def measure_call_overhead(corpus: Corpus, case: str, input_set: str, device: str = 'cpu', threads: typing.SupportsInt | typing.SupportsIndex = 0, calls: typing.SupportsInt | typing.SupportsIndex = 200, rounds: typing.SupportsInt | typing.SupportsIndex = 9) -> dict[str, float]:
     """

@@ -57,6 +57,8 @@ def test_real_reports_satisfy_the_schema(reports: list[dict]) -> None:
     lambda r: r["results"][0].update(error_kind="whatever"),
     lambda r: r["results"][0].update(extra=1),
     lambda r: r["results"][0]["leaves"][0].pop("tolerance"),
+    lambda r: r["results"][0]["leaves"][0].pop("applied_tolerance"),
+    lambda r: r["results"][0]["leaves"][0]["applied_tolerance"].update(mode="loose"),
     lambda r: r.update(corpus_sha256="abc"),
 ])
 def test_a_changed_report_does_not(reports: list[dict], change) -> None:
@@ -64,3 +66,22 @@ def test_a_changed_report_does_not(reports: list[dict], change) -> None:
     change(report)
     core, standard = problems(report)
     assert core and standard
+
+
+def test_each_leaf_carries_its_tolerance_as_fields(reports: list[dict]) -> None:
+    """The tolerance a leaf was compared under is data in the report (applied_tolerance), not only text to parse back:
+    the fields and the text say the same, for every leaf of every report (allclose with the dtype's defaults
+    resolved, ulp, exact)."""
+    modes = set()
+    for report in reports:
+        for result in report["results"]:
+            for leaf in result["leaves"]:
+                t = leaf["applied_tolerance"]
+                modes.add(t["mode"])
+                if t["mode"] == "allclose":
+                    assert leaf["tolerance"].startswith(f"allclose rtol={t['rtol']:g} atol={t['atol']:g}"), leaf
+                elif t["mode"] == "ulp":
+                    assert leaf["tolerance"].startswith(f"ulp max_ulp={t['max_ulp']}"), leaf
+                else:
+                    assert leaf["tolerance"].startswith("exact"), leaf
+    assert {"allclose", "ulp", "exact"} <= modes

@@ -62,7 +62,10 @@ struct LeafReport {
   std::string worst_index;  // "[2, 7]" (empty for scalars)
   std::string worst_expected;
   std::string worst_actual;
-  std::string tolerance;  // "allclose rtol=1.3e-06 atol=1e-05", "exact"...
+  std::string tolerance;  // "allclose rtol=1.3e-06 atol=1e-05", "exact"... (display text; `applied` is the data)
+  // The tolerance the leaf was compared under, as data: the mode, and for allclose rtol and atol resolved (the dtype's
+  // defaults where the policy leaves them unset); non-floating leaves: exact. The JSON report carries it as fields.
+  Tolerance applied{ToleranceMode::kExact, std::nullopt, std::nullopt, 0, true};
   bool custom_tolerance = false;  // floating leaf compared under something other than its dtype's default
   bool loosened = false;          // ... under a tolerance that accepts pairs the default rejects
   // The minimum tolerance that would have passed every element (Polygraphy prints the same): the smallest rtol at

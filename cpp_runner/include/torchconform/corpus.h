@@ -34,6 +34,11 @@ enum class ErrorKind {
 };
 const char* to_string(ErrorKind kind);
 ErrorKind error_kind_from(const std::string& name);  // inverse of to_string; throws std::invalid_argument
+// Whether an expected-failure mark may cover a result that ended in this kind of error. A mark states how a model
+// behaves on a PyTorch version: it never covers a corpus that is unreadable, unsigned or unsafe (not a behaviour of
+// the model) nor a runtime this build lacks. The one home of the rule: the runner applies it, and the Python faces
+// that judge another PyTorch's results (tools/compat.py) ask it through _core.
+bool mark_may_cover(ErrorKind kind);
 
 // A corpus that cannot be trusted or read: the message names the case, the file and the reason.
 class CorpusError : public std::runtime_error {

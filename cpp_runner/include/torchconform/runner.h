@@ -226,6 +226,8 @@ bool loosened(const SetResult& r);
 // The result as JSON text (the mapping the reports, the isolation pipe and the bindings share) and back.
 std::string result_to_json(const SetResult& r);
 SetResult result_from_json(const std::string& text);
+// One compared leaf as the JSON report writes it (the same mapping).
+std::string leaf_to_json(const LeafReport& l);
 
 // A set's (inputs, expected) as the runner reads them: hash-checked, the archive and the pickle checked before they
 // are decoded (for faces that judge outputs produced elsewhere). Throws CorpusError.

@@ -12,13 +12,10 @@ command gives the numbers to make it with.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..text import json_text, markdown, markdown_code
-
-_TOL = re.compile(r"rtol=([0-9.eE+-]+) atol=([0-9.eE+-]+)")
 
 
 @dataclass
@@ -27,7 +24,8 @@ class Need:
     artifact: str  # "" for the TorchScript artifact, else the variant (a runtime suffix dropped)
     path: str
     dtype: str
-    tolerance: str
+    tolerance: str  # as text, for the table
+    applied: dict[str, Any]  # the same as data (the report's applied_tolerance: mode, rtol, atol, max_ulp)
     rtol: float = 0.0  # the most any input set needed
     atol: float = 0.0
     ulp: float = 0.0
@@ -47,7 +45,7 @@ def needs(report: dict[str, Any]) -> list[Need]:
             if not (leaf["dtype"].startswith(("float", "bfloat", "complex")) or leaf["kind"] == "float"):
                 continue
             key = (r["case"], r["artifact"].split("@")[0], leaf["path"])
-            n = out.setdefault(key, Need(*key, leaf["dtype"], leaf["tolerance"]))
+            n = out.setdefault(key, Need(*key, leaf["dtype"], leaf["tolerance"], leaf["applied_tolerance"]))
             n.rtol = max(n.rtol, _val(leaf["needed_rtol"]))
             n.atol = max(n.atol, _val(leaf["needed_atol"]))
             n.ulp = max(n.ulp, _val(leaf["max_ulp"]))
@@ -58,10 +56,9 @@ def needs(report: dict[str, Any]) -> list[Need]:
 
 def suggest(n: Need, margin: float) -> tuple[str, dict[str, Any] | None]:
     """(what to do, the per-output tolerance to give) for one output."""
-    m = _TOL.search(n.tolerance)
-    if not m:
+    if n.applied["mode"] != "allclose":
         return f"compared under {n.tolerance}: no allclose suggestion", None
-    rtol, atol = float(m[1]), float(m[2])
+    rtol, atol = float(n.applied["rtol"]), float(n.applied["atol"])
     if math.isinf(n.atol):
         return "no tolerance passes it (NaN, inf or a mismatch of another kind): a real difference", None
     if n.atol * margin <= atol and not n.failed:
