@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, copy_corpus, rehash, runner_path
+from conftest import ROOT, TC, copy_corpus, rehash, runner_path
 from torchconform import _core
 from torchconform.tools import compat
 
@@ -182,7 +182,7 @@ def test_the_probe_only_loads_calls_and_saves(tmp_path):
 # ---- end to end on the pinned torch ---------------------------------------------------------------------------------
 def _compat(tmp_path: Path, *corpora: str) -> tuple[int, dict, str]:
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "torchconform", "compat", "--out", str(out), "--quiet",
+    args = [*TC, "compat", "--out", str(out), "--quiet",
             "--runtime", f"{torch.__version__.split('+')[0]}:{sys.executable}:{runner_path()}"]
     for c in corpora:
         args += ["--corpus", c]
@@ -245,6 +245,21 @@ def test_a_stale_version_mark_fails_the_run(tmp_path):
 
 
 @pytest.mark.e2e
+def test_a_mark_covers_what_the_runner_lets_it_cover(monkeypatch):
+    """"An xfail mark never covers a corpus error" has one home, the core (_core.mark_may_cover, which the runner's
+    apply_xfail calls): the Python column's judgement follows it for every probe status."""
+    from torchconform import _core
+
+    for status, kind in compat.PROBE_ERROR_KIND.items():
+        judged = compat.classify_python(status, "detail", "a known limitation")
+        assert (judged["class"] in (compat.XFAIL, compat.XPASS)) == _core.mark_may_cover(kind), (status, judged)
+    assert not _core.mark_may_cover("corpus") and not _core.mark_may_cover("not_run")
+    assert _core.mark_may_cover("call") and _core.mark_may_cover("load")
+    # The control: the Python face asks the core, it has no rule of its own.
+    monkeypatch.setattr(_core, "mark_may_cover", lambda kind: True)
+    assert compat.classify_python("corpus_error", "detail", "a known limitation")["class"] == compat.XFAIL
+
+
 def test_compat_refuses_bad_arguments(tmp_path):
     from conftest import tc_here
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import _core
+from ..errors import CorpusInputError, SetupError, UsageError
 from ..text import markdown as md
 from ..text import terminal
 
@@ -60,7 +61,7 @@ class Runtime:
     def parse(text: str) -> Runtime:
         parts = text.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"--runtime {text!r}: expected NAME:PYTHON[:RUNNER]")
+            raise UsageError(f"--runtime {text!r}: expected NAME:PYTHON[:RUNNER]")
         return Runtime(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
@@ -77,9 +78,9 @@ def probe_runtime(rt: Runtime) -> None:
         done = subprocess.run([rt.python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                               text=True, timeout=300)
     except OSError as e:
-        raise ValueError(f"--runtime {rt.name}: cannot run {rt.python}: {e}") from e
+        raise SetupError(f"--runtime {rt.name}: cannot run {rt.python}: {e}") from e
     if done.returncode != 0:
-        raise ValueError(f"--runtime {rt.name}: {rt.python} cannot import torch: {_last_line(done.stderr, '?')}")
+        raise SetupError(f"--runtime {rt.name}: {rt.python} cannot import torch: {_last_line(done.stderr, '?')}")
     rt.torch = done.stdout.strip().splitlines()[-1]
 
 
@@ -98,20 +99,25 @@ def classify_cpp_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"class": KIND_CLASS.get(row.get("error_kind", ""), CALL), "detail": error}
 
 
+# The probe's statuses as the core's error kinds (what _core.mark_may_cover judges).
+PROBE_ERROR_KIND = {"corpus_error": "corpus", "load_error": "load", "call_error": "call", "unsupported": "not_run",
+                    "pass": "none", "mismatch": "none"}
+
+
 def classify_python(status: str, detail: str, mark: str | None) -> dict[str, Any]:
     """One result of the Python column, judged in this process -> {"class", "detail"}. ``status``: the probe's
     (corpus_error, load_error, call_error, unsupported) or the comparison's (pass, mismatch); ``mark``: the xfail
-    reason that applies to the probed PyTorch's version (``_core.applicable_mark``)."""
-    if status == "unsupported":
-        return {"class": NOT_RUN, "detail": detail}
-    if status == "corpus_error":  # as in the runner: a mark is a behaviour of the model, never a refused corpus
-        return {"class": LOAD, "detail": detail}
+    reason that applies to the probed PyTorch's version (``_core.applicable_mark``), which covers the result where the
+    runner's rule says a mark may (``_core.mark_may_cover``: never a refused corpus nor a runtime that is missing)."""
+    if mark and not _core.mark_may_cover(PROBE_ERROR_KIND.get(status, "call")):
+        mark = None
     if status == "pass":
         return {"class": XPASS, "detail": f"marked xfail ({mark}) but passed"} if mark else {"class": PASS,
                                                                                              "detail": ""}
     if mark:
         return {"class": XFAIL, "detail": mark}
-    return {"class": {"mismatch": DRIFT, "load_error": LOAD}.get(status, CALL), "detail": detail}
+    return {"class": {"unsupported": NOT_RUN, "mismatch": DRIFT, "load_error": LOAD, "corpus_error": LOAD}.get(
+        status, CALL), "detail": detail}
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +150,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(EXPORT_ROOT), "PYTHONHASHSEED": "0"}
 
 
-class Unreadable(ValueError):
+class Unreadable(CorpusInputError):
     """A TorchScript archive this process's LibTorch cannot open (a newer file format): its code cannot be checked,
     so it is not staged; the result is a load failure with LibTorch's message, as the runner reports it."""
 
@@ -527,7 +533,7 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
     out.mkdir(parents=True, exist_ok=True)
     for name, path in corpora:
         if not (path / "corpus.json").exists():
-            raise ValueError(f"--corpus {name}:{path}: no corpus.json there")
+            raise UsageError(f"--corpus {name}:{path}: no corpus.json there")
     rows_in: list[tuple[str, Path, Runtime | None]] = [(name, path, None) for name, path in corpora]
     reexport_failures: dict[str, str] = {}
     if do_reexport:
@@ -536,7 +542,7 @@ def run(corpora: list[tuple[str, Path]], runtimes: list[Runtime], out: Path, *, 
         builtin = {c.name for c in select([])}
         reference = {c["name"] for c in json.loads((corpora[0][1] / "corpus.json").read_text())["cases"]}
         if not reference <= builtin:
-            raise ValueError(f"--reexport re-exports torchconform's built-in cases, and the reference corpus "
+            raise UsageError(f"--reexport re-exports torchconform's built-in cases, and the reference corpus "
                              f"{corpora[0][0]} holds others ({', '.join(sorted(reference - builtin))}): for your own "
                              "cases use `torchconform upgrade --cases FILE --from A --to B` (docs/upgrade.md)")
         for rt in runtimes:
@@ -597,19 +603,19 @@ def main_entry(corpora: list[str], runtimes: list[str], out: Path, do_reexport: 
     for text in corpora:
         name, _, path = text.partition(":")
         if not name or not path:
-            raise ValueError(f"--corpus {text!r}: expected NAME:DIR")
+            raise UsageError(f"--corpus {text!r}: expected NAME:DIR")
         parsed_corpora.append((name, Path(path)))
     if not parsed_corpora:
-        raise ValueError("give at least one --corpus NAME:DIR")
+        raise UsageError("give at least one --corpus NAME:DIR")
     parsed_runtimes = [Runtime.parse(t) for t in runtimes]
     if not parsed_runtimes:
-        raise ValueError("give at least one --runtime NAME:PYTHON[:RUNNER]")
+        raise UsageError("give at least one --runtime NAME:PYTHON[:RUNNER]")
     for rt in parsed_runtimes:
         if not Path(rt.python).exists() and not any(
                 (Path(d) / rt.python).exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
-            raise ValueError(f"--runtime {rt.name}: no interpreter {rt.python}")
+            raise UsageError(f"--runtime {rt.name}: no interpreter {rt.python}")
         if rt.runner and not Path(rt.runner).exists():
-            raise ValueError(f"--runtime {rt.name}: no runner {rt.runner}")
+            raise UsageError(f"--runtime {rt.name}: no runner {rt.runner}")
         probe_runtime(rt)
     if aoti_cache is None:
         from ..writing.aoti import default_cache
