@@ -26,12 +26,14 @@ from typing import Any
 
 import torch
 
+from .errors import CorpusInputError
+
 # Bounds on what a record may inflate to (the C++ reader's limits, cpp_runner/src/archive.h).
 MAX_INFLATED_RECORD = 64 << 20
 MAX_INFLATED_TOTAL = 512 << 20
 
 
-class UnsafeFile(ValueError):
+class UnsafeFile(CorpusInputError):
     """A corpus file that could run code, or allocate without bound, if it were loaded."""
 
 
@@ -85,7 +87,7 @@ def _payload_records(records: list[tuple[str, bytes]], what: str) -> tuple[set[s
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise ValueError("a key appears twice in one JSON object")
+        raise CorpusInputError("a key appears twice in one JSON object")
     return dict(pairs)
 
 

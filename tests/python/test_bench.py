@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
 import torch  # noqa: F401  (before _core)
 
-from conftest import GOLDEN, counts, planned
+from conftest import GOLDEN, TC, counts, planned
 from torchconform import _core, verification
 from torchconform.tools.bench import markdown, stats
 
@@ -110,7 +109,7 @@ def test_spec_claim_verdict_follows_the_measurement(speedup, verdict):
 
 
 def _bench(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "torchconform", "bench", str(GOLDEN), "--out", str(tmp_path),
+    return subprocess.run([*TC, "bench", str(GOLDEN), "--out", str(tmp_path),
                            "--quick", "--skip-compile", "--quiet", *args],
                           capture_output=True, text=True, timeout=900)
 
@@ -177,16 +176,16 @@ def test_bench_refuses_unknown_models_and_bad_threads(tmp_path):
 def test_bench_times_executorch_where_the_corpus_and_runner_have_it():
     """ExecuTorch's columns come from the corpus's lowerings of the model's program; each one left out says why (not
     exported with --executorch, not lowerable, no runtime in this runner), never an empty column without a reason."""
-    from torchconform.tools.bench import Model, _executorch_labels
+    from torchconform.tools.bench import Model, executorch_labels
 
     m = Model("c", "C", [], aoti="export@aoti")
     notes: list[str] = []
-    assert _executorch_labels(m, {"variants": []}, notes) == {} and len(notes) == 2
+    assert executorch_labels(m, {"variants": []}, notes) == {} and len(notes) == 2
     assert all("not in this corpus (torchconform export --executorch)" in n for n in notes)
     variants = [{"name": "export_et", "file": "variants/export_et.pte"},
                 {"name": "export_et_xnnpack", "error": "PendingUnbackedSymbolNotFound: ..."}]
     notes = []
-    labels = _executorch_labels(m, {"variants": variants}, notes)
+    labels = executorch_labels(m, {"variants": variants}, notes)
     assert any("c is not lowered (PendingUnbackedSymbolNotFound" in n for n in notes)
     available = {n: ok for n, ok, _ in _core.runtimes()}["executorch"]
     if available:  # ci/executorch.sh's runner
@@ -194,4 +193,4 @@ def test_bench_times_executorch_where_the_corpus_and_runner_have_it():
     else:
         assert labels == {} and any("ExecuTorch CPU kernels (C++): not run: this runner was built without" in n
                                     for n in notes)
-    assert _executorch_labels(Model("d", "D", []), {"variants": variants}, notes) == {}  # no program: no columns
+    assert executorch_labels(Model("d", "D", []), {"variants": variants}, notes) == {}  # no program: no columns

@@ -95,7 +95,7 @@ def test_report(tmp_path: Path) -> None:
 def test_migration_has_the_executorch_programs() -> None:
     """The migration table's ExecuTorch column: each program lowered from an exported program (export --executorch)
     gets its verdicts, its distance from TorchScript and its times, or why ExecuTorch could not lower it."""
-    from torchconform.faces.report import _migration_markdown, migration
+    from torchconform.faces.report import migration, migration_markdown
 
     def row(artifact: str, verdict: str, max_abs: float | None = None) -> dict:
         return {"device": "cpu", "artifact": artifact, "input_set": "s", "verdict": verdict, "error": "",
@@ -116,7 +116,7 @@ def test_migration_has_the_executorch_programs() -> None:
     assert et["verdicts"] == {"FAIL": 1} and et["max_abs_vs_torchscript"] == 0.5 and et["timing"]["load_s"] == 0.5
     assert runtimes["executorch (export_et_xnnpack)"] == {"ran": False, "not_lowered": "Boom|x"}
     assert [e["lowered"] for e in entry["executorch"]] == [True, False]
-    text = "\n".join(_migration_markdown([entry], {}))
+    text = "\n".join(migration_markdown([entry], {}))
     assert "| m | export | yes | executorch (export\\_et) | cpu | FAIL 1 | 0.5 / 7 | 500 / 500 |" in text, text
     assert "not run (ExecuTorch cannot lower it: Boom\\|x)" in text
 

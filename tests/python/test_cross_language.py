@@ -141,3 +141,31 @@ def test_aoti_package_gives_the_same_bits_in_python_and_cpp(case: str, variant: 
         else:
             same = _core.compare(py_leaf, cpp_leaf, EXACT)
             assert same.ok, same.summary()
+
+
+def test_dtype_names_and_default_tolerances_mean_the_same_in_both_languages() -> None:
+    """The dtypes a corpus holds have one name in Python (dtypes.py, which the exporter uses where the core is absent),
+    in the core (dtype_name, default_rtol_atol in compare.cpp) and in the corpus schema; and "allclose" without its own
+    rtol/atol means torch.testing.assert_close's defaults on both sides."""
+    from torchconform.dtypes import DEFAULT_RTOL_ATOL, DTYPE_NAMES, dtype_name
+
+    schema = json.loads(_core.corpus_schema())
+    enums = [d["enum"] for d in _walk(schema) if isinstance(d, dict) and "float16" in d.get("enum", [])]
+    assert enums and all(set(e) == set(DTYPE_NAMES.values()) for e in enums), enums
+    for dtype, name in DTYPE_NAMES.items():
+        leaf = _core.compare(torch.zeros(3, dtype=dtype), torch.zeros(3, dtype=dtype)).leaves[0]
+        assert leaf.dtype == name == dtype_name(dtype)
+        applied = leaf.applied_tolerance
+        if dtype in DEFAULT_RTOL_ATOL:
+            assert applied["mode"] == "allclose" and (applied["rtol"], applied["atol"]) == DEFAULT_RTOL_ATOL[dtype]
+        else:
+            assert applied["mode"] == "exact", (dtype, applied)
+    assert set(DEFAULT_RTOL_ATOL) == {d for d in DTYPE_NAMES if d.is_floating_point or d.is_complex}
+    # The control: a dtype the corpus cannot hold has no corpus name (torch's spelling, which no table matches).
+    assert dtype_name(torch.float8_e4m3fn) not in DTYPE_NAMES.values()
+
+
+def _walk(node):
+    yield node
+    for child in (node.values() if isinstance(node, dict) else node if isinstance(node, list) else []):
+        yield from _walk(child)

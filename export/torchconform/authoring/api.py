@@ -33,7 +33,7 @@ class XFail:
 
     def __post_init__(self) -> None:
         if self.device not in (None, "cpu", "cuda"):
-            raise ValueError(f"XFail(device=...) must be 'cpu' or 'cuda', got {self.device!r}")
+            raise CaseError(f"XFail(device=...) must be 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass(frozen=True)

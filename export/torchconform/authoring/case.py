@@ -13,6 +13,8 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from ..errors import CaseError  # noqa: F401  (re-exported: the authoring API raises it)
+
 # How the case's artifact is made: TorchScript (trace, script, hybrid, script_function), or "export": no TorchScript,
 # the case's exported program (a variant) is its artifact.
 Mode = Literal["trace", "script", "hybrid", "script_function", "export"]
@@ -90,6 +92,3 @@ class Case:
     # Store every submodule's inputs and output per input set, for localising a mismatch (writing/submodules.py).
     record_submodules: bool = False
 
-
-class CaseError(ValueError):
-    """A case declaration or a case's build is wrong; the message names the case."""

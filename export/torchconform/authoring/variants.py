@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 
+from ..dtypes import dtype_name
 from .case import CaseError
 
 Kind = Literal["torchscript", "exported_program"]
@@ -322,7 +323,7 @@ def program_inputs(program: torch.export.ExportedProgram, leaves: list[Any]) -> 
         node = placeholders.get(getattr(user[i], "name", "")) if i < len(user) else None
         val = node.meta.get("val") if node is not None else None
         if isinstance(val, torch.Tensor):
-            entry["dtype"] = str(val.dtype).replace("torch.", "")
+            entry["dtype"] = dtype_name(val.dtype)
             entry["shape"] = [_dim(d, program.range_constraints) for d in val.shape]
         out.append(entry)
     return out
@@ -379,9 +380,9 @@ def user_pytree_types(program: torch.export.ExportedProgram) -> list[dict[str, A
             node = pytree.SUPPORTED_SERIALIZED_TYPES.get(spec.type)
             name = node.serialized_type_name if node is not None else pytree.NO_SERIALIZED_TYPE_NAME_FOUND
             if name == pytree.NO_SERIALIZED_TYPE_NAME_FOUND:
-                raise ValueError(f"{spec.type.__module__}.{spec.type.__qualname__} is registered with "
-                                 "torch.utils._pytree without a serialized_type_name, so torch.export.save cannot "
-                                 "write the program: register it with serialized_type_name=...")
+                raise CaseError(f"{spec.type.__module__}.{spec.type.__qualname__} is registered with "
+                                "torch.utils._pytree without a serialized_type_name, so torch.export.save cannot "
+                                "write the program: register it with serialized_type_name=...")
             found[name] = {"name": name, "kind": "node", "fields": []}  # (names come from each spec's context)
         for child in spec.children() if hasattr(spec, "children") else spec.children_specs:
             walk(child)

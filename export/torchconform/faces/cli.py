@@ -11,8 +11,9 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ..errors import COULD_NOT_CHECK, SetupError, UsageError, exit_status
 from ..text import json_text, terminal
 
 
@@ -47,11 +48,11 @@ def _export(args: argparse.Namespace) -> int:
                               log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, FileExistsError, ValueError) as e:
         print(f"torchconform export: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     if failed:  # --keep-going: the corpus holds the others; the run still fails
         print(f"torchconform export: error: {len(failed)} cases failed and are not in {args.out}:\n  "
               + "\n  ".join(failed), file=sys.stderr)
-        return 2
+        return COULD_NOT_CHECK
     return 0
 
 
@@ -64,7 +65,7 @@ def _fuzz(args: argparse.Namespace) -> int:
 
     if args.examples < 1 or not args.budget > 0 or not args.input_budget_mb > 0:
         print("torchconform fuzz: --examples, --budget and --input-budget-mb must be > 0", file=sys.stderr)
-        return 2
+        return COULD_NOT_CHECK
     try:
         declared = [c for spec in args.cases for c in load_user_cases(spec)] if args.cases else None
         cases = select(args.case, declared)
@@ -78,7 +79,7 @@ def _fuzz(args: argparse.Namespace) -> int:
                         log=_stderr(args.quiet) or (lambda m: None))
     except (CaseError, _core.CorpusError, _core.UsageError, FileNotFoundError) as e:
         print(f"torchconform fuzz: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -88,7 +89,7 @@ def _compile(args: argparse.Namespace) -> int:
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu", "cuda"]}.get(args.device)
     if devices is None:
         print(f"torchconform compile: --device must be cpu, cuda or all, got {args.device!r}", file=sys.stderr)
-        return 2
+        return COULD_NOT_CHECK
     import torch
 
     if args.device == "all" and not torch.cuda.is_available():
@@ -99,21 +100,21 @@ def _compile(args: argparse.Namespace) -> int:
             try:
                 torch.ops.load_library(path)
             except (OSError, RuntimeError) as e:
-                raise ValueError(f"--load-library {path}: cannot load it: {e}") from e
+                raise SetupError(f"--load-library {path}: cannot load it: {e}") from e
         for module in args.imports:
             try:
                 importlib.import_module(module)
             except Exception as e:  # noqa: BLE001 - whatever the module raises: say which and why
-                raise ValueError(f"--import {module}: {type(e).__name__}: {e}") from e
+                raise SetupError(f"--import {module}: {type(e).__name__}: {e}") from e
         if args.jobs < 1:
-            raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
+            raise UsageError(f"--jobs expects an integer >= 1, got {args.jobs}")
         records = compile_corpus(args.corpus, devices=devices, cache=args.aoti_cache, cases=args.case or [],
                                  force=args.force, workers=args.jobs, libraries=args.load_library,
                                  imports=args.imports, allow_side_effects=args.allow_side_effects,
                                  log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
         print(f"torchconform compile: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     compiled = [r for r in records if r["status"] == "compiled"]
     print(f"{len(records)} AOTInductor packages: {len(compiled)} compiled "
           f"({sum(r['seconds'] for r in compiled):.1f} s), {len(records) - len(compiled)} from the cache")
@@ -133,10 +134,10 @@ def _verify(rest: list[str]) -> int:
                          progress=_stderr(False))
     except _core.UsageError as e:
         print(f"torchconform verify: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     except _core.CorpusError as e:
         print(f"torchconform verify: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     return code
 
 
@@ -150,7 +151,7 @@ def _report(args: argparse.Namespace) -> int:
                                      json_out=args.json)
     except (_core.CorpusError, _core.UsageError, OSError, ValueError) as e:
         print(f"torchconform report: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -168,7 +169,7 @@ def _bundle_check(args: argparse.Namespace) -> int:
                    out=print)
     except (_core.CorpusError, OSError, ValueError) as e:
         print(f"torchconform bundle-check: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
         threads = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
     except ValueError:
         print(f"torchconform bench: --threads takes comma-separated integers, got {args.threads!r}", file=sys.stderr)
-        return 2
+        return COULD_NOT_CHECK
     command = "torchconform " + shlex.join(args._argv)
     try:
         result = run(args.corpus, args.out, models=args.model or [], threads=[] if args.skip_models else threads,
@@ -189,7 +190,7 @@ def _bench(args: argparse.Namespace) -> int:
                      log=_stderr(args.quiet) or (lambda m: None))
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
         print(f"torchconform bench: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     print((args.out / "bench.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'bench.md'}, {args.out / 'bench.json'}"
           + (f", {args.out / result['plot']}" if result.get("plot") else f" (no plot: {result.get('no_plot', '')})"))
@@ -204,7 +205,7 @@ def _compat(args: argparse.Namespace) -> int:
                                   args.timeout, args._argv, _stderr(args.quiet) or (lambda m: None))
     except (ValueError, OSError) as e:
         print(f"torchconform compat: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     print((args.out / "compat.md").read_text(), end="")
     print(f"\nwritten: {args.out / 'compat.md'}, {args.out / 'compat.json'}")
     return code
@@ -217,14 +218,14 @@ def _upgrade(args: argparse.Namespace) -> int:
     log = _stderr(args.quiet) or (lambda m: None)
     try:
         if not args.to:
-            raise ValueError("give --to VERSION (repeatable): the torch version(s) to move to")
+            raise UsageError("give --to VERSION (repeatable): the torch version(s) to move to")
         if args.corpus and not args.corpus.is_dir():
-            raise ValueError(f"--corpus {args.corpus}: not a directory")
+            raise UsageError(f"--corpus {args.corpus}: not a directory")
         for spec in args.cases or []:
             if spec.endswith(".py") and not Path(spec).is_file():
-                raise ValueError(f"--cases {spec}: no such file")
+                raise UsageError(f"--cases {spec}: no such file")
         if not (args.cases or args.builtin or args.corpus or args.merge):
-            raise ValueError("give the models: --cases FILE_OR_MODULE, --corpus DIR (exported with --from), or "
+            raise UsageError("give the models: --cases FILE_OR_MODULE, --corpus DIR (exported with --from), or "
                              "--builtin")
         extras = list(args.with_ or [])
         for req in args.requirements or []:
@@ -232,21 +233,21 @@ def _upgrade(args: argparse.Namespace) -> int:
                 extras += [line.split("#")[0].strip() for line in req.read_text().splitlines()
                            if line.split("#")[0].strip()]
             except OSError as e:
-                raise ValueError(f"--requirements {req}: {e}") from e
+                raise UsageError(f"--requirements {req}: {e}") from e
         if any(x.split("=")[0].split("<")[0].split(">")[0].strip().lower() == "torch" for x in extras):
-            raise ValueError("--with/--requirements name torch: the versions come from --from and --to")
+            raise UsageError("--with/--requirements name torch: the versions come from --from and --to")
         env_specs = {}
         for spec in args.env or []:
             version, sep, rest = spec.partition("=")
             if not sep or not version or not rest:
-                raise ValueError(f"--env {spec!r}: expected VERSION=PYTHON[:RUNNER]")
+                raise UsageError(f"--env {spec!r}: expected VERSION=PYTHON[:RUNNER]")
             env_specs[version] = rest
         for version in [args.from_version, *args.to]:
             if not re.fullmatch(r"\d+\.\d+\.\d+([a-z0-9.+]*)?", version):
-                raise ValueError(f"torch version {version!r}: expected an exact version such as 2.15.0 (never a "
+                raise UsageError(f"torch version {version!r}: expected an exact version such as 2.15.0 (never a "
                                  "range: it would pull a multi-GB CUDA build)")
         if args.jobs < 1:
-            raise ValueError(f"--jobs expects an integer >= 1, got {args.jobs}")
+            raise UsageError(f"--jobs expects an integer >= 1, got {args.jobs}")
         plan = Plan(args.from_version, args.to, cases=args.cases or [], builtin=args.builtin, corpus=args.corpus,
                     extras=extras, env_specs=env_specs, cache=args.cache, aoti_cache=args.aoti_cache, out=args.out,
                     timeout=args.timeout, jobs=args.jobs, tool=args.env_tool, reuse=not args.no_reuse)
@@ -254,7 +255,7 @@ def _upgrade(args: argparse.Namespace) -> int:
                    log=log)
     except (_core.CorpusError, _core.UsageError, ValueError, OSError) as e:
         print(f"torchconform upgrade: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
 
 
 def _tolerances(args: argparse.Namespace) -> int:
@@ -263,13 +264,13 @@ def _tolerances(args: argparse.Namespace) -> int:
 
     if not args.margin >= 1:
         print(f"torchconform tolerances: --margin must be >= 1, got {args.margin}", file=sys.stderr)
-        return 2
+        return COULD_NOT_CHECK
     if args.results:
         try:
             report = json.loads(args.results.read_text())
         except (OSError, ValueError) as e:
             print(f"torchconform tolerances: --results {args.results}: {terminal(e)}", file=sys.stderr)
-            return 2
+            return COULD_NOT_CHECK
     else:
         run_args = [str(args.corpus), "--device", args.device, "--quiet"]
         run_args += [a for g in args.case or [] for a in ("--case", g)]
@@ -278,7 +279,7 @@ def _tolerances(args: argparse.Namespace) -> int:
             _, _, report = verification.run(run_args)
         except ValueError as e:  # the core's UsageError / CorpusError
             print(f"torchconform tolerances: {terminal(e)}", file=sys.stderr)
-            return 2
+            return exit_status(e)
     print(render(report, args.margin, args.suggest), end="")
     return 0
 
@@ -292,12 +293,12 @@ def _localize(args: argparse.Namespace) -> int:
                           method=args.method, device=args.device, aoti_cache=args.aoti_cache, log=log)
     except (ValueError, RuntimeError, OSError) as e:  # the core's CorpusError / UsageError, torch's errors too
         print(f"torchconform localize: error: {terminal(e)}", file=sys.stderr)
-        return 2
+        return exit_status(e)
     print(render(result), end="")
     if args.json:
         args.json.write_text(json_text(result, indent=1) + "\n")
     if any("not_run" in s for s in result["sets"]):  # a set that could not be checked: not a clean answer
-        return 2
+        return COULD_NOT_CHECK
     diverged = any(s.get(k) for s in result["sets"] for k in ("fx_first_divergence", "aoti_first_divergence"))
     return 1 if diverged else 0
 
@@ -314,15 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
 
 
-def _main(argv: list[str] | None = None) -> int:
-    from .. import __version__
-    from ..tools.fuzz import DEFAULT_BUDGET_S, DEFAULT_EXAMPLES
+CACHE_HELP = ("AOTInductor package cache (default: $TORCHCONFORM_AOTI_CACHE, else "
+              "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; this user's alone: created "
+              "0700, refused when others could write into it)")
+
+
+def _add_export(sub: Any) -> None:
     from ..writing.coverage import DEFAULT_BUDGET_MB, DEFAULT_SENSITIVITY
     from ..writing.writer import DEFAULT_SIZE_BUDGET_MB
-
-    parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"torchconform {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
 
     exp = sub.add_parser("export", help="export the cases and write a golden corpus")
     exp.add_argument("--out", type=Path, default=Path("golden"), help="corpus directory (default: golden)")
@@ -366,16 +366,15 @@ def _main(argv: list[str] | None = None) -> int:
     exp.add_argument("--quiet", action="store_true", help="no progress lines")
     exp.set_defaults(run=_export)
 
-    cache_help = ("AOTInductor package cache (default: $TORCHCONFORM_AOTI_CACHE, else "
-                  "$XDG_CACHE_HOME/torchconform/aoti, else ~/.cache/torchconform/aoti; this user's alone: created "
-                  "0700, refused when others could write into it)")
+
+def _add_compile(sub: Any) -> None:
     com = sub.add_parser("compile", help="compile the corpus's torch.export programs into AOTInductor packages for "
                                          "the C++ runner (cached by the program's graph, weights and aoti_options, "
                                          "the torch version and the device)")
     com.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
     com.add_argument("--device", default="cpu", help="cpu, cuda or all (default: cpu)")
     com.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
-    com.add_argument("--aoti-cache", type=Path, help=cache_help)
+    com.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     com.add_argument("--force", action="store_true", help="compile again even when the cache has the package")
     com.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="compile N packages at a time, each in its own interpreter (default: 1)")
@@ -391,6 +390,11 @@ def _main(argv: list[str] | None = None) -> int:
                           "corpus is verified; only for a corpus whose authors you trust")
     com.add_argument("--quiet", action="store_true", help="no progress lines")
     com.set_defaults(run=_compile)
+
+
+def _add_fuzz(sub: Any) -> None:
+    from ..tools.fuzz import DEFAULT_BUDGET_S, DEFAULT_EXAMPLES
+    from ..writing.coverage import DEFAULT_BUDGET_MB
 
     fuz = sub.add_parser("fuzz", help="differential search inside each artifact's guards: eager Python against the C++ "
                                       "runtimes, live; a divergence is shrunk and saved as an input set of its case "
@@ -413,7 +417,7 @@ def _main(argv: list[str] | None = None) -> int:
     fuz.add_argument("--device", default="cpu", help="the device the runtimes run on (default: cpu)")
     fuz.add_argument("--load-library", action="append", default=[], metavar="PATH",
                      help="an operator library the runtimes load (repeatable), as torchconform-run --load-library")
-    fuz.add_argument("--aoti-cache", type=Path, help=cache_help)
+    fuz.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     fuz.add_argument("--allow-side-effects", action="store_true",
                      help="run TorchScript artifacts that act outside the process (as torchconform-run)")
     fuz.add_argument("--input-budget-mb", type=float, default=DEFAULT_BUDGET_MB, metavar="MB",
@@ -425,23 +429,29 @@ def _main(argv: list[str] | None = None) -> int:
     fuz.add_argument("--quiet", action="store_true", help="no progress lines")
     fuz.set_defaults(run=_fuzz)
 
+
+def _add_verify(sub: Any) -> None:
     # (main() hands `verify`'s arguments to the C++ option table before argparse sees them; listed for --help.)
     sub.add_parser("verify", add_help=False,
                    help="verify a corpus with the C++ runner (torchconform-run's options, output and exit codes: "
                         "0 pass, 1 mismatch, 2 error/crash/timeout/empty run, 3 expected failures only; --help lists "
                         "them)")
 
+
+def _add_report(sub: Any) -> None:
     rep = sub.add_parser("report", help="a Markdown report of a corpus and its verification")
     rep.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
     rep.add_argument("--results", type=Path, help="use this JSON report (from verify --json) instead of verifying")
     rep.add_argument("--device", default="all", help="devices to verify on when no --results (default: all)")
     rep.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
     rep.add_argument("--out", type=Path, help="write the report here instead of standard output")
-    rep.add_argument("--aoti-cache", type=Path, help=cache_help)
+    rep.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     rep.add_argument("--json", type=Path, help="also write the TorchScript -> torch.export migration table as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
     rep.set_defaults(run=_report)
 
+
+def _add_bundle_check(sub: Any) -> None:
     bun = sub.add_parser("bundle-check", help="ExecuTorch's own bundled-program check on every .bpte of a corpus "
                                               "(export --bundled), set against the C++ runner's verdicts: they must "
                                               "agree (exit 0), else exit 1")
@@ -450,20 +460,24 @@ def _main(argv: list[str] | None = None) -> int:
                                                   "--json) instead of running it")
     bun.add_argument("--runner", help="the torchconform-run to run (default: the one installed beside this Python)")
     bun.add_argument("--json", type=Path, help="also write the comparison as JSON")
-    bun.add_argument("--aoti-cache", type=Path, help=cache_help)
+    bun.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     bun.set_defaults(run=_bundle_check)
 
+
+def _add_tolerances(sub: Any) -> None:
     tol = sub.add_parser("tolerances", help="the minimum tolerance each output needed (measured by the runner), and "
                                             "with --suggest per-output tolerances that would pass with a margin")
     tol.add_argument("corpus", nargs="?", type=Path, default=Path("golden"))
     tol.add_argument("--results", type=Path, help="use this JSON report (from verify --json) instead of verifying")
     tol.add_argument("--device", default="all", help="devices to verify on when no --results (default: all)")
     tol.add_argument("--case", action="append", metavar="GLOB", help="only cases matching GLOB (repeatable)")
-    tol.add_argument("--aoti-cache", type=Path, help=cache_help)
+    tol.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     tol.add_argument("--suggest", action="store_true", help="propose per-output tolerances (nothing is written)")
     tol.add_argument("--margin", type=float, default=2.0, help="factor over the measured need (default: 2)")
     tol.set_defaults(run=_tolerances)
 
+
+def _add_localize(sub: Any) -> None:
     loc = sub.add_parser("localize", help="where a torch.export program starts to differ from the eager model: "
                                            "its graph node by node (fx.Interpreter), or with --aoti its "
                                            "AOTInductor package, against the recorded submodule outputs "
@@ -479,11 +493,13 @@ def _main(argv: list[str] | None = None) -> int:
                      help="--aoti: mark every submodule output as an extra output (default; bisects by itself when "
                           "that makes the mismatch disappear) or bisect over graph prefixes")
     loc.add_argument("--device", default="cpu", help="device for --aoti (default: cpu)")
-    loc.add_argument("--aoti-cache", type=Path, help=cache_help)
+    loc.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     loc.add_argument("--json", type=Path, help="also write every check as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress lines")
     loc.set_defaults(run=_localize)
 
+
+def _add_bench(sub: Any) -> None:
     ben = sub.add_parser("bench", help="benchmarks: Python eager vs TorchScript (Python, C++) vs AOTInductor per "
                                        "model, and the suite's own speed (docs/bench.md)")
     ben.add_argument("corpus", nargs="?", type=Path, default=Path("golden"),
@@ -502,10 +518,12 @@ def _main(argv: list[str] | None = None) -> int:
     ben.add_argument("--skip-compile", action="store_true", help="no cold/warm AOTInductor compile timing "
                                                                  "(the cold compile takes minutes)")
     ben.add_argument("--skip-spec", action="store_true", help="do not re-run the spec's profiling recipe")
-    ben.add_argument("--aoti-cache", type=Path, help=cache_help)
+    ben.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     ben.add_argument("--quiet", action="store_true", help="no progress lines")
     ben.set_defaults(run=_bench)
 
+
+def _add_compat(sub: Any) -> None:
     cpt = sub.add_parser("compat", help="verify corpora made with one PyTorch on other PyTorch versions, from "
                                         "Python and C++, and compare re-exports (docs/compat.md)")
     cpt.add_argument("--corpus", action="append", metavar="NAME:DIR",
@@ -518,11 +536,13 @@ def _main(argv: list[str] | None = None) -> int:
                                                              "them with the first corpus")
     cpt.add_argument("--out", type=Path, default=Path("build/compat"), help="where compat.md/json and the "
                                                                             "re-exports go (default: build/compat)")
-    cpt.add_argument("--aoti-cache", type=Path, help=cache_help)
+    cpt.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     cpt.add_argument("--timeout", type=float, default=1800, help="seconds per process (default: 1800)")
     cpt.add_argument("--quiet", action="store_true", help="no progress lines")
     cpt.set_defaults(run=_compat)
 
+
+def _add_upgrade(sub: Any) -> None:
     upg = sub.add_parser("upgrade", help="may these models move from one PyTorch to another? A verdict per model "
                                           "(PASS, DRIFT, REBUILD-REQUIRED, ROLLBACK-UNSAFE, BREAK) from environments "
                                           "and runners per version (docs/upgrade.md); exit 0 all PASS/DRIFT, 1 a "
@@ -550,7 +570,7 @@ def _main(argv: list[str] | None = None) -> int:
                      help="where upgrade.md/json/xml/png and cells/ go (default: build/upgrade)")
     upg.add_argument("--cache", type=Path, help="environments, runners, exports and packages (default: "
                                                 "$TORCHCONFORM_UPGRADE_CACHE, else ~/.cache/torchconform/upgrade)")
-    upg.add_argument("--aoti-cache", type=Path, help=cache_help)
+    upg.add_argument("--aoti-cache", type=Path, help=CACHE_HELP)
     upg.add_argument("--list-cells", action="store_true", help="print the plan's cells, one per line, and run "
                                                                "nothing")
     upg.add_argument("--cell", action="append", metavar="ID", help="run only this cell (repeatable; a CI matrix "
@@ -565,6 +585,31 @@ def _main(argv: list[str] | None = None) -> int:
     upg.add_argument("--quiet", action="store_true", help="no progress lines")
     upg.set_defaults(run=_upgrade)
 
+
+def _parser() -> argparse.ArgumentParser:
+    """The `torchconform` command line: one function per subcommand below (`verify` has no parser of its own:
+    its options are torchconform-run's, parsed by the core's one option table)."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="torchconform", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"torchconform {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_export(sub)
+    _add_compile(sub)
+    _add_fuzz(sub)
+    _add_verify(sub)
+    _add_report(sub)
+    _add_bundle_check(sub)
+    _add_tolerances(sub)
+    _add_localize(sub)
+    _add_bench(sub)
+    _add_compat(sub)
+    _add_upgrade(sub)
+    return parser
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     given = list(argv) if argv is not None else sys.argv[1:]
     if given[:1] == ["verify"]:  # its options are torchconform-run's: the core's one table parses them
         return _verify(given[1:])

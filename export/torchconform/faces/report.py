@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import verification
+from ..errors import CorpusInputError
 from ..text import json_text
 from ..text import markdown as _cell
 from ..text import markdown_code as _code
@@ -117,7 +118,7 @@ def migration(manifests: dict[str, dict[str, Any]], rows: dict[str, list[dict[st
     return out
 
 
-def _migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> list[str]:
+def migration_markdown(mig: list[dict[str, Any]], runtimes: dict[str, Any]) -> list[str]:
     out = ["## TorchScript → torch.export migration", "",
            "Per model: can torch.export capture it, does the exported program run from C++ (AOTInductor, and "
            "ExecuTorch where the corpus holds its lowerings: export --executorch) and agree with the "
@@ -169,10 +170,10 @@ def _load_run(path: Path) -> dict[str, Any]:
     try:
         run = json.loads(Path(path).read_text())
         if not isinstance(run, dict) or not isinstance(run.get("results"), list) or "summary" not in run:
-            raise ValueError("not a torchconform JSON report (no summary/results)")
+            raise CorpusInputError("not a torchconform JSON report (no summary/results)")
         return run
     except (OSError, ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: unreadable results file: {e}") from None
+        raise CorpusInputError(f"{path}: unreadable results file: {e}") from None
 
 
 def _manifest(case: Any) -> dict[str, Any]:
@@ -336,7 +337,7 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         out.append("")
 
     mig = migration(manifests, rows)
-    out += _migration_markdown(mig, run.get("runtimes", {}))
+    out += migration_markdown(mig, run.get("runtimes", {}))
     if json_out is not None:
         Path(json_out).write_text(json_text({"corpus": str(corpus), "runtime": run["runtime"],
                                               "runtimes": run.get("runtimes", {}), "migration": mig}, indent=2)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _core, verification
+from ..errors import CorpusInputError, SetupError, UsageError
 
 MODES = ("eager", "ts_python", "ts_cpp", "frozen_cpp", "aoti_cpp", "et_cpp", "et_xnnpack_cpp")
 MODE_TITLES = {"eager": "Python eager", "ts_python": "TorchScript (Python)", "ts_cpp": "TorchScript (C++)",
@@ -175,7 +176,7 @@ def _build(case_name: str):
     return case.build(case.seed)
 
 
-def _executorch_labels(m: Model, manifest: dict[str, Any], notes: list[str]) -> dict[str, str]:
+def executorch_labels(m: Model, manifest: dict[str, Any], notes: list[str]) -> dict[str, str]:
     """mode -> runner label of the ExecuTorch programs lowered from the model's exported program, where the corpus
     has them (export --executorch) and this runner can run them; a note for each that is left out, and why."""
     if m.aoti is None:
@@ -206,7 +207,7 @@ def _checked_torchscript(opened: Any, case: str, file: str) -> bytes:
     data = _core.read_case_file(opened, case, file)
     unreadable = _core.check_torchscript_code(data, f"{case}/{file}")
     if unreadable:
-        raise ValueError(unreadable)
+        raise CorpusInputError(unreadable)
     return data
 
 
@@ -219,8 +220,9 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
     for m in chosen:
         spec = in_corpus.get(m.case)
         if spec is None or spec.error:
-            raise ValueError(f"{corpus}: case {m.case} is {'missing' if spec is None else 'broken: ' + spec.error}; "
-                             f"bench times the built-in cases' artifacts (torchconform export)")
+            state = "missing" if spec is None else "broken: " + spec.error
+            raise CorpusInputError(f"{corpus}: case {m.case} is {state}; "
+                                   f"bench times the built-in cases' artifacts (torchconform export)")
         log(f"[bench] {m.case}: building the eager model")
         built = _build(m.case)
         eager = m.eager(built)
@@ -229,7 +231,7 @@ def bench_models(corpus: Path, names: list[str], threads: list[int], policy: Pol
         manifest = json.loads(spec.manifest_json)
         artifact = _checked_torchscript(opened, m.case, manifest["artifact"]["file"])
         labels = {"ts_cpp": "", "frozen_cpp": m.frozen, "aoti_cpp": m.aoti,
-                  **_executorch_labels(m, manifest, notes := list(m.notes))}
+                  **executorch_labels(m, manifest, notes := list(m.notes))}
         for w in m.workloads:
             args = w.args(torch.Generator().manual_seed(7))
             for t in threads:
@@ -273,7 +275,7 @@ def spec_recipe(corpus: Path, policy: Policy, log: Callable[[str], None]) -> dic
     opened = _core.Corpus.open(str(corpus))
     case = next((c for c in opened.cases if c.name == "simple_cnn" and not c.error), None)
     if case is None:
-        raise ValueError(f"{corpus}: no readable simple_cnn case; the spec's recipe times the built-in one")
+        raise CorpusInputError(f"{corpus}: no readable simple_cnn case; the spec's recipe times the built-in one")
     artifact = _checked_torchscript(opened, "simple_cnn", json.loads(case.manifest_json)["artifact"]["file"])
     traced = torch.jit.load(io.BytesIO(artifact)).eval()
     x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(7))
@@ -298,7 +300,7 @@ def _wall(cmd: list[str], timeout: float = 3600) -> tuple[float, subprocess.Comp
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        raise ValueError(f"{cmd[0]} {' '.join(cmd[1:3])} ran past {timeout:.0f} s") from e
+        raise SetupError(f"{cmd[0]} {' '.join(cmd[1:3])} ran past {timeout:.0f} s") from e
     return time.perf_counter() - t0, done
 
 
@@ -325,7 +327,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
                                         + (["--aoti-cache", aoti_cache] if aoti_cache else []), out=quiet)
     if code != 0:
         first = next((r.line for r in results if r.verdict not in ("PASS", "XFAIL")), "")
-        raise ValueError(f"{corpus}: verify exited {code} ({first}); bench measures a corpus that passes")
+        raise CorpusInputError(f"{corpus}: verify exited {code} ({first}); bench measures a corpus that passes")
     _core.measure_floor(opened, "cpu", 0, 2, aoti_cache)
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -340,7 +342,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
         inproc.append(time.perf_counter() - t0)
         parts.append(breakdown(results))
         if code != 0:
-            raise ValueError(f"{corpus}: verify exited {code}; bench measures a corpus that passes")
+            raise CorpusInputError(f"{corpus}: verify exited {code}; bench measures a corpus that passes")
     med = statistics.median
     i = inproc.index(sorted(inproc)[len(inproc) // 2])  # the breakdown of the median round
     split = {"open_corpus": med(opens), **parts[i]}
@@ -358,7 +360,7 @@ def bench_suite(corpus: Path, rounds: int, aoti_cache: str, overhead_calls: int,
     for _ in range(max(1, rounds // 2)):
         wall, done = _wall(loop_cmd)
         if done.returncode != 0:
-            raise ValueError(f"the Python loop failed: {done.stderr.strip()[-400:]}")
+            raise SetupError(f"the Python loop failed: {done.stderr.strip()[-400:]}")
         loops.append((wall, json.loads(done.stdout.strip().splitlines()[-1])))
     loop_wall = med(w for w, _ in loops)
     loop_info = loops[0][1]
@@ -535,9 +537,9 @@ def run(corpus: Path, out: Path, *, models: list[str], threads: list[int], polic
     known = [m.case for m in _models()]
     unknown = [n for n in models if n not in known]
     if unknown:
-        raise ValueError(f"--model {', '.join(unknown)}: no such model (known: {', '.join(known)})")
+        raise UsageError(f"--model {', '.join(unknown)}: no such model (known: {', '.join(known)})")
     if any(t < 1 for t in threads):
-        raise ValueError("--threads takes positive integers")
+        raise UsageError("--threads takes positive integers")
     out.mkdir(parents=True, exist_ok=True)
     from ..writing.aoti import compile_corpus
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import CorpusInputError, SetupError
 from ..text import json_text, terminal
 
 
@@ -70,7 +71,7 @@ def plan(corpus: Path) -> tuple[list[Bundle], list[str], list[str]]:
             else:
                 missing = [k for k in ("sha256", "input_sets", "rtol", "atol") if not b.get(k) and b.get(k) != 0]
                 if missing:
-                    raise ValueError(terminal(f"{case.name}:{v['name']}: the bundle record has a file but no "
+                    raise CorpusInputError(terminal(f"{case.name}:{v['name']}: the bundle record has a file but no "
                                               f"{', '.join(missing)}"))
                 bundles.append(Bundle(case.name, v["name"], b["file"], b["sha256"], list(b["input_sets"]),
                                       float(b["rtol"]), float(b["atol"])))
@@ -111,14 +112,14 @@ def _child_main(corpus: str) -> int:
             read = lambda rel, case=b.case: _core.read_case_file(opened, case, rel)  # noqa: E731
             rebuilt = bundle_cases(read, entry, manifest["input_sets"])
             if [name for name, _, _ in rebuilt] != b.sets:
-                raise ValueError(f"its input sets {b.sets} are not the program's {[n for n, _, _ in rebuilt]}")
+                raise CorpusInputError(f"its input sets {b.sets} are not the program's {[n for n, _, _ in rebuilt]}")
             if bundle_bytes(read(entry["file"]), rebuilt) != data:
-                raise ValueError("rebuilt from the corpus's program, input sets and goldens, it differs")
+                raise CorpusInputError("rebuilt from the corpus's program, input sets and goldens, it differs")
             leaves = [leaf for _, _, e in rebuilt for leaf in e]
             rtol, atol, _ = bundled_tolerance(leaves, entry.get("tolerance") or manifest["tolerance"])
             if (rtol, atol) != (b.rtol, b.atol):
-                raise ValueError(f"its record's rtol={b.rtol:g} atol={b.atol:g} are not the rtol={rtol:g} "
-                                 f"atol={atol:g} the case's tolerance gives for these goldens")
+                raise CorpusInputError(f"its record's rtol={b.rtol:g} atol={b.atol:g} are not the rtol={rtol:g} "
+                                       f"atol={atol:g} the case's tolerance gives for these goldens")
             # Loosened as the runner says it: a tolerance the core finds looser than the dtype's default.
             loosened = any(_core.compare(x, x, {"default": {"mode": "allclose", "rtol": rtol, "atol": atol},
                                                 "outputs": {}}).leaves[0].loosened
@@ -170,7 +171,7 @@ def runner_verdicts(corpus: Path, bundles: list[Bundle], results: Path | None, r
                 cmd += ["--result", f"{b.case}:{b.variant}@executorch/*"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if not report.is_file():
-                raise ValueError(f"{runner} wrote no report (exit {done.returncode}): {done.stderr.strip()[-400:]}")
+                raise SetupError(f"{runner} wrote no report (exit {done.returncode}): {done.stderr.strip()[-400:]}")
             document = json.loads(report.read_text())
     else:
         document = json.loads(Path(results).read_text())
@@ -215,7 +216,7 @@ def run(corpus: Path, *, results: Path | None, runner: str, extra: list[str], js
     import importlib.util
 
     if importlib.util.find_spec("executorch") is None:
-        raise ValueError(f"{len(bundles)} bundled programs to check, but ExecuTorch's check needs the executorch "
+        raise SetupError(f"{len(bundles)} bundled programs to check, but ExecuTorch's check needs the executorch "
                          "package, which this Python does not have (ci/executorch.sh sets up an environment with it)")
     rows = compare(bundles, executorch_check(corpus, bundles),
                    runner_verdicts(corpus, bundles, results, runner, extra))

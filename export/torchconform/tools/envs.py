@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import SetupError, UsageError
 from ..text import terminal
 
 PACKAGE = Path(__file__).resolve().parents[1]  # export/torchconform (or site-packages/torchconform)
@@ -73,12 +74,12 @@ def run_logged(cmd: list[str], log_file: Path, what: str, env: dict[str, str] | 
         try:
             done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            raise ValueError(f"{what}: no end within {timeout:.0f} s (log: {log_file})") from e
+            raise SetupError(f"{what}: no end within {timeout:.0f} s (log: {log_file})") from e
         except OSError as e:
-            raise ValueError(f"{what}: cannot run {cmd[0]}: {e}") from e
+            raise SetupError(f"{what}: cannot run {cmd[0]}: {e}") from e
     if done.returncode != 0:
         tail = log_file.read_text(errors="replace").strip().splitlines()[-15:]
-        raise ValueError(f"{what} failed (exit {done.returncode}; log: {log_file}):\n  " +
+        raise SetupError(f"{what} failed (exit {done.returncode}; log: {log_file}):\n  " +
                          "\n  ".join(terminal(x) for x in tail))
 
 
@@ -90,10 +91,10 @@ def describe(python: str) -> tuple[str, str]:
         done = subprocess.run([python, "-c", "import json, torch; print(json.dumps([torch.__version__, "
                                "torch.version.cuda or '']))"], capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise ValueError(f"{python}: cannot run it: {e}") from e
+        raise SetupError(f"{python}: cannot run it: {e}") from e
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
-        raise ValueError(f"{python} cannot import torch: {terminal(lines[-1] if lines else done.returncode)}")
+        raise SetupError(f"{python} cannot import torch: {terminal(lines[-1] if lines else done.returncode)}")
     torch_version, cuda = json.loads(done.stdout.strip().splitlines()[-1])
     return torch_version, cuda
 
@@ -161,7 +162,7 @@ def make_env(version: str, extras: list[str], root: Path, log: Callable[[str], N
                    logs.with_suffix(".install.log"), f"pip install {' '.join(reqs)}")
     torch_version, cuda = describe(str(python))
     if not same_release(torch_version, version):
-        raise ValueError(f"asked for torch {version}, the environment {where} has {torch_version}")
+        raise SetupError(f"asked for torch {version}, the environment {where} has {torch_version}")
     stamp.write_text(json.dumps({"requirements": reqs, "tool": use, "torch": torch_version}) + "\n")
     env = Env(version, str(python), torch=torch_version, cuda=cuda)
     env.seconds["env"] = time.perf_counter() - t0
@@ -173,14 +174,14 @@ def provided_env(version: str, spec: str) -> Env:
     """``--env VERSION=PYTHON[:RUNNER]``: an environment the user has."""
     python, _, runner = spec.partition(":")
     if not Path(python).exists() and not shutil.which(python):
-        raise ValueError(f"--env {version}={spec}: no interpreter {python}")
+        raise UsageError(f"--env {version}={spec}: no interpreter {python}")
     if runner and not Path(runner).is_file():
-        raise ValueError(f"--env {version}={spec}: no runner {runner}")
+        raise UsageError(f"--env {version}={spec}: no runner {runner}")
     torch_version, cuda = describe(python)
     # A distribution's build may report another patch level than its release (Debian's 1.13.1 says 1.13.0a0): the
     # label is the user's name for it, and the reports show what it says of itself; major.minor must agree.
     if torch_version.split(".")[:2] != version.split(".")[:2]:
-        raise ValueError(f"--env {version}={spec}: its torch is {torch_version}, not {version}")
+        raise UsageError(f"--env {version}={spec}: its torch is {torch_version}, not {version}")
     return Env(version, python, runner=runner, torch=torch_version, cuda=cuda, provided=True)
 
 
@@ -189,7 +190,7 @@ def source_root() -> Path:
     root = PACKAGE.parents[1]
     if (root / "CMakeLists.txt").is_file() and (root / "cpp_runner" / "CMakeLists.txt").is_file():
         return root
-    raise ValueError("building a torchconform-run for another LibTorch needs torchconform's sources (a checkout of "
+    raise SetupError("building a torchconform-run for another LibTorch needs torchconform's sources (a checkout of "
                      f"the project); {PACKAGE} is an installed copy without them: pass --env VERSION=PYTHON:RUNNER")
 
 

@@ -36,6 +36,7 @@ import torch.utils._pytree as pytree
 
 from .. import _core
 from ..authoring.case import Case, CaseError, InputSet
+from ..errors import UsageError
 from ..text import terminal
 from ..writing import coverage as cov
 from ..writing.writer import eager_expected
@@ -411,5 +412,5 @@ def default_seed() -> int:
 
 def budget_check(value: float) -> float:
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"must be > 0, got {value}")
+        raise UsageError(f"must be > 0, got {value}")
     return value

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ..errors import SetupError
+
 HEADER = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 34
 
@@ -38,7 +40,7 @@ def read(stream: BinaryIO) -> Any:
         raise EOFError("the other side closed the pipe")
     (n,) = HEADER.unpack(head)
     if n > MAX_MESSAGE:
-        raise ValueError(f"a message of {n} bytes")
+        raise SetupError(f"a message of {n} bytes")
     data = stream.read(n)
     if len(data) < n:
         raise EOFError("the other side closed the pipe mid-message")

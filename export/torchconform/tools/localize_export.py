@@ -32,6 +32,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .. import _core
+from ..errors import CorpusInputError, UsageError
 from ..text import terminal
 
 
@@ -88,8 +89,8 @@ def scopes(gm: torch.fx.GraphModule) -> list[Scope]:
 def _records(corpus: Any, case: str, set_name: str) -> dict[tuple[str, int], Any]:
     recs = _core.load_records(corpus, case, set_name)
     if recs is None:
-        raise ValueError(f"{case}/{set_name}: no submodule records (export with --record-submodules, or "
-                         "declare(record_submodules=True))")
+        raise CorpusInputError(f"{case}/{set_name}: no submodule records (export with --record-submodules, or "
+                               "declare(record_submodules=True))")
     return {(r[0], int(r[1])): r[-1] for r in recs}
 
 
@@ -245,15 +246,16 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
     corpus = _core.Corpus.open(str(corpus_dir))
     found = [c for c in corpus.cases if c.name == case]
     if not found:
-        raise ValueError(f"no case named {case!r} in {corpus_dir}")
+        raise UsageError(f"no case named {case!r} in {corpus_dir}")
     c = found[0]
     if c.error:
-        raise ValueError(f"{case}: {c.error}")
+        raise CorpusInputError(f"{case}: {c.error}")
     programs = [v for v in c.variants if v.kind == "exported_program" and v.file]
     if variant:
         programs = [v for v in programs if v.name == variant]
     if not programs:
-        raise ValueError(f"{case}: no torch.export program{' named ' + repr(variant) if variant else ''} with a file")
+        named = " named " + repr(variant) if variant else ""
+        raise CorpusInputError(f"{case}: no torch.export program{named} with a file")
     v = programs[0]
     # Through the core's checked reader (a regular file inside the corpus, its declared size and SHA-256, read once).
     data = _core.read_case_file(corpus, case, v.file)
@@ -263,14 +265,14 @@ def localize(corpus_dir: Path, case: str, *, variant: str | None = None, sets: l
     except ValueError:  # UnsafeFile: says which record and why
         raise
     except Exception as e:  # noqa: BLE001 - a damaged or too-new program: which and why, no traceback
-        raise ValueError(f"{case}/{v.file}: torch.export.load cannot read it: {type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        raise CorpusInputError(f"{case}/{v.file}: torch.export.load cannot read it: {type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
     manifest = json.loads(c.manifest_json)
     tolerance = {"default": manifest["tolerance"]["default"], "outputs": {}}
     keywords = {s.name: list(s.keywords) for s in c.input_sets}
     chosen = [s for s in v.input_sets if not sets or s in sets]
     if sets and len(chosen) != len(set(sets)):
-        raise ValueError(f"{case}:{v.name}: runs on {v.input_sets}, not on all of {sets}")
+        raise UsageError(f"{case}:{v.name}: runs on {v.input_sets}, not on all of {sets}")
     if not sets:  # every set that has records (generated sets have none: docs/coverage.md); --set names one anyway
         unrecorded = {x["name"]: x["submodules_skipped"] for x in manifest["input_sets"]
                       if "submodules_skipped" in x}

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import _core
+from ..errors import SetupError, UsageError
 from ..text import json_text, terminal
 from . import compat, envs
 from .upgrade_report import write_reports
@@ -136,7 +137,7 @@ class Context:
                 done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", "info"],
                                       capture_output=True, text=True, timeout=self.plan.timeout, env=self.pythonpath())
                 if done.returncode != 0:
-                    raise ValueError(f"torch {version} ({env.python}): the probe failed: "
+                    raise SetupError(f"torch {version} ({env.python}): the probe failed: "
                                      f"{compat._last_line(done.stderr, '?')}")
                 env.info = json.loads(done.stdout.strip().splitlines()[-1])  # its CPU capability, format windows
             self._envs[version] = env
@@ -371,7 +372,7 @@ def _probe(ctx: Context, version: str, *args: str) -> Any:
     done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", *args], capture_output=True,
                           text=True, timeout=ctx.plan.timeout, env=ctx.pythonpath())
     if done.returncode != 0:
-        raise ValueError(f"torch {version}: the registry probe failed: {compat._last_line(done.stderr, '?')}")
+        raise SetupError(f"torch {version}: the registry probe failed: {compat._last_line(done.stderr, '?')}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -651,7 +652,7 @@ def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
             a, _, b = rest.partition("<->")
             out = cell_packages(ctx, a, b)
         else:
-            raise ValueError(f"unknown cell {cell_id!r} (--list-cells lists them)")
+            raise UsageError(f"unknown cell {cell_id!r} (--list-cells lists them)")
     except (ValueError, OSError, subprocess.TimeoutExpired) as e:
         out = {"cell": cell_id, "error": terminal(e), "models": {}}
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -710,7 +711,7 @@ def run(plan: Plan, *, cells: list[str] | None = None, list_only: bool = False, 
     today = datetime.date.today()
     for version, spec in plan.env_specs.items():  # a wrong --env is a usage error, before anything runs
         if version not in plan.versions():
-            raise ValueError(f"--env {version}=...: {version} is neither --from nor a --to version")
+            raise UsageError(f"--env {version}=...: {version} is neither --from nor a --to version")
         if not merge_from:
             envs.provided_env(version, spec)
     if merge_from:
@@ -722,7 +723,7 @@ def run(plan: Plan, *, cells: list[str] | None = None, list_only: bool = False, 
                 if isinstance(data, dict) and "cell" in data:
                     found.append(data)
         if not found:
-            raise ValueError(f"--merge: no cell results in {', '.join(map(str, merge_from))}")
+            raise UsageError(f"--merge: no cell results in {', '.join(map(str, merge_from))}")
         chosen = {c["cell"]: c for c in found}
         result = merge(list(chosen.values()), {"from": plan.from_version, "to": plan.to_versions,
                                                "cells": planned}, waiver_list, today)
@@ -730,7 +731,7 @@ def run(plan: Plan, *, cells: list[str] | None = None, list_only: bool = False, 
         wanted = cells or planned
         unknown = [c for c in wanted if c not in planned]
         if unknown:
-            raise ValueError(f"--cell {unknown[0]!r} is not a cell of this plan (--list-cells lists them)")
+            raise UsageError(f"--cell {unknown[0]!r} is not a cell of this plan (--list-cells lists them)")
         t0 = time.perf_counter()
         ctx = Context(plan, log)
         results = []

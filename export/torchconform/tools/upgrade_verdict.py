@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from . import compat
 
 VERDICTS = ["PASS", "DRIFT", "REBUILD-REQUIRED", "ROLLBACK-UNSAFE", "BREAK"]  # by severity
@@ -174,21 +175,21 @@ def load_waivers(path: Path | None) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"--waivers {path}: {e}") from e
+        raise UsageError(f"--waivers {path}: {e}") from e
     waivers = data.get("waivers") if isinstance(data, dict) else None
     if not isinstance(waivers, list):
-        raise ValueError(f"--waivers {path}: expected {{\"waivers\": [{{\"model\", \"verdict\", \"reason\", "
+        raise UsageError(f"--waivers {path}: expected {{\"waivers\": [{{\"model\", \"verdict\", \"reason\", "
                          "\"expires\"}}, ...]}")
     for w in waivers:
         missing = [k for k in ("model", "verdict", "reason", "expires") if not w.get(k)]
         if missing:
-            raise ValueError(f"--waivers {path}: a waiver without {', '.join(missing)}: {w}")
+            raise UsageError(f"--waivers {path}: a waiver without {', '.join(missing)}: {w}")
         if w["verdict"] not in VERDICTS[1:]:
-            raise ValueError(f"--waivers {path}: verdict {w['verdict']!r} is not one of {VERDICTS[1:]}")
+            raise UsageError(f"--waivers {path}: verdict {w['verdict']!r} is not one of {VERDICTS[1:]}")
         try:
             datetime.date.fromisoformat(w["expires"])
         except ValueError as e:
-            raise ValueError(f"--waivers {path}: expires {w['expires']!r} is not a date (YYYY-MM-DD)") from e
+            raise UsageError(f"--waivers {path}: expires {w['expires']!r} is not a date (YYYY-MM-DD)") from e
     return waivers
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _core
+from ..errors import CorpusInputError, SetupError
 from ..text import terminal
 from .aoti_build import cached_package_problem, compile_program
 
@@ -50,7 +51,7 @@ def _programs(opened: Any, cases: list[str]) -> list[tuple[Any, Any]]:
         if c.name not in names:
             continue
         if c.error:
-            raise ValueError(f"{c.name}: {c.error}")
+            raise CorpusInputError(f"{c.name}: {c.error}")
         for v in c.variants:
             if v.kind == "exported_program" and v.file and "aoti" in v.runtimes:
                 out.append((c, v))
@@ -90,7 +91,7 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
     ``allow_side_effects``: its package would run it wherever the corpus is verified."""
     cache = private_cache(cache)
     if torch.__version__.split("+")[0] != _core.libtorch_version():
-        raise ValueError(f"torch {torch.__version__} in Python but the runner is built against LibTorch "
+        raise SetupError(f"torch {torch.__version__} in Python but the runner is built against LibTorch "
                          f"{_core.libtorch_version()}: packages must be compiled by the torch the runner runs")
     opened = _core.Corpus.open(str(corpus))
     programs = _programs(opened, cases or [])
@@ -99,7 +100,7 @@ def compile_corpus(corpus: Path, *, devices: list[str], cache: Path | None = Non
         missing = [ns for ns in c.operator_namespaces if ns not in registered]
         if missing:
             names = ", ".join(repr(terminal(n)) for n in missing)
-            raise ValueError(f"{c.name}: its programs call operators of namespace {names}, which nothing in this "
+            raise SetupError(f"{c.name}: its programs call operators of namespace {names}, which nothing in this "
                              "process registers: load the library with --load-library PATH or import the module that "
                              "registers them with --import MODULE" + _exported_with(c.operator_libraries))
     forbidden = [] if allow_side_effects else list(_core.side_effect_operators())

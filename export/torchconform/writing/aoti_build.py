@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CorpusInputError, SetupError
 from ..safeload import UnsafeFile, load_exported_program
 from .digest import sha256_file
 
@@ -63,7 +64,7 @@ def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
             if t["kind"] in ("mapping", "node"):
                 continue  # (any keys or children: the program's spec names them)
             if sorted(have) != sorted(fields):
-                raise ValueError(f"{what}: pytree type {t['name']!r} is registered in this process with fields "
+                raise SetupError(f"{what}: pytree type {t['name']!r} is registered in this process with fields "
                                  f"{have}, the program was captured with {fields}")
             continue
         ident = re.sub(r"\W", "_", t["name"].rsplit(".", 1)[-1]) or "StandIn"
@@ -86,7 +87,7 @@ def register_stand_ins(types: list[dict[str, Any]], what: str) -> None:
                 cls = dataclasses.make_dataclass(ident, [(f, Any) for f in fields])
                 torch.export.register_dataclass(cls, serialized_type_name=t["name"])
         except Exception as e:  # noqa: BLE001 - e.g. a field name a namedtuple refuses
-            raise ValueError(f"{what}: cannot register a stand-in for pytree type {t['name']!r}: "
+            raise SetupError(f"{what}: cannot register a stand-in for pytree type {t['name']!r}: "
                              f"{type(e).__name__}: {e}") from e
 
 
@@ -114,7 +115,7 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
     part of the key. Raises ValueError (UnsafeFile for a program whose pickles could run code) naming it."""
     data = program.getvalue() if isinstance(program, io.BytesIO) else Path(program).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:  # the corpus was opened (and hashed) a moment ago: re-check
-        raise ValueError(f"{what}: SHA-256 changed while compiling")
+        raise CorpusInputError(f"{what}: SHA-256 changed while compiling")
     register_stand_ins(pytree_types or [], what)
     try:
         # Never a plain torch.export.load: it unpickles some records with weights_only=False (safeload.py).
@@ -122,7 +123,7 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
     except UnsafeFile:
         raise
     except Exception as e:  # noqa: BLE001 - a damaged or too-new program: say which and why, no traceback
-        raise ValueError(f"{what}: torch.export.load failed: {type(e).__name__}: {e}") from e
+        raise CorpusInputError(f"{what}: torch.export.load failed: {type(e).__name__}: {e}") from e
     calls = side_effect_calls(loaded, list(forbidden_ops))
     if calls:
         raise UnsafeFile(f"{what}: refused: the program calls {', '.join(calls)}, which acts outside the process "
@@ -130,7 +131,7 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
                          "Compile a program you trust with --allow-side-effects")
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available to this torch")
+            raise SetupError("--device cuda: CUDA is not available to this torch")
         loaded = torch.export.passes.move_to_device_pass(loaded, "cuda")
     # Built next to the final place and renamed into it: a killed compile leaves no half package behind.
     tmp = target.parent.with_name(target.parent.name + f".partial-{os.getpid()}")
@@ -142,7 +143,7 @@ def compile_program(program: Path | io.BytesIO, what: str, sha256: str, device: 
                 torch._inductor.aoti_compile_and_package(loaded, package_path=str(tmp / target.name),
                                                          inductor_configs=dict(options or {}))
         except Exception as e:  # noqa: BLE001 - name the program; the compiler's own log went to stderr
-            raise ValueError(f"{what}: AOTInductor compile for {device} failed: {type(e).__name__}: "
+            raise SetupError(f"{what}: AOTInductor compile for {device} failed: {type(e).__name__}: "
                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
         package = tmp / target.name
         (tmp / "key.json").write_text(json.dumps({

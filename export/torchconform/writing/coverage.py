@@ -28,6 +28,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from ..authoring.case import Built, Case, InputSet
+from ..errors import UsageError
 
 DEFAULT_SENSITIVITY = 0.01  # the core's kDefaultSensitivity: 1% of relative error must be detectable
 DEFAULT_BUDGET_MB = 16.0
@@ -50,9 +51,9 @@ class Coverage:
 
     def __post_init__(self) -> None:
         if not self.budget_mb > 0:
-            raise ValueError(f"the generated sets' memory budget must be > 0 MB, got {self.budget_mb}")
+            raise UsageError(f"the generated sets' memory budget must be > 0 MB, got {self.budget_mb}")
         if not self.sensitivity > 0:
-            raise ValueError(f"the sensitivity must be > 0, got {self.sensitivity}")
+            raise UsageError(f"the sensitivity must be > 0, got {self.sensitivity}")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import CorpusInputError, SetupError
 from .digest import sha256_file
 
 # Capability levels in the order ATen ranks them on each architecture; only the ones below the machine's own are
@@ -82,8 +83,8 @@ def _run(corpus: Path, env: dict[str, str], threads: int, out: Path) -> dict[str
     r = subprocess.run([sys.executable, "-c", code, str(corpus), str(out), str(threads)], env=environ,
                        capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
-        raise RuntimeError(f"envelope run ({env or 'threads ' + str(threads)}) failed with exit {r.returncode}: "
-                           f"{(r.stderr.strip().splitlines() or [''])[-1]}")
+        raise SetupError(f"envelope run ({env or 'threads ' + str(threads)}) failed with exit {r.returncode}: "
+                         f"{(r.stderr.strip().splitlines() or [''])[-1]}")
     return torch.load(out, weights_only=True)
 
 
@@ -108,7 +109,7 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
     for entry in index["cases"]:
         mpath = corpus / entry["manifest"]
         if not checked.get(entry["name"]):
-            raise RuntimeError(f"{entry['name']}: the staged manifest does not open: nothing to add an envelope to")
+            raise CorpusInputError(f"{entry['name']}: the staged manifest does not open: nothing to add an envelope to")
         manifest = json.loads(checked[entry["name"]])  # as the core read and checked it
         for s in manifest["input_sets"]:
             key = f"{manifest['case']}/{s['name']}"
@@ -134,7 +135,7 @@ def measure(corpus: Path, exported_threads: int, log: Callable[[str], None]) -> 
                 s["envelope"] = {"sources": used, "outputs": bounds}
         problem = validate("manifest", manifest)
         if problem:
-            raise RuntimeError(f"{manifest['case']}: the manifest with its envelope fails the schema: {problem}")
+            raise CorpusInputError(f"{manifest['case']}: the manifest with its envelope fails the schema: {problem}")
         mpath.write_text(json.dumps(manifest, indent=2) + "\n")
         entry["sha256"] = sha256_file(mpath)
     index_path.write_text(json.dumps(index, indent=2) + "\n")

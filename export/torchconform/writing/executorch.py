@@ -24,9 +24,10 @@ from typing import Any, Callable
 
 import torch
 
+from ..dtypes import DEFAULT_RTOL_ATOL
+from ..errors import CorpusInputError
 from ..safeload import load_data
 from .digest import sha256_file
-from .values import DEFAULT_RTOL_ATOL
 
 # What the variants are called beside their program (`export` -> `export_et`, `export_et_xnnpack`) and how each
 # lowering is made.
@@ -176,7 +177,7 @@ def _own_files(case_dir: Path, records: list[dict[str, Any]]) -> Reader:
     def read(rel: str) -> bytes:
         data = (case_dir / rel).read_bytes()
         if digests.get(rel) and hashlib.sha256(data).hexdigest() != digests[rel]:
-            raise ValueError(f"{rel}: its SHA-256 is not the record's")
+            raise CorpusInputError(f"{rel}: its SHA-256 is not the record's")
         return data
 
     return read

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..errors import CorpusInputError
+
 
 def resolve_method(obj: Any, dotted: str) -> Any:
     """``decoder.set_temperature`` -> obj.decoder.set_temperature (works on nn.Module and ScriptModule alike)."""
@@ -38,7 +40,7 @@ def split_keywords(values: Sequence[Any], keywords: Sequence[str]) -> tuple[tupl
     under those names (the manifest's ``keywords``; the C++ runner splits them the same way)."""
     n = len(values) - len(keywords)
     if n < 0:
-        raise ValueError(f"the set names {len(keywords)} keyword arguments but holds {len(values)} values")
+        raise CorpusInputError(f"the set names {len(keywords)} keyword arguments but holds {len(values)} values")
     return tuple(values[:n]), dict(zip(keywords, values[n:]))
 
 

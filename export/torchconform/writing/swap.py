@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
+from ..errors import CorpusInputError
+
 JOURNAL = ".{name}.export-{pid}.json"  # beside the corpus: what an export in progress may leave behind
 
 
@@ -46,7 +48,7 @@ def _recover(out: Path, log: Callable[[str], None]) -> None:
             entry = json.loads(journal.read_text())
             partial, old = out.parent / entry["partial"], out.parent / entry["old"]
             if entry["out"] != out.name or "/" in entry["partial"] + entry["old"]:
-                raise ValueError("not a journal of this corpus")
+                raise CorpusInputError("not a journal of this corpus")
         except (OSError, ValueError, KeyError, TypeError) as e:
             log(f"left {journal.name} alone: unreadable export journal ({e})")
             continue

@@ -9,11 +9,7 @@ from typing import Any
 
 import torch
 
-DTYPE_NAMES = {
-    torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64",
-    torch.complex64: "complex64", torch.complex128: "complex128", torch.uint8: "uint8", torch.int8: "int8",
-    torch.int16: "int16", torch.int32: "int32", torch.int64: "int64", torch.bool: "bool",
-}
+from ..dtypes import DTYPE_NAMES, dtype_name
 
 
 class UnstorableValue(TypeError):
@@ -81,7 +77,7 @@ def registered_node(value: Any) -> tuple[list[Any], list[str]] | None:
 def describe(value: Any) -> str:
     """A short, human readable type-and-shape signature, e.g. ``(Tensor[2,12,32] float32, bool True)``."""
     if isinstance(value, torch.Tensor):
-        return f"Tensor[{','.join(str(s) for s in value.shape)}] {DTYPE_NAMES.get(value.dtype, str(value.dtype))}"
+        return f"Tensor[{','.join(str(s) for s in value.shape)}] {dtype_name(value.dtype)}"
     if isinstance(value, tuple):
         return "(" + ", ".join(describe(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
@@ -126,12 +122,6 @@ def max_abs_diff(a: Any, b: Any) -> float | None:
         elif x != y:
             return None
     return worst
-
-
-# torch.testing.assert_close's default (rtol, atol) per floating dtype: what mode "allclose" uses without its own
-# (the runner's comparator has the same table, default_rtol_atol in compare.cpp).
-DEFAULT_RTOL_ATOL = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
-                     torch.float64: (1e-7, 1e-7), torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7)}
 
 
 def degenerate(value: Any, policy: dict[str, Any], sensitivity: float = 0.01) -> list[str]:

@@ -26,6 +26,7 @@ from ..authoring.variants import (
     user_pytree_types,
 )
 from ..authoring.warn import collect_warnings
+from ..dtypes import dtype_name
 from ..schema import validate
 from . import protocol, reproducible
 from .coverage import DEFAULT_COVERAGE, Coverage, Generated, generate
@@ -41,6 +42,11 @@ MANIFEST = "manifest.json"
 ARTIFACT = "artifact.pt"
 DEFAULT_SIZE_BUDGET_MB = 256.0  # a corpus larger than this is said to be (export --size-budget-mb)
 EXPORT_THREADS = 1  # goldens computed single-threaded: reproducible, and independent of the exporting machine's cores
+
+
+class Said(str):
+    """A variant finding that export also says (as a warning under its case, and in the end-of-export summary); in the
+    manifest it is the text it is, like every finding."""
 
 
 def environment() -> dict[str, Any]:
@@ -163,12 +169,11 @@ def _write_variant(case: Case, v: Variant, built: Built, case_dir: Path, goldens
                                     f"program was specialized on {entry['inputs']}")
                 # The program's module does not check dtypes in Python (it runs a float32 program on float64), the
                 # runner does (AOTInductor's kernels would reinterpret the bytes): say it now.
-                wrong = [f"input leaf {i} is {str(x.dtype).replace('torch.', '')}, the program was captured for "
-                         f"{k['dtype']}" for i, (x, k) in enumerate(zip(leaves, kinds))
-                         if isinstance(x, torch.Tensor) and "dtype" in k
-                         and str(x.dtype).replace("torch.", "") != k["dtype"]]
+                wrong = [f"input leaf {i} is {dtype_name(x.dtype)}, the program was captured for {k['dtype']}"
+                         for i, (x, k) in enumerate(zip(leaves, kinds))
+                         if isinstance(x, torch.Tensor) and "dtype" in k and dtype_name(x.dtype) != k["dtype"]]
                 if wrong:
-                    v.findings.append(f"input set {n!r}: {'; '.join(wrong)}: the runner refuses the call")
+                    v.findings.append(Said(f"input set {n!r}: {'; '.join(wrong)}: the runner refuses the call"))
                 if s.prelude or s.method != "forward":
                     raise CaseError(f"case {case.name!r}: variant {v.name!r}: input set {n!r} calls "
                                     f"{'a prelude' if s.prelude else s.method}; an exported program has forward only")
@@ -209,9 +214,9 @@ def _random_draws(case: Case, v: Variant, sets: list[InputSet]) -> None:
                     and str(n.target).split(".")[1:2] and str(n.target).split(".")[1] in RANDOM_OPS})
     seeded = [s.name for s in sets if s.seed is not None]
     if draws and seeded and not v.aoti_options.get("fallback_random"):
-        v.findings.append(f"the program draws random numbers ({', '.join(draws)}) and is checked on seeded input sets "
-                          f"({', '.join(seeded)}): AOTInductor reproduces eager's draws only with fallback_random: "
-                          "declare it with tc.Export(aoti_options={'fallback_random': True})")
+        v.findings.append(Said(f"the program draws random numbers ({', '.join(draws)}) and is checked on seeded input "
+                               f"sets ({', '.join(seeded)}): AOTInductor reproduces eager's draws only with "
+                               "fallback_random: declare it with tc.Export(aoti_options={'fallback_random': True})"))
 
 
 def _save_torchscript(artifact: Any, path: Path, notes: list[str]) -> None:
@@ -572,7 +577,7 @@ def _write_into(tmp: Path, cases: list[Case], log: Callable[[str], None], execut
                     if "error" in check and not v.get("xfail"):
                         warn(f"{case.name}:{v['name']}/{n}: the variant fails this set in Python: {check['error']}")
                 for finding in v.get("findings", []):
-                    if "the runner refuses the call" in finding or "AOTInductor reproduces eager's draws" in finding:
+                    if isinstance(finding, Said):
                         warn(f"{case.name}:{v['name']}: {finding}")
             cov = manifest.get("coverage", {})
             if cov.get("generated"):
