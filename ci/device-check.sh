@@ -4,7 +4,7 @@
 #
 #   ci/device-check.sh --stage            # here, once: the headers and wheels it needs, under build/third_party
 #   ci/device-check.sh OUT_DIR            # there (carry build/third_party): results in OUT_DIR/results.tgz
-#   python ci/device_report.py OUT_DIR/results.tgz > docs/device-results.md   # back here
+#   python dev/device_report.py OUT_DIR/results.tgz > docs/device-results.md   # back here
 #
 # Steps, each timed and logged, each going on after a failure (a failure is a finding, not the end of the run):
 #  1. environment: card, driver, CUDA, cuDNN, torch, Python;
@@ -15,7 +15,7 @@
 #     cuda --allow-tf32 (what TF32 would cost);
 #  4. the built-in cases and examples/my_cases.py exported with this torch, compiled and verified the same way (the
 #     same-version CUDA result, whatever the downgrade gives);
-#  5. ci/device_measure.py on both corpora: half precision on CUDA, sampling on CUDA;
+#  5. dev/device_measure.py on both corpora: half precision on CUDA, sampling on CUDA;
 #  6. the three corpora on cpu with this torch (packages compiled for cpu), last: a run cut short loses the least;
 #  7. the CUDA-aware Python tests (tests/python/test_cross_language.py, test_runner_cli.py) on that machine.
 # Everything lands in a work directory that is re-packed into OUT_DIR/results.tgz after every step, so a run stopped
@@ -139,8 +139,8 @@ wait_cuda() { for j in $(jobs -p); do [ "$j" = "$CPU_COMPILES" ] || wait "$j"; d
 wait_cuda
 for c in "${CORPORA[@]}"; do set -- $c; verify "$1" "$2" cuda; done
 if [ "$HAVE_CORE" = 1 ]; then
-  step measure-golden "$PY" ci/device_measure.py golden "$R/golden-measure.json"
-  step measure-builtin "$PY" ci/device_measure.py "$W/corpus" "$R/builtin-measure.json"
+  step measure-golden "$PY" dev/device_measure.py golden "$R/golden-measure.json"
+  step measure-builtin "$PY" dev/device_measure.py "$W/corpus" "$R/builtin-measure.json"
 fi
 wait "$CPU_COMPILES"
 for c in "${CORPORA[@]}"; do set -- $c; verify "$1" "$2" cpu; done

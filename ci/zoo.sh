@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The model zoo: real torchvision, timm and transformers models (ci/zoo_cases.py: random weights, small inputs, nothing
+# The model zoo: real torchvision, timm and transformers models (dev/zoo_cases.py: random weights, small inputs, nothing
 # downloaded) exported, compiled and verified from C++ and from the pytest plugin with torch 2.14.1 +
 # torchvision 0.29.1 (torchvision does not import beside the pinned 2.13.0), then docs/zoo.md written from the run.
 # Not part of ci/test.sh: the small reproductions of what the zoo found run there (tests/python/test_model_gaps.py).
@@ -49,8 +49,8 @@ for lib in "${TV_LIBS[@]}"; do RUN_LIBS+=(--load-library "$lib"); done
 PLUGIN_LIBS=("--torchconform-load-library=${TV_LIBS[2]}")
 log "operator libraries for the runner: ${TV_LIBS[*]}"
 
-log "export ci/zoo_cases.py -> $OUT/corpus"
-"$TC" export --cases "$ROOT/ci/zoo_cases.py" --out "$OUT/corpus" --force --keep-going 2>&1 | tee "$OUT/export.log" >&2 \
+log "export dev/zoo_cases.py -> $OUT/corpus"
+"$TC" export --cases "$ROOT/dev/zoo_cases.py" --out "$OUT/corpus" --force --keep-going 2>&1 | tee "$OUT/export.log" >&2 \
   || log "some cases failed to export (listed above and in $OUT/export.log); the others are verified"
 log "compile the exported programs (AOTInductor, cached by program hash)"
 "$TC" compile "$OUT/corpus" --import torchvision 2>&1 | tee "$OUT/compile.log" >&2 || true
@@ -65,6 +65,6 @@ plugin_rc=$?
 set -e
 tail -n 1 "$OUT/verify.txt" >&2
 tail -n 1 "$OUT/plugin.txt" >&2
-"$PY" "$ROOT/ci/zoo_report.py" "$OUT" "$ROOT/docs/zoo.md" --verify-rc "$verify_rc" --plugin-rc "$plugin_rc" \
+"$PY" "$ROOT/dev/zoo_report.py" "$OUT" "$ROOT/docs/zoo.md" --verify-rc "$verify_rc" --plugin-rc "$plugin_rc" \
   --seconds "$(( $(date +%s) - start ))"
 log "wrote docs/zoo.md ($(( $(date +%s) - start )) s)"

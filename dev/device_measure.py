@@ -11,7 +11,7 @@ the GPU machine, after the runner):
   token frequencies compared by total-variation distance, beside the distance between two CPU runs with other seeds
   (the sampling noise: the same distribution gives a distance of that size).
 
-    python ci/device_measure.py CORPUS OUT.json
+    python dev/device_measure.py CORPUS OUT.json
 
 Numbers only, no verdicts of its own: the verdicts are the runner's (and the comparator's for half precision).
 """

@@ -3,7 +3,7 @@ the environment, the steps with their times, per corpus and run the verdict coun
 the verdict and max differences on CUDA (TF32 off and on) and on the CPU of that machine, the measured differences
 per dtype, the AOTInductor compile times, half precision and sampling.
 
-    python ci/device_report.py RESULTS [--title TEXT] > part.md
+    python dev/device_report.py RESULTS [--title TEXT] > part.md
 
 Reads the runner's JSON reports as docs/report-schema.json defines them; judges nothing itself.
 """
@@ -200,7 +200,7 @@ def main() -> int:
         p = problems(reps, corpus)
         if p:
             out += ["", "Everything that did not pass, first line of each message:", ""] + p
-    out += ["", "## Half precision and sampling on CUDA (ci/device_measure.py)"] + measures(r)
+    out += ["", "## Half precision and sampling on CUDA (dev/device_measure.py)"] + measures(r)
     print("\n".join(out))
     return 0
 

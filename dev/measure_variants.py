@@ -4,7 +4,7 @@ artifact's, the time torch.jit.freeze (the C++ pass LibTorch's torch::jit::freez
 take on the loaded artifact, and whether the derived module gives the stored variant's outputs bit for bit on the
 case's plain forward sets.
 
-    .venv/bin/python ci/measure_variants.py golden
+    .venv/bin/python dev/measure_variants.py golden
 """
 
 from __future__ import annotations

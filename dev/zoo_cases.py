@@ -204,3 +204,66 @@ if transformers is not None:
 
     tc.declare("vit_hf_tiny", model=vit_hf, mode="trace", trace_strict=False,
                inputs=lambda g: {"b2": (torch.rand(2, 3, 32, 32, generator=g),)}, export=tc.Export())
+
+    # ---- shapes real models showed torchconform (issue 31): a KV cache out of the program, a bf16 decoder with
+    # AOTInductor's precision option, a seeded random model, a head whose outputs are all near zero --------------------
+    def llama_config(**kw: object) -> object:
+        return transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                                        **kw)
+
+    class CausalLMWithCache(torch.nn.Module):
+        """A causal LM's logits and its key/value cache (transformers' DynamicCache, which transformers registers as
+        a pytree node for torch.export): the cache comes out of the program as its leaves, named from its context."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = transformers.LlamaForCausalLM(llama_config(use_cache=True))
+
+        def forward(self, input_ids: torch.Tensor) -> dict[str, object]:
+            out = self.lm(input_ids=input_ids, use_cache=True, return_dict=True)
+            return {"logits": out.logits, "cache": out.past_key_values}
+
+    tc.declare("llama_kv_cache", model=CausalLMWithCache, mode="export",
+               inputs=lambda g: {"b2_s6": (tokens(g, 2, 6),)})
+
+    class Bf16Decoder(torch.nn.Module):
+        """A bf16 LLaMA's logits. AOTInductor fuses bf16 arithmetic in float32 unless emulate_precision_casts rounds
+        each intermediate to bf16 as eager does (without it, hundreds of logits differ from eager's)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = transformers.LlamaForCausalLM(llama_config(use_cache=False)).to(torch.bfloat16)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return self.lm(input_ids=input_ids, use_cache=False, return_dict=True).logits
+
+    tc.declare("llama_bf16", model=Bf16Decoder, mode="export",
+               export=tc.Export(aoti_options={"emulate_precision_casts": True}),
+               inputs=lambda g: {"b2_s8": (tokens(g, 2, 8),)})
+
+    def vit_mae() -> torch.nn.Module:
+        cfg = transformers.ViTMAEConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64, mask_ratio=0.5,
+                                        return_dict=False)
+        return transformers.ViTMAEModel(cfg)
+
+    # Random masking: the set is seeded (the runner seeds the generator before the call), and AOTInductor draws the
+    # same numbers as eager only with fallback_random.
+    tc.declare("vit_mae_seeded", model=vit_mae, mode="export",
+               export=tc.Export(aoti_options={"fallback_random": True}),
+               inputs=lambda g: {"seeded": tc.Inputs((torch.rand(2, 3, 32, 32, generator=g),), seed=7)})
+
+
+# ---- a head whose outputs are all near zero: a golden the default atol would accept anything against. It is judged
+# relative to its scale instead (the export warns about the default tolerance; docs/corpus-format.md) -----------------
+def near_zero_head() -> torch.nn.Module:
+    model = tvm.resnet18(weights=None, num_classes=10)
+    torch.nn.init.normal_(model.fc.weight, std=1e-7)
+    torch.nn.init.zeros_(model.fc.bias)
+    return model
+
+
+tc.declare("resnet18_near_zero_head", model=near_zero_head, mode="trace", example="b2_64",
+           inputs=lambda g: batches(g, 64),
+           tolerance={"default": {"mode": "allclose", "rtol": 1e-4, "atol": 1e-12}, "outputs": {}})

@@ -1,6 +1,6 @@
 """The floor of a large corpus, against `verify --no-isolate` on it (issue: large corpora).
 
-    .compat/venv-2.14.1/bin/python ci/zoo_floor.py .compat/zoo/corpus [--rounds 3]
+    .compat/venv-2.14.1/bin/python dev/zoo_floor.py .compat/zoo/corpus [--rounds 3]
 
 Run with the interpreter ci/zoo.sh sets up (torch 2.14.1 + torchvision, torchconform installed into it). In one
 process, alternating rounds of

@@ -1,8 +1,8 @@
 """Writes docs/zoo.md from a ci/zoo.sh run: per model and artifact the verdicts, the largest differences, and for
 every result that is not a PASS its class: a PyTorch limitation (a strict expected failure declared in
-ci/zoo_cases.py, with PyTorch's message) or a torchconform problem (anything else: the zoo's target is none).
+dev/zoo_cases.py, with PyTorch's message) or a torchconform problem (anything else: the zoo's target is none).
 
-    python ci/zoo_report.py OUT_DIR docs/zoo.md --verify-rc N --plugin-rc N --seconds S
+    python dev/zoo_report.py OUT_DIR docs/zoo.md --verify-rc N --plugin-rc N --seconds S
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def main() -> int:
 
     out = ["# The model zoo", "",
            "Real models as users bring them, exported, compiled and verified by `ci/zoo.sh` (cases: "
-           "`ci/zoo_cases.py`; random weights, small inputs, nothing downloaded). This page is written by that run "
-           "(`ci/zoo_report.py`); do not edit it by hand. The scripted detection models call torchvision's "
+           "`dev/zoo_cases.py`; random weights, small inputs, nothing downloaded). This page is written by that run "
+           "(`dev/zoo_report.py`); do not edit it by hand. The scripted detection models call torchvision's "
            "operators: the C++ runner gets them with `--load-library` (the pip wheel's library is a Python "
            "extension, so libpython and libtorch_python are loaded before it; a C++ deployment builds torchvision's "
            "C++ library instead), `compile` with `--import torchvision`.", "",

@@ -41,10 +41,15 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             terminalreporter.write(path.read_text())
 
 
+# The ``torchconform`` command as a user runs it, in a fresh interpreter: the tests' one spelling of it (test_layout.py
+# checks that no other test spells it again).
+TC = (sys.executable, "-m", "torchconform")
+
+
 def tc(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
        timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """The ``torchconform`` command, as a user runs it, in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "torchconform", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([*TC, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})
 
 

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # noqa: E402
-from conftest import GOLDEN, rehash, sha256  # noqa: E402
+from conftest import GOLDEN, TC, rehash, sha256  # noqa: E402
 
 KINDS = ("bitflip", "truncate", "insert", "delete")
 
@@ -382,7 +382,7 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
     """The Python faces on the mutated corpus (report) and on a sample of its semantic cases (compile, the compat
     probe, the pytest plugin): none may die, hang, run the payloads or pass what the rules refuse."""
     faces: dict[str, Any] = {"problems": [], "runs": 0}
-    py = [sys.executable, "-m", "torchconform"]
+    py = list(TC)
 
     def call(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str] | None:
         faces["runs"] += 1

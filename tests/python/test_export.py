@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from conftest import GOLDEN, ROOT, manifests, semantic_members, sha256, tc_here
+from conftest import GOLDEN, ROOT, TC, manifests, semantic_members, sha256, tc_here
 from torchconform import Built, Case, CaseError
 from torchconform.authoring import models
 from torchconform.authoring.builtin import dynamic_router, process_outputs, simple_cnn
@@ -148,7 +147,7 @@ def export_cli(out: Path, *args: str, hash_seed: str | None = "0") -> subprocess
     env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = hash_seed
-    return subprocess.run([sys.executable, "-m", "torchconform", "export", "--out", str(out), *args],
+    return subprocess.run([*TC, "export", "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600, env=env)
 
 

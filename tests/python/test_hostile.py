@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import hostile
-from conftest import GOLDEN, computed_here, copy_corpus, flat, rehash, sha256, tc
+from conftest import GOLDEN, TC, computed_here, copy_corpus, flat, rehash, sha256, tc
 from torchconform import _core
 
 pytestmark = pytest.mark.e2e  # runs the runner, the CLI or an export end to end
@@ -596,7 +596,7 @@ def test_control_and_bidi_characters_never_reach_the_output(tmp_path: Path, run_
 # ---- the smaller ones ------------------------------------------------------------------------------------------
 def test_two_exports_into_one_new_corpus_do_not_replace_each_other(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
-    cmd = [sys.executable, "-m", "torchconform", "export", "--out", str(out), "--case", "process_outputs"]
+    cmd = [*TC, "export", "--out", str(out), "--case", "process_outputs"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "export" / "torchconform"
 # A module may import from its own layer and those before it. The package's __init__ and __main__ stand above all
 # (they re-export the public API and start the CLI).
 LAYERS = ["shared", "authoring", "writing", "tools", "faces"]
-SHARED = {"_core", "safeload", "schema", "text", "verification"}
+SHARED = {"_core", "dtypes", "errors", "safeload", "schema", "text", "verification"}
 TOP = {"", "__main__"}
 
 
@@ -144,6 +144,7 @@ def bad_package(tmp_path: Path) -> Path:
     (root / "writing" / "w.py").write_text("from ..faces.cli import main\n")  # writing -> faces: inverted
     (root / "writing" / "x.py").write_text("def _helper():\n    pass\n")
     (root / "faces" / "cli.py").write_text("from ..writing.x import _helper\n")  # private
+    (root / "writing" / "y.py").write_text("def f(x):\n    if x:\n        raise ValueError(f'bad {x}')\n")  # bare
     return root
 
 
@@ -152,15 +153,42 @@ def test_negative_controls_each_rule_finds_its_fault(bad_package: Path) -> None:
     assert [sorted(c) for c in cycles(graph)] == [["authoring.a", "authoring.a", "authoring.b"]]
     assert [v.split(":")[0] for v in layer_violations(graph)] == ["writing.w"]
     assert private_imports(graph) == ["faces.cli:1: imports _helper from writing.x"]
+    assert bare_raises(bad_package) == ["writing/y.py:3: raise ValueError"]
+
+
+def bare_raises(root: Path) -> list[str]:
+    """``raise ValueError(...)`` / ``raise RuntimeError(...)`` in the package: each error torchconform raises says
+    whose problem it is (errors.py: UsageError, CorpusInputError, CaseError, SetupError), and the CLI's exit status
+    follows from it."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
+                    isinstance(node.exc.func, ast.Name) and node.exc.func.id in ("ValueError", "RuntimeError"):
+                out.append(f"{path.relative_to(root)}:{node.lineno}: raise {node.exc.func.id}")
+    return out
+
+
+def test_every_error_the_package_raises_says_whose_problem_it_is() -> None:
+    assert bare_raises(PACKAGE) == []
+    from torchconform import errors
+
+    kinds = [errors.UsageError, errors.CorpusInputError, errors.CaseError, errors.SetupError]
+    assert all(issubclass(k, errors.TorchconformError) and issubclass(k, ValueError) for k in kinds)
+    assert {errors.exit_status(k("x")) for k in kinds} == {errors.COULD_NOT_CHECK}
+    from torchconform import CaseError
+    from torchconform.safeload import UnsafeFile
+
+    assert CaseError is errors.CaseError and issubclass(UnsafeFile, errors.CorpusInputError)
 
 
 def test_one_version_string(runner: Path) -> None:
     """pyproject.toml's version is the package's, the compiled core's and the runner's (through CMake)."""
     import re
     import subprocess
-    import sys
 
     import torchconform
+    from conftest import TC
     from torchconform import _core
 
     pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text()
@@ -168,7 +196,7 @@ def test_one_version_string(runner: Path) -> None:
     assert torchconform.__version__ == _core.__version__ == version
     done = subprocess.run([str(runner), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith(f"torchconform-run {version} (LibTorch "), done.stdout
-    done = subprocess.run([sys.executable, "-m", "torchconform", "--version"], capture_output=True, text=True,
+    done = subprocess.run([*TC, "--version"], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.strip() == f"torchconform {version}", done.stdout + done.stderr
 
@@ -218,11 +246,11 @@ def unlisted(readme: str, folder: Path) -> list[str]:
 
 
 def test_the_readme_names_every_script_and_doc(tmp_path: Path) -> None:
-    """The README's layout rows for ci/ and docs/ left out executorch.sh, the ci/*.py programs and four pages. The
-    control: a file added to a copy of docs/ is reported."""
+    """The README's layout rows for ci/, dev/ and docs/ left out executorch.sh, the Python programs and four pages.
+    The control: a file added to a copy of docs/ is reported."""
     root = PACKAGE.parents[1]
     readme = (root / "README.md").read_text()
-    for folder in (root / "ci", root / "docs"):
+    for folder in (root / "ci", root / "dev", root / "docs"):
         assert unlisted(readme, folder) == [], f"README.md's `{folder.name}/` row does not name them"
     import shutil
 
@@ -276,3 +304,47 @@ def test_xdist_groups_hold(request: pytest.FixtureRequest) -> None:
     if not hasattr(config, "workerinput") or not config.getvalue("loadgroup"):
         pytest.skip("runs under pytest-xdist --dist loadgroup (ci/test.sh)")
     assert request.node.nodeid.endswith("@layout_probe"), request.node.nodeid
+
+
+def outside_problems(files: list[Path], package: Path = PACKAGE) -> list[str]:
+    """Programs outside the package (dev/, the tests) use it as a user would: no private name of it (``_x``; the
+    compiled core, ``_core``, is its public C++ face), and no module of it that does not exist (a stale import after a
+    move is found here, not when a script that runs once a release fails)."""
+    mods = set(modules(package)) | {"_core"}
+    out = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "torchconform":
+                target = node.module.split(".")[1:]
+                dotted = ".".join(target)
+                if dotted and dotted not in mods:
+                    out.append(f"{path.name}:{node.lineno}: no module torchconform.{dotted}")
+                out += [f"{path.name}:{node.lineno}: imports {a.name} from torchconform.{dotted}".rstrip(".")
+                        for a in node.names if a.name.startswith("_") and a.name != "_core"
+                        and f"{dotted}.{a.name}".lstrip(".") not in mods]
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "torchconform" and ".".join(a.name.split(".")[1:]) not in mods | {""}:
+                        out.append(f"{path.name}:{node.lineno}: no module {a.name}")
+    return out
+
+
+def test_dev_programs_and_tests_use_the_package_as_users_do(tmp_path: Path) -> None:
+    root = PACKAGE.parents[1]
+    files = sorted((root / "dev").glob("*.py")) + sorted((root / "tests" / "python").glob("*.py"))
+    assert len(files) > 30 and outside_problems(files) == []
+    bad = tmp_path / "bad.py"  # the control: each rule finds its fault
+    bad.write_text("from torchconform.tools.gone import x\nfrom torchconform.tools.bench import _private\n"
+                   "import torchconform.nowhere\nfrom torchconform import _core\n")
+    assert outside_problems([bad]) == ["bad.py:1: no module torchconform.tools.gone",
+                                       "bad.py:2: imports _private from torchconform.tools.bench",
+                                       "bad.py:3: no module torchconform.nowhere"]
+
+
+def test_the_tests_spell_the_command_once() -> None:
+    """conftest.TC is the tests' one spelling of the ``torchconform`` command (``tc()`` runs it); no other test file
+    spells it again."""
+    tests = PACKAGE.parents[1] / "tests" / "python"
+    spelling = '"-m", ' + '"torchconform"'  # (in two pieces: this file must not hold it whole)
+    spelled = [p.name for p in sorted(tests.glob("*.py")) if p.name != "conftest.py" and spelling in p.read_text()]
+    assert spelled == [] and spelling in (tests / "conftest.py").read_text()

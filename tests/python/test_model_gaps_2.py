@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, tc
+from conftest import GOLDEN, TC, tc
 from torchconform.verification import runner_executable
 
 pytestmark = pytest.mark.xdist_group("model_gaps_2")
@@ -102,7 +102,7 @@ def test_export_prints_the_corpus_size_and_warns_past_a_budget(tmp_path: Path) -
 
 def test_verify_list_prints_the_plan_from_the_python_face_too() -> None:
     """`torchconform verify --list` built no report and then failed to parse it (a traceback after the ids)."""
-    r = subprocess.run([sys.executable, "-m", "torchconform", "verify", str(GOLDEN), "--list"],
+    r = subprocess.run([*TC, "verify", str(GOLDEN), "--list"],
                        capture_output=True, text=True, timeout=120)
     cpp = subprocess.run([runner_executable(), str(GOLDEN), "--list"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -118,13 +118,13 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
     read, write = os.pipe()
     os.close(read)  # what `head -1` does once it has its line
     try:
-        r = subprocess.run([sys.executable, "-m", "torchconform", "verify", str(GOLDEN), "--list"],
+        r = subprocess.run([*TC, "verify", str(GOLDEN), "--list"],
                            stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write)
     assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr
     assert r.returncode == 141, r.returncode
-    control = subprocess.run([sys.executable, "-m", "torchconform", "verify", str(GOLDEN), "--list"],
+    control = subprocess.run([*TC, "verify", str(GOLDEN), "--list"],
                              capture_output=True, text=True, timeout=120)
     assert control.returncode == 0 and control.stdout.count("\n") > 50, control.stderr
 

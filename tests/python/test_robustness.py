@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import GOLDEN, compiled, copy_corpus, counts, manifests, planned, rehash, sha256, tc
+from conftest import GOLDEN, TC, compiled, copy_corpus, counts, manifests, planned, rehash, sha256, tc
 from torchconform import Built, Case, InputSet
 from torchconform.authoring.registry import select
 from torchconform.writing.writer import write_corpus
@@ -135,7 +134,7 @@ def test_killed_export_leaves_the_previous_corpus_intact(tmp_path: Path) -> None
     out = tmp_path / "corpus"
     assert tc("export", "--out", out, "--case", "process_outputs", "--quiet").returncode == 0
     before = {p.relative_to(out): sha256(p) for p in out.rglob("*") if p.is_file()}
-    proc = subprocess.Popen([sys.executable, "-m", "torchconform", "export", "--out", str(out), "--force"],
+    proc = subprocess.Popen([*TC, "export", "--out", str(out), "--force"],
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()  # "[1/4] simple_cnn ..." : the export is under way, the corpus half written

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, counts, result_id, result_ids
+from conftest import GOLDEN, TC, counts, result_id, result_ids
 from torchconform import _core
 
 N_PASS, N_XFAIL = counts()
@@ -137,7 +137,7 @@ def test_compile_jobs_2_fills_the_cache_atomically(runner: Path, tmp_path: Path)
     corpus = tmp_path / "corpus"
     write_corpus(corpus, select(["process_outputs", "dynamic_router_masked"]), log=lambda m: None)
     cache = tmp_path / "cache"
-    tc = [sys.executable, "-m", "torchconform", "compile", str(corpus), "--aoti-cache", str(cache)]
+    tc = [*TC, "compile", str(corpus), "--aoti-cache", str(cache)]
     r = subprocess.run([*tc, "--jobs", "2"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 AOTInductor packages: 2 compiled" in r.stdout and "2 at a time" in r.stderr

@@ -19,7 +19,7 @@ SAMPLE_SEED = 1234
 LOW_TEMPERATURE = 0.25
 # The sampling goldens are drawn on CPU (mt19937); on CUDA torch.manual_seed seeds the Philox generator, which draws
 # other numbers: the sets cannot match there. What does hold on CUDA (the same seed gives the same draws, and the
-# draws follow the CPU distribution) is measured by ci/device_measure.py, docs/device-results.md.
+# draws follow the CPU distribution) is measured by dev/device_measure.py, docs/device-results.md.
 CUDA_SAMPLING = {"reason": "seeded sampling: CUDA's generator (Philox) draws other numbers than the CPU's (mt19937) "
                            "for the same seed, so a golden sampled on CPU cannot hold on CUDA "
                            "(docs/device-results.md: what does hold there)", "device": "cuda"}
