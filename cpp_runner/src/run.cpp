@@ -303,6 +303,63 @@ SplitArgs split_keywords(const InputSetSpec& s, std::vector<c10::IValue> args, c
   return out;
 }
 
+namespace {
+
+// Loads an artifact for a verification, after checking that the operators it calls are registered here.
+Loaded load_for_run(const CaseSpec& c, const PlannedArtifact& a, const RunOptions& o) {
+  const auto missing = missing_operator_namespaces(c);
+  if (!missing.empty()) {
+    std::string names, libs;
+    for (const auto& n : missing) names += (names.empty() ? "'" : ", '") + n + "'";
+    for (const auto& l : c.operator_libraries) libs += (libs.empty() ? "" : ", ") + l;
+    throw CorpusError(artifact_who(c, a) + ": not run: it calls operators of namespace " + names + ", which no "
+                          "library loaded into this runner registers; load the library that defines them with "
+                          "--load-library PATH" +
+                          (libs.empty() ? std::string() : " (loaded when the case was exported: " + libs + ")"),
+                      ErrorKind::kNotRun);
+  }
+  return runtime_for(a.runtime).load(c, a, o, LoadMode::kVerified);
+}
+
+// The error every input set of an artifact that did not load reports: the runtime's message, and where the export
+// saw Python fail to reload the variant too, that PyTorch cannot reload what it saved and how to mark it.
+std::string load_failure(const PlannedArtifact& a, const std::string& what) {
+  std::string message = what;
+  if (a.variant && !a.variant->python_load_error.empty() && !a.variant->xfail)  // the export saw it too
+    message += "; Python's torch.jit.load fails on this variant too (at export: " + a.variant->python_load_error +
+               "): PyTorch cannot reload what it saved. Mark it as an expected failure where the case is declared, "
+               "e.g. optimizations=tc.Optimizations(xfail={'" + a.variant->name + "': '<why>'})";
+  return message;
+}
+
+// Where a mismatch starts: the set's recorded submodule calls replayed on the artifact's own submodules. A variant's
+// hierarchy is inlined (frozen, optimized) or gone (a program): its FAIL points to the artifact's.
+void localize_result(const CaseSpec& c, const InputSetSpec& s, const PlannedArtifact& a, const RunOptions& o,
+                     SetResult& r) {
+  using L = RunOptions::Localize;
+  if (!s.submodules || o.localize == L::kOff) return;
+  const bool primary = a.variant == nullptr;
+  if (primary && (o.localize == L::kAlways || r.verdict == Verdict::kFail)) {
+    try {  // a diagnosis: whatever goes wrong in it is said there and never changes the verdict
+      r.localization = localize(c, s, *a.tolerance, o);
+    } catch (const std::exception& e) {
+      r.localization = Localization{};
+      r.localization.note = printable(std::string("localisation failed: ") + e.what());
+    }
+  } else if (!primary && r.verdict == Verdict::kFail && a.variant &&
+             a.variant->kind == VariantKind::kExportedProgram) {
+    r.localization.note = "whole-model comparison only in the runner: node by node with `torchconform localize " +
+                          c.dir.parent_path().string() + " --case " + c.name + " --program " + a.variant->name +
+                          " --set " + s.name + (a.runtime_name == "aoti" ? " --aoti" : "") +
+                          "` (the program's graph and AOTInductor debug packages against these records)";
+  } else if (!primary && r.verdict == Verdict::kFail) {
+    r.localization.note = "whole-model comparison only: this variant has no submodule hierarchy to replay (inlined "
+                          "by freezing or the passes); the TorchScript artifact's result on this set localises";
+  }
+}
+
+}  // namespace
+
 std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const std::vector<std::string>& only_sets,
                                 const std::function<void(const SetResult&)>& on_result) {
   std::vector<SetResult> results;
@@ -358,27 +415,11 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
     };
     Loaded loaded;
     try {
-      const auto missing = missing_operator_namespaces(c);
-      if (!missing.empty()) {
-        std::string names, libs;
-        for (const auto& n : missing) names += (names.empty() ? "'" : ", '") + n + "'";
-        for (const auto& l : c.operator_libraries) libs += (libs.empty() ? "" : ", ") + l;
-        throw CorpusError(artifact_who(c, a) + ": not run: it calls operators of namespace " + names + ", which no "
-                              "library loaded into this runner registers; load the library that defines them with "
-                              "--load-library PATH" +
-                              (libs.empty() ? std::string() : " (loaded when the case was exported: " + libs + ")"),
-                          ErrorKind::kNotRun);
-      }
-      loaded = runtime_for(a.runtime).load(c, a, o, LoadMode::kVerified);
+      loaded = load_for_run(c, a, o);
     } catch (const std::exception& e) {
       // Without its artifact no input set can run: each one reports the same error.
       const auto* ce = dynamic_cast<const CorpusError*>(&e);
-      std::string message = e.what();
-      if (a.variant && !a.variant->python_load_error.empty() && !a.variant->xfail)  // the export saw it too
-        message += "; Python's torch.jit.load fails on this variant too (at export: " +
-                   a.variant->python_load_error +
-                   "): PyTorch cannot reload what it saved. Mark it as an expected failure where the case is "
-                   "declared, e.g. optimizations=tc.Optimizations(xfail={'" + a.variant->name + "': '<why>'})";
+      const std::string message = load_failure(a, e.what());
       for (const auto* s : sets) {
         SetResult r = error_result(c, s->name, o, Verdict::kError, message, ce ? ce->kind() : ErrorKind::kLoad);
         r.artifact = a.label;
@@ -399,29 +440,7 @@ std::vector<SetResult> run_case(const CaseSpec& c, const RunOptions& o, const st
                             primary || ref == artifact_outputs.end() ? nullptr : &ref->second, o);
       if (s == sets.front()) r.read_seconds += loaded.read_seconds;  // the artifact file is read once
       if (primary && r.verdict != Verdict::kError) artifact_outputs[s->name] = r.output;
-      // Where a mismatch starts: the set's recorded submodule calls replayed on the artifact's own submodules. A
-      // variant's hierarchy is inlined (frozen, optimized) or gone (a program): its FAIL points to the artifact's.
-      using L = RunOptions::Localize;
-      if (s->submodules && o.localize != L::kOff) {
-        if (primary && (o.localize == L::kAlways || r.verdict == Verdict::kFail)) {
-          try {  // a diagnosis: whatever goes wrong in it is said there and never changes the verdict
-            r.localization = localize(c, *s, *a.tolerance, o);
-          } catch (const std::exception& e) {
-            r.localization = Localization{};
-            r.localization.note = printable(std::string("localisation failed: ") + e.what());
-          }
-        }
-        else if (!primary && r.verdict == Verdict::kFail && a.variant &&
-                 a.variant->kind == VariantKind::kExportedProgram)
-          r.localization.note = "whole-model comparison only in the runner: node by node with `torchconform localize " +
-                                c.dir.parent_path().string() + " --case " + c.name + " --program " + a.variant->name +
-                                " --set " + s->name + (a.runtime_name == "aoti" ? " --aoti" : "") +
-                                "` (the program's graph and AOTInductor debug packages against these records)";
-        else if (!primary && r.verdict == Verdict::kFail)
-          r.localization.note = "whole-model comparison only: this variant has no submodule hierarchy to replay "
-                                "(inlined by freezing or the passes); the TorchScript artifact's result on this set "
-                                "localises";
-      }
+      localize_result(c, *s, a, o, r);
       if (!o.save_outputs.empty() && (r.verdict == Verdict::kPass || r.verdict == Verdict::kFail))
         save_output(o.save_outputs, r);
       all_compared = all_compared && r.verdict != Verdict::kError;

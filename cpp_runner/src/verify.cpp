@@ -306,73 +306,168 @@ def forward(self, x, img):
 }
 }  // namespace
 
-VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
-  // (Checked here too: VerifyOptions may come from code, not only from parse_verify_args.)
+namespace {
+
+// The checks parse_verify_args makes, made again: VerifyOptions may come from code, not only from a command line.
+void check_options(const VerifyOptions& options) {
   if (options.threads < 0) throw UsageError("--threads expects an integer >= 1");
   if (options.repeat < 1) throw UsageError("--repeat expects an integer >= 1");
   if (options.timeout && !(*options.timeout > 0)) throw UsageError("--timeout expects seconds > 0");
   if (options.timeout && !options.isolate)
     throw UsageError("--timeout is enforced by killing a case's process; --no-isolate runs every case in this "
                      "process, where nothing can stop it: use one or the other");
-  const double timeout = options.timeout.value_or(600);
-  for (const auto& path : options.libraries) load_library(path);  // before any case: children inherit them
   if (options.list && options.device != "cpu" && options.device != "cuda")
     throw UsageError("--list marks expected failures for one device type: --device cpu or --device cuda");
+}
+
+// --result: keeps the cases with a selected result; every glob must select something.
+void keep_selected_results(const VerifyOptions& options, std::vector<const CaseSpec*>& cases) {
+  if (options.results.empty()) return;
+  std::vector<char> hit(options.results.size(), 0);
+  std::vector<const CaseSpec*> kept;
+  for (const auto* c : cases) {
+    bool any = false;
+    for (const auto& p : plan(*c)) {
+      const std::string id = planned_id(*c, p);
+      for (size_t g = 0; g < options.results.size(); ++g)
+        if (result_matches(options.results[g], id)) hit[g] = any = true;
+    }
+    if (any) kept.push_back(c);
+  }
+  for (size_t g = 0; g < options.results.size(); ++g)
+    if (!hit[g])
+      throw UsageError("--result '" + printable(options.results[g]) + "' matches no result of " +
+                       (options.cases.empty() ? std::string("the corpus") : std::string("the selected cases")) +
+                       " (--list prints their ids)");
+  cases = std::move(kept);
+}
+
+// --shard K/N: keeps this shard's cases; returns the line that says which (empty without sharding).
+std::string keep_shard(const VerifyOptions& options, std::vector<const CaseSpec*>& cases) {
+  if (options.shard_count <= 1) return "";
+  std::vector<std::string> names;
+  for (const auto* c : cases) names.push_back(c->name);
+  const auto costs = options.durations.empty() ? std::map<std::string, double>{}
+                                               : case_costs_from_report(options.durations);
+  const auto mine = shard_names(names, options.shard_index, options.shard_count, costs);
+  const std::set<std::string> keep(mine.begin(), mine.end());
+  cases.erase(std::remove_if(cases.begin(), cases.end(), [&](const CaseSpec* c) { return !keep.count(c->name); }),
+              cases.end());
+  std::ostringstream line;
+  line << "shard " << options.shard_index << "/" << options.shard_count << ": " << cases.size() << " of "
+       << names.size() << " cases " << (cases.empty() ? "(nothing to run in this shard; " : "(")
+       << (costs.empty() ? std::string("by a stable hash of the case name")
+                         : "balanced by the seconds in " + printable(options.durations))
+       << ")";
+  return line.str();
+}
+
+// --list: the plan's ids, nothing run (a ctest discovery step reads this).
+void list_plan(const VerifyOptions& options, const std::vector<const CaseSpec*>& cases, const LineSink& out) {
+  RunOptions selection;  // (only its --result globs)
+  selection.results = options.results;
+  for (const auto* c : cases)
+    for (const auto& p : plan(*c)) {
+      const std::string id = planned_id(*c, p);
+      if (!result_selected(selection, id) || !out) continue;
+      // Marked expected to fail here (this LibTorch, the listed device): its run exits 3 when it fails as marked.
+      const bool xfail = c->error.empty() && applicable_mark(*c, p.spec, p.variant, libtorch_version(),
+                                                             options.device).has_value();
+      out(id + (xfail ? " xfail" : ""));
+    }
+}
+
+// How a case runs on `device`.
+RunOptions run_options(const VerifyOptions& options, const Corpus& corpus, const c10::Device& device) {
+  RunOptions ro;
+  ro.device = device;
+  // One setting: unless told otherwise, verify with the thread count the goldens were computed with (a different
+  // count may change reduction order, hence the last bits).
+  ro.threads = options.threads ? options.threads : corpus.exported_threads;
+  if (!ro.threads && options.jobs > 1)  // N jobs x threads <= cores, unless --threads says otherwise
+    ro.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.jobs);
+  ro.repeat = options.repeat;
+  ro.aoti_cache = options.aoti_cache;
+  ro.allow_tf32 = options.allow_tf32;
+  ro.allow_side_effects = options.allow_side_effects;
+  ro.sensitivity = options.sensitivity;
+  ro.save_outputs = options.save_outputs.empty() ? "" : options.save_outputs + "/" + device.str();
+  ro.localize = options.localize;
+  ro.results = options.results;
+  return ro;
+}
+
+// --jobs N: N cases at a time, each in its own child (run_case_isolated forks from these threads; the parent runs no
+// LibTorch op, so no thread pool is copied into a child half-used). Results are reported in case order: a case's
+// lines appear once every case before it is done, so the output is a sequential run's.
+void run_in_parallel(const std::vector<const CaseSpec*>& cases, const RunOptions& ro, double timeout, int jobs,
+                     bool prewarm, const std::function<void(size_t)>& announce,
+                     const std::function<void(const SetResult&)>& sink, std::vector<SetResult>& results_out) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<SetResult>> done(cases.size());
+  std::vector<std::string> failure(cases.size());
+  std::vector<char> finished(cases.size(), 0);
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    // Part of what a first call sets up is per thread (ATen's thread-count initialisation, InferenceMode's state): a
+    // child forked from this thread inherits this thread's, so warm it too.
+    if (prewarm) prewarm_for_fork();
+    for (size_t i; (i = next++) < cases.size();) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        announce(i);
+      }
+      std::vector<SetResult> got;
+      std::string why;
+      try {
+        got = run_case_isolated(*cases[i], ro, timeout, nullptr);
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        done[i] = std::move(got);
+        failure[i] = std::move(why);
+        finished[i] = 1;
+      }
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int j = 0; j < jobs && static_cast<size_t>(j) < cases.size(); ++j) pool.emplace_back(worker);
+  std::string first_failure;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return finished[i] != 0; });
+    auto results = std::move(done[i]);
+    if (!failure[i].empty() && first_failure.empty()) first_failure = cases[i]->name + ": " + failure[i];
+    lock.unlock();
+    for (auto& res : results) {
+      sink(res);
+      results_out.push_back(std::move(res));
+    }
+  }
+  for (auto& t : pool) t.join();
+  if (!first_failure.empty()) throw std::runtime_error(first_failure);
+}
+
+}  // namespace
+
+VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const LineSink& progress) {
+  check_options(options);
+  const double timeout = options.timeout.value_or(600);
+  for (const auto& path : options.libraries) load_library(path);  // before any case: children inherit them
   std::string skipped;
   const auto devices = options.list ? std::vector<c10::Device>{} : resolve_devices(options.device, &skipped);
   const Corpus corpus = Corpus::open(options.corpus);
   auto cases = corpus.select(options.cases);
-  if (!options.results.empty()) {  // keep the cases with a selected result; every glob must select something
-    std::vector<char> hit(options.results.size(), 0);
-    std::vector<const CaseSpec*> kept;
-    for (const auto* c : cases) {
-      bool any = false;
-      for (const auto& p : plan(*c)) {
-        const std::string id = planned_id(*c, p);
-        for (size_t g = 0; g < options.results.size(); ++g)
-          if (result_matches(options.results[g], id)) hit[g] = any = true;
-      }
-      if (any) kept.push_back(c);
-    }
-    for (size_t g = 0; g < options.results.size(); ++g)
-      if (!hit[g])
-        throw UsageError("--result '" + printable(options.results[g]) + "' matches no result of " +
-                         (options.cases.empty() ? std::string("the corpus") : std::string("the selected cases")) +
-                         " (--list prints their ids)");
-    cases = std::move(kept);
-  }
-  std::string shard_line;
-  if (options.shard_count > 1) {
-    std::vector<std::string> names;
-    for (const auto* c : cases) names.push_back(c->name);
-    const auto costs = options.durations.empty() ? std::map<std::string, double>{}
-                                                 : case_costs_from_report(options.durations);
-    const auto mine = shard_names(names, options.shard_index, options.shard_count, costs);
-    const std::set<std::string> keep(mine.begin(), mine.end());
-    cases.erase(std::remove_if(cases.begin(), cases.end(), [&](const CaseSpec* c) { return !keep.count(c->name); }),
-                cases.end());
-    std::ostringstream line;
-    line << "shard " << options.shard_index << "/" << options.shard_count << ": " << cases.size() << " of "
-         << names.size() << " cases " << (cases.empty() ? "(nothing to run in this shard; " : "(")
-         << (costs.empty() ? std::string("by a stable hash of the case name")
-                           : "balanced by the seconds in " + printable(options.durations))
-         << ")";
-    shard_line = line.str();
-  }
+  keep_selected_results(options, cases);
+  const std::string shard_line = keep_shard(options, cases);
 
   VerifyOutcome outcome;
-  if (options.list) {  // the plan's ids, nothing run (a ctest discovery step reads this)
-    RunOptions selection;  // (only its --result globs)
-    selection.results = options.results;
-    for (const auto* c : cases)
-      for (const auto& p : plan(*c)) {
-        const std::string id = planned_id(*c, p);
-        if (!result_selected(selection, id) || !out) continue;
-        // Marked expected to fail here (this LibTorch, the listed device): its run exits 3 when it fails as marked.
-        const bool xfail = c->error.empty() && applicable_mark(*c, p.spec, p.variant, libtorch_version(),
-                                                               options.device).has_value();
-        out(id + (xfail ? " xfail" : ""));
-      }
+  if (options.list) {
+    list_plan(options, cases, out);
     outcome.exit_code = 0;
     return outcome;
   }
@@ -390,21 +485,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
   if (prewarm_allowed) (void)torch::jit::getAllOperators();
   const auto t0 = Clock::now();
   for (const auto& device : devices) {
-    RunOptions ro;
-    ro.device = device;
-    // One setting: unless told otherwise, verify with the thread count the goldens were computed with (a different
-    // count may change reduction order, hence the last bits).
-    ro.threads = options.threads ? options.threads : corpus.exported_threads;
-    if (!ro.threads && options.jobs > 1)  // N jobs x threads <= cores, unless --threads says otherwise
-      ro.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.jobs);
-    ro.repeat = options.repeat;
-    ro.aoti_cache = options.aoti_cache;
-    ro.allow_tf32 = options.allow_tf32;
-    ro.allow_side_effects = options.allow_side_effects;
-    ro.sensitivity = options.sensitivity;
-    ro.save_outputs = options.save_outputs.empty() ? "" : options.save_outputs + "/" + device.str();
-    ro.localize = options.localize;
-    ro.results = options.results;
+    const RunOptions ro = run_options(options, corpus, device);
     apply_policy(ro);
     const bool prewarm = prewarm_allowed && ro.threads == 1 && device.is_cpu();
     if (prewarm) prewarm_for_fork();
@@ -425,56 +506,7 @@ VerifyOutcome verify(const VerifyOptions& options, const LineSink& out, const Li
       progress(p.str());
     };
     if (options.isolate && options.jobs > 1 && cases.size() > 1) {
-      // N cases at a time, each in its own child (run_case_isolated forks from these threads; the parent runs no
-      // LibTorch op, so no thread pool is copied into a child half-used). Results are reported in case order: a
-      // case's lines appear once every case before it is done, so the output is a sequential run's.
-      std::mutex mu;
-      std::condition_variable cv;
-      std::vector<std::vector<SetResult>> done(cases.size());
-      std::vector<std::string> failure(cases.size());
-      std::vector<char> finished(cases.size(), 0);
-      std::atomic<size_t> next{0};
-      auto worker = [&] {
-        // Part of what a first call sets up is per thread (ATen's thread-count initialisation, InferenceMode's
-        // state): a child forked from this thread inherits this thread's, so warm it too.
-        if (prewarm) prewarm_for_fork();
-        for (size_t i; (i = next++) < cases.size();) {
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            announce(i);
-          }
-          std::vector<SetResult> got;
-          std::string why;
-          try {
-            got = run_case_isolated(*cases[i], ro, timeout, nullptr);
-          } catch (const std::exception& e) {
-            why = e.what();
-          }
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            done[i] = std::move(got);
-            failure[i] = std::move(why);
-            finished[i] = 1;
-          }
-          cv.notify_all();
-        }
-      };
-      std::vector<std::thread> pool;
-      for (int j = 0; j < options.jobs && static_cast<size_t>(j) < cases.size(); ++j) pool.emplace_back(worker);
-      std::string first_failure;
-      for (size_t i = 0; i < cases.size(); ++i) {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return finished[i] != 0; });
-        auto results = std::move(done[i]);
-        if (!failure[i].empty() && first_failure.empty()) first_failure = cases[i]->name + ": " + failure[i];
-        lock.unlock();
-        for (auto& res : results) {
-          sink(res);
-          outcome.results.push_back(std::move(res));
-        }
-      }
-      for (auto& t : pool) t.join();
-      if (!first_failure.empty()) throw std::runtime_error(first_failure);
+      run_in_parallel(cases, ro, timeout, options.jobs, prewarm, announce, sink, outcome.results);
       continue;
     }
     for (size_t i = 0; i < cases.size(); ++i) {

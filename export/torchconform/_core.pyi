@@ -30,7 +30,7 @@ class Leaf:
         the relative error the tolerance accepts on most elements (at the median |value| of the nonzero ones)
         """
     @property
-    def applied_tolerance(self) -> ...:
+    def applied_tolerance(self) -> typing.Any:
         """
         the tolerance the leaf was compared under, as the JSON report's fields: {'mode', 'rtol', 'atol' (allclose, resolved), 'max_ulp' (ulp), 'equal_nan'}
         """
