@@ -3,7 +3,7 @@
 # (the local wheel store), torch 2.15.0 (the newest release, from PyPI) and back to Debian's 1.13.1, on the user cases
 # of examples/my_cases.py and on torchconform's built-in cases; then the same command again with nothing changed (its
 # time against the first run's: environments, runners, exports, packages and the cells' results all come from
-# caches). The first round runs every cell even where an earlier ci/upgrade.sh left its result. It writes the
+# caches). The first round starts from empty caches (build/upgrade/cache, build/upgrade/aoti). It writes the
 # reports under build/upgrade/ and the generated part of docs/upgrade.md.
 # Not part of ci/test.sh (the default test run stays on the pinned torch; test_upgrade.py runs the cells there).
 #
@@ -11,7 +11,7 @@
 #
 # Sets up what it needs, idempotently: the project build (ci/build.sh) and Debian's python3-torch and libtorch-dev
 # (PyTorch 1.13.1, given to the command with --env). The command makes the other environments itself (uv, with
-# pip's indexes) under $TORCHCONFORM_UPGRADE_CACHE (default ~/.cache/torchconform/upgrade).
+# pip's indexes) under build/upgrade/cache (TORCHCONFORM_UPGRADE_CACHE), which the first round starts empty.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -42,13 +42,15 @@ run() {  # label out args...
   tail -n 3 "$out.txt" >&2
 }
 rm -f "$OUT/times.txt"
-# The first round runs every cell (--no-reuse: an earlier ci/upgrade.sh left its cell results in the cache); the
-# second reuses what the first made, as a user's second run does.
+# The first round is a first run: an empty upgrade cache and an empty AOTInductor cache, so it makes the
+# environments (uv links torch from its own cache, or downloads it), builds a runner per LibTorch, exports with each
+# version and compiles every package (the examples' first run makes the environments and runners, the built-in cases'
+# first run reuses them). The second round is the same commands again with nothing changed.
+export TORCHCONFORM_UPGRADE_CACHE="$OUT/cache"
+rm -rf "$OUT/cache" "$OUT/aoti"
 for round in first second; do
-  fresh=()
-  [ "$round" = first ] && fresh=(--no-reuse)
-  run "examples-$round" "$OUT/examples" --cases examples/my_cases.py "${fresh[@]}" "$@"
-  run "builtin-$round" "$OUT/builtin" --builtin "${fresh[@]}" "$@"
+  run "examples-$round" "$OUT/examples" --cases examples/my_cases.py --aoti-cache "$OUT/aoti" "$@"
+  run "builtin-$round" "$OUT/builtin" --builtin --aoti-cache "$OUT/aoti" "$@"
 done
 
 "$BIN/python" - "$OUT" "$ROOT/docs/upgrade.md" <<'PY'
@@ -64,10 +66,9 @@ for line in (out / "times.txt").read_text().splitlines():
 def report(name: str) -> str:
     text = (out / name / "upgrade.md").read_text()
     text = re.sub(r"^#", "###", text, flags=re.M)  # under this page's headings
-    return text.replace(str(Path.home()), "~")
+    return text.replace(str(out.parents[1]), ".").replace(str(Path.home()), "~")
 
-rows = ["| run | first (every cell run: `--no-reuse`) | second (nothing changed) | second / first | exit |",
-        "|---|---|---|---|---|"]
+rows = ["| run | first (empty caches) | second (nothing changed) | second / first | exit |", "|---|---|---|---|---|"]
 for name in ("examples", "builtin"):
     (a, sa), (b, sb) = times[f"{name}-first"], times[f"{name}-second"]
     rows.append(f"| {name} | {a} s | {b} s | {b / max(a, 1):.0%} | {sa} / {sb} |")

@@ -196,12 +196,31 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         _, _, run = verification.run(args + (["--aoti-cache", aoti_cache] if aoti_cache else []), progress=progress)
     else:
         run = _load_run(results)
-    s = run["summary"]
-    code = int(s["exit_code"])
+    code = int(run["summary"]["exit_code"])
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in run["results"]:
         rows[row["case"]].append(row)
 
+    out = _headline(corpus, index, run, code)
+    table, manifests = _case_table(index, rows)
+    out += table + _weak_goldens(rows)
+    for case in index.cases:
+        if case.error and case.name in rows:
+            out += [f"## {case.name} (manifest refused)", "", f"{_cell(case.error)}", ""]
+    for name, m in manifests.items():
+        out += _case_section(name, m, rows[name])
+    mig = migration(manifests, rows)
+    out += migration_markdown(mig, run.get("runtimes", {}))
+    if json_out is not None:
+        Path(json_out).write_text(json_text({"corpus": str(corpus), "runtime": run["runtime"],
+                                              "runtimes": run.get("runtimes", {}), "migration": mig}, indent=2)
+                                  + "\n")
+    return "\n".join(out), code
+
+
+def _headline(corpus: Path, index: Any, run: dict[str, Any], code: int) -> list[str]:
+    """The verdict, the counts, and what the corpus was exported and verified with."""
+    s = run["summary"]
     out = [f"# torchconform report: {_code(corpus)}", ""]
     status = {0: "PASS", 1: "FAIL", 3: "NOTHING VERIFIED (expected failures only)"}.get(code, "ERROR")
     counts = ", ".join(f"{s.get(k, 0)} {label}" for k, label in (
@@ -221,9 +240,14 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
     if run["runtime"].get("skipped"):
         out.append(f"- {_cell(run['runtime']['skipped'])}")
     out.append("")
-    out += ["| case | mode | input sets | artifacts | verdicts | max abs | max rel | max ULP | mismatched | "
-            "tracer warnings |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    return out
+
+
+def _case_table(index: Any, rows: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """One row per case that has results, and the manifests of those cases (by name)."""
+    out = ["| case | mode | input sets | artifacts | verdicts | max abs | max rel | max ULP | mismatched | "
+           "tracer warnings |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     manifests = {}
     for case in index.cases:
         if case.name not in rows:
@@ -247,99 +271,104 @@ def markdown_report(corpus: Path, *, results: Path | None = None, device: str = 
         out.append(f"| {case.name} | {case.mode or '-'} | {len(case.input_sets)} | {n_artifacts} | {verdicts} | "
                    f"{worst('max_abs')} | {worst('max_rel')} | {worst('max_ulp')} | {mism} | {n_warn} |")
     out.append("")
-    # Judged by the runner from the goldens' values (each leaf's `weak`), not from what a manifest says about them.
+    return out, manifests
+
+
+def _weak_goldens(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Goldens that check little, judged by the runner from the goldens' values (each leaf's `weak`), not from what a
+    manifest says about them."""
     weak = sorted({(x["case"], x["input_set"], leaf["path"], leaf["weak"]) for r in rows.values() for x in r
                    if x["artifact"] == "" for leaf in x.get("leaves", []) if leaf.get("weak")})
-    if weak:
-        out += [f"**Goldens that check little** ({len(weak)}): a PASS on these says less than it seems (a runtime "
-                "returning zeros or a constant would pass too). A case that means them declares "
-                "`allow_degenerate=True`.", ""]
-        out += [f"- {_cell(name)}/{_cell(set_name)}: {_cell(path)}: {_cell(why)}"
-                for name, set_name, path, why in weak] + [""]
+    if not weak:
+        return []
+    return [f"**Goldens that check little** ({len(weak)}): a PASS on these says less than it seems (a runtime "
+            "returning zeros or a constant would pass too). A case that means them declares "
+            "`allow_degenerate=True`.", ""] + [f"- {_cell(name)}/{_cell(set_name)}: {_cell(path)}: {_cell(why)}"
+                                                for name, set_name, path, why in weak] + [""]
 
-    for case in index.cases:
-        if case.error and case.name in rows:
-            out += [f"## {case.name} (manifest refused)", "", f"{_cell(case.error)}", ""]
-    for name, m in manifests.items():
-        env = m.get("exported_with", {})
-        cond = m.get("export_conditions") or {}
-        exported = f"- exported with torch {_cell(env.get('torch', '?'))}, python {_cell(env.get('python', '?'))}"
-        if "cpu_capability" in env:
-            exported += f", {_cell(env['cpu_capability'])}"
-        if "threads" in env:
-            exported += f", {_cell(env['threads'])} thread(s)"
-        if cond:
-            exported += (f"; {_cell(cond.get('module_mode', '?'))} mode, grad {_cell(cond.get('grad', '?'))}")
-        # (names and modes are schema-checked: no escaping)
-        out += [f"## {name} ({m.get('mode', '?')})", "", _cell(m.get("description", "")) + ".", ""]
-        if m.get("model"):
-            out.append(f"- model: {_code(m['model'])}")
-        out.append(exported)
-        if cond.get("trace_example"):
-            out.append(f"- trace example: {_code(cond['trace_example'])}")
-        out += ["", "| artifact | input set | device | verdict | max abs | max rel | max ULP | mismatched | "
-                "would pass with (rtol / atol / ULP) | vs artifact (max abs / ULP) | detail |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for x in rows[name]:
-            art = x["artifact"] or "TorchScript"  # artifact and set names are schema-checked: no escaping
-            if x["error"]:
-                out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | | "
-                           f"{_cell(x['error'])} |")
-                continue
-            failing = next((leaf for leaf in x["leaves"] if not leaf["ok"]), None)
-            vs = x.get("vs_artifact")
-            if failing is None and vs:
-                failing = next((leaf for leaf in vs["leaves"] if not leaf["ok"]), None)
-            detail = f"{failing['path']}: {failing['message']}" if failing else ""
-            # A tolerance other than the dtype's default is part of what the verdict means (runner.cpp prints it too).
-            notes = [n for n in (x.get("tolerance_note", ""), (vs or {}).get("tolerance_note", "")) if n]
-            loc = x.get("localization") or {}
-            if loc.get("first_divergence"):
-                notes.append(f"first diverging submodule: {loc['first_divergence']}")
-            elif loc.get("note") and x["verdict"] == "FAIL":
-                notes.append(f"localize: {loc['note']}")
-            detail = "; ".join([d for d in (detail, *dict.fromkeys(notes)) if d])
-            agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
-            # The minimum tolerance that would have passed (each alone, the others as they are).
-            needed = f"{_num(x['needed_rtol'])} / {_num(x['needed_atol'])} / {_num(x['max_ulp'])}"
-            out.append(f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
-                       f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {needed} | "
-                       f"{agree} | {_cell(detail)} |")
-        out.append("")
-        if m.get("variants"):
-            out += ["**Variants** (graph node counts against the TorchScript artifact's):", ""]
-            for v in m["variants"]:
-                mark = f" — expected to fail: {_cell(v['xfail']['reason'])}" if v.get("xfail") else ""
-                if "file" not in v:
-                    out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])} failed at export: "
-                               f"{_cell(v.get('error', ''))}{mark}")
-                else:
-                    counts_v = v.get("graph_node_counts", {})
-                    nodes = (_node_changes(m.get("graph_node_counts", {}), counts_v)
-                             if v["kind"] == "torchscript" else f"{sum(counts_v.values())} ATen calls")
-                    out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])}; nodes: "
-                               f"{_cell(nodes)}{mark}")
-                for f in v.get("findings", []):
-                    out.append(f"  - {_cell(f)}")
-            out.append("")
-        warnings = m.get("tracer_warnings", [])
-        out.append(f"**Tracer warnings**: {'none' if not warnings else ''}")
-        for w in warnings:
-            out.append(f"- {_cell(w.get('count', '?'))}× {_code(w.get('where', '?'))}: {_cell(w.get('message', ''))}")
-        for h in m.get("hazards", []):
-            finding = h.get("finding") or h.get("error", "")
-            n = sum(w.get("count", 0) for w in h.get("warnings", []) if w.get("category") == "TracerWarning")
-            recipe = f" ({_code(h['recipe'])})" if h.get("recipe") else ""
-            out.append(f"- hazard **{_cell(h.get('name', '?'))}**{recipe}: {_cell(h.get('outcome', '?'))}; "
-                       f"{_cell(finding)} ({n} tracer warnings)")
-        for d in m.get("spec_deviations", []):
-            out.append(f"- deviation from the spec: {_cell(d)}")
-        out.append("")
 
-    mig = migration(manifests, rows)
-    out += migration_markdown(mig, run.get("runtimes", {}))
-    if json_out is not None:
-        Path(json_out).write_text(json_text({"corpus": str(corpus), "runtime": run["runtime"],
-                                              "runtimes": run.get("runtimes", {}), "migration": mig}, indent=2)
-                                  + "\n")
-    return "\n".join(out), code
+def _case_section(name: str, m: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """A case's section: how it was exported, a row per result, its variants, its tracer warnings and hazards."""
+    env = m.get("exported_with", {})
+    cond = m.get("export_conditions") or {}
+    exported = f"- exported with torch {_cell(env.get('torch', '?'))}, python {_cell(env.get('python', '?'))}"
+    if "cpu_capability" in env:
+        exported += f", {_cell(env['cpu_capability'])}"
+    if "threads" in env:
+        exported += f", {_cell(env['threads'])} thread(s)"
+    if cond:
+        exported += (f"; {_cell(cond.get('module_mode', '?'))} mode, grad {_cell(cond.get('grad', '?'))}")
+    # (names and modes are schema-checked: no escaping)
+    out = [f"## {name} ({m.get('mode', '?')})", "", _cell(m.get("description", "")) + ".", ""]
+    if m.get("model"):
+        out.append(f"- model: {_code(m['model'])}")
+    out.append(exported)
+    if cond.get("trace_example"):
+        out.append(f"- trace example: {_code(cond['trace_example'])}")
+    out += ["", "| artifact | input set | device | verdict | max abs | max rel | max ULP | mismatched | "
+            "would pass with (rtol / atol / ULP) | vs artifact (max abs / ULP) | detail |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += [_result_row(x) for x in results] + [""]
+    return out + _variant_lines(m) + _warning_lines(m)
+
+
+def _result_row(x: dict[str, Any]) -> str:
+    art = x["artifact"] or "TorchScript"  # artifact and set names are schema-checked: no escaping
+    if x["error"]:
+        return f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | | | | | | | {_cell(x['error'])} |"
+    failing = next((leaf for leaf in x["leaves"] if not leaf["ok"]), None)
+    vs = x.get("vs_artifact")
+    if failing is None and vs:
+        failing = next((leaf for leaf in vs["leaves"] if not leaf["ok"]), None)
+    detail = f"{failing['path']}: {failing['message']}" if failing else ""
+    # A tolerance other than the dtype's default is part of what the verdict means (runner.cpp prints it too).
+    notes = [n for n in (x.get("tolerance_note", ""), (vs or {}).get("tolerance_note", "")) if n]
+    loc = x.get("localization") or {}
+    if loc.get("first_divergence"):
+        notes.append(f"first diverging submodule: {loc['first_divergence']}")
+    elif loc.get("note") and x["verdict"] == "FAIL":
+        notes.append(f"localize: {loc['note']}")
+    detail = "; ".join([d for d in (detail, *dict.fromkeys(notes)) if d])
+    agree = f"{_num(vs['max_abs'])} / {_num(vs['max_ulp'])}" if vs else ""
+    # The minimum tolerance that would have passed (each alone, the others as they are).
+    needed = f"{_num(x['needed_rtol'])} / {_num(x['needed_atol'])} / {_num(x['max_ulp'])}"
+    return (f"| {art} | {x['input_set']} | {x['device']} | {x['verdict']} | {_num(x['max_abs'])} | "
+            f"{_num(x['max_rel'])} | {_num(x['max_ulp'])} | {x['mismatched']}/{x['total']} | {needed} | "
+            f"{agree} | {_cell(detail)} |")
+
+
+def _variant_lines(m: dict[str, Any]) -> list[str]:
+    if not m.get("variants"):
+        return []
+    out = ["**Variants** (graph node counts against the TorchScript artifact's):", ""]
+    for v in m["variants"]:
+        mark = f" — expected to fail: {_cell(v['xfail']['reason'])}" if v.get("xfail") else ""
+        if "file" not in v:
+            out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])} failed at export: "
+                       f"{_cell(v.get('error', ''))}{mark}")
+        else:
+            counts_v = v.get("graph_node_counts", {})
+            nodes = (_node_changes(m.get("graph_node_counts", {}), counts_v)
+                     if v["kind"] == "torchscript" else f"{sum(counts_v.values())} ATen calls")
+            out.append(f"- {_code(v['name'])} ({v['kind']}): {_code(v['transform'])}; nodes: "
+                       f"{_cell(nodes)}{mark}")
+        for f in v.get("findings", []):
+            out.append(f"  - {_cell(f)}")
+    return out + [""]
+
+
+def _warning_lines(m: dict[str, Any]) -> list[str]:
+    warnings = m.get("tracer_warnings", [])
+    out = [f"**Tracer warnings**: {'none' if not warnings else ''}"]
+    for w in warnings:
+        out.append(f"- {_cell(w.get('count', '?'))}× {_code(w.get('where', '?'))}: {_cell(w.get('message', ''))}")
+    for h in m.get("hazards", []):
+        finding = h.get("finding") or h.get("error", "")
+        n = sum(w.get("count", 0) for w in h.get("warnings", []) if w.get("category") == "TracerWarning")
+        recipe = f" ({_code(h['recipe'])})" if h.get("recipe") else ""
+        out.append(f"- hazard **{_cell(h.get('name', '?'))}**{recipe}: {_cell(h.get('outcome', '?'))}; "
+                   f"{_cell(finding)} ({n} tracer warnings)")
+    for d in m.get("spec_deviations", []):
+        out.append(f"- deviation from the spec: {_cell(d)}")
+    out.append("")
+    return out

@@ -139,8 +139,13 @@ def make_env(version: str, extras: list[str], root: Path, log: Callable[[str], N
     stamp = where / ".torchconform-env"
     reqs = requirements(version, extras)
     if stamp.is_file() and python.exists():
-        torch_version, cuda = describe(str(python))
-        return Env(version, str(python), torch=torch_version, cuda=cuda)
+        # What the environment was made with, as its stamp records it (the caller's probe of the environment confirms
+        # its torch); a stamp from before it recorded the CUDA version is completed once.
+        made = json.loads(stamp.read_text())
+        if "cuda" not in made:
+            made["torch"], made["cuda"] = describe(str(python))
+            stamp.write_text(json.dumps(made) + "\n")
+        return Env(version, str(python), torch=made["torch"], cuda=made["cuda"])
     use = tool if tool != "auto" else ("uv" if uv() else "pip")
     log(f"[upgrade] making the torch {version} environment with {use} ({where}; a CUDA build of torch is several GB, "
         "minutes the first time)")
@@ -163,7 +168,7 @@ def make_env(version: str, extras: list[str], root: Path, log: Callable[[str], N
     torch_version, cuda = describe(str(python))
     if not same_release(torch_version, version):
         raise SetupError(f"asked for torch {version}, the environment {where} has {torch_version}")
-    stamp.write_text(json.dumps({"requirements": reqs, "tool": use, "torch": torch_version}) + "\n")
+    stamp.write_text(json.dumps({"requirements": reqs, "tool": use, "torch": torch_version, "cuda": cuda}) + "\n")
     env = Env(version, str(python), torch=torch_version, cuda=cuda)
     env.seconds["env"] = time.perf_counter() - t0
     log(f"[upgrade] torch {torch_version} environment ready in {env.seconds['env']:.0f} s")

@@ -140,6 +140,9 @@ class Context:
                     raise SetupError(f"torch {version} ({env.python}): the probe failed: "
                                      f"{compat._last_line(done.stderr, '?')}")
                 env.info = json.loads(done.stdout.strip().splitlines()[-1])  # its CPU capability, format windows
+            if env.info.get("torch") != env.torch:  # (a made environment's torch is its stamp's word: confirmed here)
+                raise SetupError(f"torch {version} ({env.python}): the environment has torch {env.info.get('torch')}, "
+                                 f"not the {env.torch} it was made with: remove it from the cache to make it again")
             self._envs[version] = env
         return self._envs[version]
 

@@ -279,6 +279,64 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
     """Build one case, write its artifact, input sets, goldens and manifest into ``case_dir``; return the manifest.
     ``executorch``/``bundled``: also its ExecuTorch programs / and their BundledPrograms (write_corpus);
     ``coverage``: the generated sets and the golden sensitivity rule (writing/coverage.py)."""
+    built, extra, caught = _build(case, coverage)
+    (case_dir / "sets").mkdir(parents=True)
+    artifact_path = case_dir / ARTIFACT
+    if (built.artifact is None) != (case.mode == "export"):
+        raise CaseError(f"case {case.name!r}: mode {case.mode!r} " + ("has no TorchScript artifact" if
+                        case.mode == "export" else "needs a TorchScript artifact"))
+    if case.mode == "export" and not any(v.kind == "exported_program" for v in built.variants):
+        raise CaseError(f"case {case.name!r}: mode 'export' needs its torch.export program (a variant)")
+    if built.artifact is not None:
+        _save_torchscript(built.artifact, artifact_path, built.notes)
+        _check_saved_signatures(case, artifact_path, built.input_sets)
+    sets, goldens = _write_sets(case, built, extra, case_dir, coverage)
+
+    # What the TorchScript artifact returns in Python, for the variants' records (only run when a variant needs it: the
+    # artifact is the runner's to run, and a broken one must not hang the export).
+    by_name = {s.name: s for s in built.input_sets}
+    artifact_output = functools.cache(lambda name: _python_output(built.artifact, by_name[name]))
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "case": case.name,
+        "mode": case.mode,
+        "description": case.description,
+        "model": built.model,
+        **({"artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact_path),
+                         "bytes": artifact_path.stat().st_size}} if built.artifact is not None else {}),
+        "exported_with": environment(),
+        "export_conditions": {"module_mode": "eval", "grad": "disabled (torch.no_grad)",
+                              "trace_example": describe(freeze(built.trace_example))
+                              if built.trace_example is not None else None},
+        "seeds": {"global": case.seed, "inputs": case.seed + 1},
+        "tolerance": case.tolerance,
+        "tracer_warnings": caught.records(("TracerWarning",)),
+        "other_warnings": [w for w in caught.records() if w["category"] != "TracerWarning"],
+        "hazards": built.hazards,
+        "spec_deviations": built.spec_deviations,
+        "notes": built.notes,
+        "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
+        **({"xfail": _mark(case.xfail)} if case.xfail else {}),
+        "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch,
+                              sets if bundled else None),
+        "input_sets": sets,
+        **({"coverage": extra.record()} if extra.sets or extra.left_out or extra.findings else {}),
+    }
+    namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
+                               if a is not None))
+    if namespaces:  # which libraries were loaded is a hint for the runner's error (it never loads them itself)
+        manifest["operators"] = {"namespaces": sorted(namespaces),
+                                 "libraries": sorted({Path(p).name for p in torch.ops.loaded_libraries})}
+    problem = validate("manifest", json.loads(json.dumps(manifest)))
+    if problem:  # the writer and the schema disagree: a bug here, never a corpus the runner would refuse
+        raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
+    (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _build(case: Case, coverage: Coverage) -> tuple[Built, Generated, Any]:
+    """The case built (its warnings caught), its input set names checked, and its generated sets added."""
     torch.manual_seed(case.seed)
     with collect_warnings() as caught:
         try:
@@ -302,19 +360,15 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
     except CaseError as e:
         raise CaseError(f"case {case.name!r}: generating the bound sets: {e}") from e
     _add_generated(built, extra)
+    return built, extra, caught
 
-    (case_dir / "sets").mkdir(parents=True)
-    artifact_path = case_dir / ARTIFACT
-    if (built.artifact is None) != (case.mode == "export"):
-        raise CaseError(f"case {case.name!r}: mode {case.mode!r} " + ("has no TorchScript artifact" if
-                        case.mode == "export" else "needs a TorchScript artifact"))
-    if case.mode == "export" and not any(v.kind == "exported_program" for v in built.variants):
-        raise CaseError(f"case {case.name!r}: mode 'export' needs its torch.export program (a variant)")
-    if built.artifact is not None:
-        _save_torchscript(built.artifact, artifact_path, built.notes)
-        _check_saved_signatures(case, artifact_path, built.input_sets)
 
-    sets = []
+def _write_sets(case: Case, built: Built, extra: Generated, case_dir: Path, coverage: Coverage
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every input set's inputs and golden (computed by the eager model), with its submodule records where the case
+    asks for them: the manifest's input_sets, and the goldens by set name. A generated set the model rejects, or one
+    over the budget, is dropped with a finding."""
+    sets: list[dict[str, Any]] = []
     goldens: dict[str, Any] = {}
     recording = case.record_submodules and isinstance(built.artifact, torch.jit.ScriptModule) and isinstance(
         built.eager, torch.nn.Module)
@@ -378,48 +432,7 @@ def export_case(case: Case, case_dir: Path, executorch: bool = False, bundled: b
         weak = [] if case.allow_degenerate else degenerate(expected, case.tolerance, coverage.sensitivity)
         if weak:
             sets[-1]["degenerate"] = weak
-
-    # What the TorchScript artifact returns in Python, for the variants' records (only run when a variant needs it: the
-    # artifact is the runner's to run, and a broken one must not hang the export).
-    by_name = {s.name: s for s in built.input_sets}
-    artifact_output = functools.cache(lambda name: _python_output(built.artifact, by_name[name]))
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "case": case.name,
-        "mode": case.mode,
-        "description": case.description,
-        "model": built.model,
-        **({"artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact_path),
-                         "bytes": artifact_path.stat().st_size}} if built.artifact is not None else {}),
-        "exported_with": environment(),
-        "export_conditions": {"module_mode": "eval", "grad": "disabled (torch.no_grad)",
-                              "trace_example": describe(freeze(built.trace_example))
-                              if built.trace_example is not None else None},
-        "seeds": {"global": case.seed, "inputs": case.seed + 1},
-        "tolerance": case.tolerance,
-        "tracer_warnings": caught.records(("TracerWarning",)),
-        "other_warnings": [w for w in caught.records() if w["category"] != "TracerWarning"],
-        "hazards": built.hazards,
-        "spec_deviations": built.spec_deviations,
-        "notes": built.notes,
-        "graph_node_counts": graph_node_counts(built.artifact) if built.artifact is not None else {},
-        **({"xfail": _mark(case.xfail)} if case.xfail else {}),
-        "variants": _variants(case, built, case_dir, goldens, artifact_output, executorch,
-                              sets if bundled else None),
-        "input_sets": sets,
-        **({"coverage": extra.record()} if extra.sets or extra.left_out or extra.findings else {}),
-    }
-    namespaces = set().union(*(operator_namespaces(a) for a in [built.artifact, *(v.artifact for v in built.variants)]
-                               if a is not None))
-    if namespaces:  # which libraries were loaded is a hint for the runner's error (it never loads them itself)
-        manifest["operators"] = {"namespaces": sorted(namespaces),
-                                 "libraries": sorted({Path(p).name for p in torch.ops.loaded_libraries})}
-    problem = validate("manifest", json.loads(json.dumps(manifest)))
-    if problem:  # the writer and the schema disagree: a bug here, never a corpus the runner would refuse
-        raise CaseError(f"case {case.name!r}: manifest does not satisfy docs/corpus-schema.json: {problem}")
-    (case_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return sets, goldens
 
 
 def _add_generated(built: Built, extra: Generated) -> None:
