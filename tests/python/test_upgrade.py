@@ -294,3 +294,27 @@ def test_other_interpreters_get_the_package_without_its_core(tmp_path: Path) -> 
     assert (root / "torchconform" / "__init__.py").is_file() and not list(root.rglob("_core*.so"))
     assert envs.same_release("2.15.0+cu130", "2.15.0") and not envs.same_release("2.14.1", "2.15.0")
     assert os.access(root / "torchconform" / "tools" / "upgrade_probe.py", os.R_OK)
+
+
+def test_a_runner_is_built_into_an_empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ci/upgrade.sh's first round, from empty caches, found it: the sources snapshot was moved into runners/ before
+    that directory existed (FileNotFoundError, every cell of that version not checked). The build itself (cmake) is
+    stubbed here: what is tested is the cache's layout from nothing, and that a second call builds nothing."""
+    from torchconform.tools import envs
+
+    built = []
+
+    def fake_cmake(cmd: list[str], log_file: Path, what: str, env: dict | None = None) -> None:
+        built.append(what)
+        if "--build" in cmd:
+            runner = Path(cmd[cmd.index("--build") + 1]) / "cpp_runner" / "torchconform-run"
+            runner.parent.mkdir(parents=True, exist_ok=True)
+            runner.write_text("")
+
+    monkeypatch.setattr(envs, "run_logged", fake_cmake)
+    env = envs.Env("9.9.9", sys.executable, torch="9.9.9+cpu")
+    root = tmp_path / "empty-cache"
+    runner = Path(envs.build_runner(env, root, lambda m: None))
+    assert runner.is_file() and runner.is_relative_to(root / "runners") and len(built) == 2
+    again = envs.Env("9.9.9", sys.executable, torch="9.9.9+cpu")
+    assert envs.build_runner(again, root, lambda m: None) == str(runner) and len(built) == 2  # cached

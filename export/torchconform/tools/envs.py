@@ -246,6 +246,7 @@ def build_runner(env: Env, root: Path, log: Callable[[str], None], jobs: int = 2
         return env.runner
     src = build.with_name(build.name + ".src")  # the snapshot the build compiles (its paths are in the build's files)
     shutil.rmtree(src, ignore_errors=True)
+    src.parent.mkdir(parents=True, exist_ok=True)  # (an empty cache has no runners/ yet)
     snapshot.rename(src)
     log(f"[upgrade] building torchconform-run against LibTorch {env.torch} ({build}; a few minutes, once)")
     t0 = time.perf_counter()
