@@ -632,6 +632,7 @@ def reused(ctx: Context, cell_id: str) -> tuple[str, dict[str, Any] | None]:
 
 
 def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
+    t0 = time.perf_counter()  # (the key needs the cell's corpora: a capture cell's export is made while it is computed)
     key, kept = "", None
     try:
         key, kept = reused(ctx, cell_id)
@@ -643,7 +644,6 @@ def run_cell(ctx: Context, cell_id: str) -> dict[str, Any]:
         ctx.log(f"[upgrade]   reused: its inputs are those of the run at {kept.get('at', '?')} (--no-reuse runs it)")
         return _written(ctx, cell_id, out)
     kind, _, rest = cell_id.partition(":")
-    t0 = time.perf_counter()
     try:
         if kind == "capture":
             out = cell_capture(ctx, rest)
