@@ -348,3 +348,34 @@ def test_the_tests_spell_the_command_once() -> None:
     spelling = '"-m", ' + '"torchconform"'  # (in two pieces: this file must not hold it whole)
     spelled = [p.name for p in sorted(tests.glob("*.py")) if p.name != "conftest.py" and spelling in p.read_text()]
     assert spelled == [] and spelling in (tests / "conftest.py").read_text()
+
+
+# Concepts with one home (docs/architecture.md, "Where each concept lives"): a pattern that defines or re-derives the
+# concept, and the one file of the package allowed to hold it (None: no file; the concept lives in the core).
+ONE_HOME = {
+    r"^DTYPE_NAMES\s*=": "dtypes.py",
+    r"^DEFAULT_RTOL_ATOL\s*=": "dtypes.py",
+    r"""replace\(["']torch\.["'],""": None,  # a dtype's name made from its repr: dtypes.dtype_name
+    r"rtol=\(\[": None,  # the tolerance parsed back from its display text: the report's applied_tolerance fields
+    r"^class TorchconformError": "errors.py",
+    r"""["']corpus_error["']\)?\s*(==|!=|in)\s""": None,  # a rule of its own on when a mark covers a result
+}
+
+
+def second_homes(root: Path) -> list[str]:
+    import re
+
+    out = []
+    for pattern, home in ONE_HOME.items():
+        for path in sorted(root.rglob("*.py")):
+            if re.search(pattern, path.read_text(), re.M) and path.relative_to(root).as_posix() != home:
+                out.append(f"{path.relative_to(root).as_posix()}: {pattern}")
+    return out
+
+
+def test_each_concept_has_one_home(tmp_path: Path) -> None:
+    assert second_homes(PACKAGE) == []
+    # The control: a second table of dtype names, and a tolerance parsed back from text, are found.
+    (tmp_path / "dtypes.py").write_text("DTYPE_NAMES = {}\n")
+    (tmp_path / "tools.py").write_text("DTYPE_NAMES = {}\nm = re.compile(r'rtol=([0-9.]+)')\n")
+    assert second_homes(tmp_path) == ["tools.py: ^DTYPE_NAMES\\s*=", "tools.py: rtol=\\(\\["]

@@ -244,7 +244,7 @@ def program_details(program: torch.export.ExportedProgram) -> dict[str, Any]:
         if node.op == "output":
             for v in node.args[0]:
                 val = getattr(v, "meta", {}).get("val")
-                outputs.append(f"Tensor{list(val.shape)} {str(val.dtype).replace('torch.', '')}"
+                outputs.append(f"Tensor{list(val.shape)} {dtype_name(val.dtype)}"
                                if isinstance(val, torch.Tensor) else type(val).__name__ if val is not None else "?")
     return {
         "input_shapes": shapes,
