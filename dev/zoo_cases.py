@@ -212,6 +212,12 @@ if transformers is not None:
                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
                                         **kw)
 
+    # transformers' own registration of DynamicCache as a pytree node for torch.export (what a user exporting a model
+    # with its cache calls; transformers 5 no longer registers it on import).
+    from transformers.integrations.executorch import register_dynamic_cache_export_support
+
+    register_dynamic_cache_export_support()
+
     class CausalLMWithCache(torch.nn.Module):
         """A causal LM's logits and its key/value cache (transformers' DynamicCache, which transformers registers as
         a pytree node for torch.export): the cache comes out of the program as its leaves, named from its context."""
