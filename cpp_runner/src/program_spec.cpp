@@ -71,11 +71,18 @@ std::vector<std::string> node_child_names(const nlohmann::json& spec, size_t n, 
   const auto& raw = spec.at("context");
   const nlohmann::json context = raw.is_string() ? parse_json(raw.get<std::string>(), who + ": program spec context")
                                                  : raw;
-  std::vector<std::string> names;
-  std::set<std::string> seen;
-  if (context.is_array() && context.size() == n)
-    for (const auto& k : context)
-      if (k.is_string() && seen.insert(k.get<std::string>()).second) names.push_back(k.get<std::string>());
+  // The context when it is n distinct strings; or its first element when that is (a node that keeps more beside its
+  // children's names: transformers' DynamicCache serializes [["key_cache", "value_cache"], layout]); else positions.
+  auto child_names = [n](const nlohmann::json& candidate) {
+    std::vector<std::string> names;
+    std::set<std::string> seen;
+    if (candidate.is_array() && candidate.size() == n)
+      for (const auto& k : candidate)
+        if (k.is_string() && seen.insert(k.get<std::string>()).second) names.push_back(k.get<std::string>());
+    return names;
+  };
+  auto names = child_names(context);
+  if (names.size() != n && context.is_array() && !context.empty()) names = child_names(context[0]);
   if (names.size() == n) return names;
   names.clear();
   for (size_t i = 0; i < n; ++i) names.push_back(std::to_string(i));

@@ -214,13 +214,22 @@ KV_CACHE = """
     pytree.register_pytree_node(KVCache, lambda c: ([c.keys, c.values], ["key_cache", "value_cache"]),
                                 lambda children, context: KVCache(*children), serialized_type_name="cases.KVCache")
 
+    class LayoutCache(KVCache):  # transformers 5's DynamicCache: its context is [names, per-layer layout]
+        pass
+
+    pytree.register_pytree_node(LayoutCache,
+                                lambda c: ([c.keys, c.values], [["key_cache", "value_cache"], [None, None]]),
+                                lambda children, context: LayoutCache(*children),
+                                serialized_type_name="cases.LayoutCache")
+
     class TinyLM(nn.Module):
         def __init__(self):
             super().__init__()
             self.k, self.v, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 5)
 
         def forward(self, x):
-            return {"logits": self.head(x), "cache": KVCache([self.k(x), self.k(x * 2)], [self.v(x)])}
+            return {"logits": self.head(x), "cache": KVCache([self.k(x), self.k(x * 2)], [self.v(x)]),
+                    "layers": LayoutCache([self.k(x * 3)], [self.v(x * 3)])}
 
     g = torch.Generator().manual_seed(0)
     tc.declare("tiny_lm", model=TinyLM, mode="export", inputs={"a": (torch.randn(2, 8, generator=g),)})
@@ -244,10 +253,12 @@ def test_an_output_registered_as_a_pytree_node_is_stored_as_its_named_leaves(tmp
     assert r.returncode == 0, r.stderr
     m = json.loads((corpus / "tiny_lm" / "manifest.json").read_text())
     v = next(x for x in m["variants"] if x["name"] == "export")
-    assert v["pytree_types"] == [{"name": "cases.KVCache", "kind": "node", "fields": []}], v
+    assert v["pytree_types"] == [{"name": "cases.KVCache", "kind": "node", "fields": []},
+                                 {"name": "cases.LayoutCache", "kind": "node", "fields": []}], v
     expected = corpus / "tiny_lm" / m["input_sets"][0]["expected"]["file"]
     golden = torch.load(expected, weights_only=True)
     assert sorted(golden["cache"]) == ["key_cache", "value_cache"] and len(golden["cache"]["key_cache"]) == 2, golden
+    assert sorted(golden["layers"]) == ["key_cache", "value_cache"], golden  # (names from [names, layout])
     cache = tmp_path / "cache"
     c = tc("compile", corpus, "--aoti-cache", cache)
     assert c.returncode == 0, c.stdout + c.stderr
@@ -259,6 +270,12 @@ def test_an_output_registered_as_a_pytree_node_is_stored_as_its_named_leaves(tmp
     v = tc("verify", corpus, "--aoti-cache", cache)
     assert v.returncode == 1 and "FAIL  tiny_lm:export@aoti/a" in v.stdout, v.stdout
     assert "$['cache']['value_cache'][0]" in v.stdout, v.stdout
+    golden["cache"]["value_cache"][0] = golden["cache"]["value_cache"][0] - 1e-3  # (back)
+    golden["layers"]["key_cache"][0] = golden["layers"]["key_cache"][0] + 1e-3
+    torch.save(golden, expected)
+    rehash(corpus, "tiny_lm")
+    v = tc("verify", corpus, "--aoti-cache", cache)
+    assert v.returncode == 1 and "$['layers']['key_cache'][0]" in v.stdout, v.stdout
 
 
 TRACED_AND_SCRIPTED = """

@@ -51,7 +51,9 @@ def registered_node(value: Any) -> tuple[list[Any], list[str]] | None:
     """For an instance of a class registered with torch.utils._pytree (and not one of the containers above): its
     children and their names, or None. The names follow the rule the core applies to the program's serialized output
     spec (program_spec.cpp, node_child_names): the serialized context when it is a list of distinct strings, one per
-    child (a dict-like node's keys), else the positions "0", "1", ..."""
+    child (a dict-like node's keys); or, when the context is a list that starts with such a list, that list (a node
+    that keeps more beside its children's names: transformers' DynamicCache serializes [["key_cache", "value_cache"],
+    layout]); else the positions "0", "1", ..."""
     import json
 
     from torch.utils import _pytree as pytree
@@ -68,10 +70,15 @@ def registered_node(value: Any) -> tuple[list[Any], list[str]] | None:
         context = json.loads(dumped) if isinstance(dumped, str) else dumped
     except (TypeError, ValueError):
         context = None
-    names = list(context) if isinstance(context, list) else []
-    if not (len(names) == len(children) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
-        names = [str(i) for i in range(len(children))]
-    return children, names
+    def child_names(candidate: Any) -> list[str] | None:
+        names = list(candidate) if isinstance(candidate, list) else []
+        ok = len(names) == len(children) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
+        return names if ok else None
+
+    names = child_names(context)
+    if names is None and isinstance(context, list) and context:
+        names = child_names(context[0])
+    return children, names if names is not None else [str(i) for i in range(len(children))]
 
 
 def describe(value: Any) -> str:
