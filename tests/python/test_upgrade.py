@@ -112,7 +112,8 @@ def test_a_second_run_reuses_the_cells_whose_inputs_did_not_change(upgraded: dic
     assert standard_validate(SCHEMA, again) == ""
     # Controls: the "to" side's runner is another file (a wrapper with one more line): its cells run again, the
     # "from" side's capture is still reused; and --no-reuse runs everything.
-    py, run = wrappers(tmp / "changed" if (tmp / "changed").mkdir() is None else tmp)
+    (tmp / "changed").mkdir()
+    _, run = wrappers(tmp / "changed")
     run.write_text(run.read_text() + "# another runner\n")
     env = ["--to", SIM, "--env", f"{SIM}={upgraded['env'].split('=', 1)[1].split(':')[0]}:{run}"]
     cells = ["--cell", f"capture:{THIS}", "--cell", f"reexport:{THIS}->{SIM}"]

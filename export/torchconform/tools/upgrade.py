@@ -113,10 +113,19 @@ class Context:
         self._envs: dict[str, envs.Env] = {}
         self._packages: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._corpora: dict[str, tuple[Path | None, dict[str, Any]]] = {}
+        self._digests: dict[tuple[str, str], str] = {}  # (kind, path) -> digest: each file and corpus hashed once a run
         # The user's AOTInductor cache, as `torchconform compile` uses it (its key holds the torch version).
         self.aoti_cache = Path(_core.prepare_aoti_cache(str(plan.aoti_cache or _core.default_aoti_cache())))
         self.work = plan.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
+
+    def digest(self, kind: str, path: str | Path) -> str:
+        """``file_digest`` or ``tree_digest`` of ``path``, once per run: every cell's key names the same interpreters,
+        runners and corpora, which do not change while the run lasts."""
+        key = (kind, str(path))
+        if key not in self._digests:
+            self._digests[key] = file_digest(str(path)) if kind == "file" else tree_digest(Path(path))
+        return self._digests[key]
 
     def env(self, version: str) -> envs.Env:
         if version not in self._envs:
@@ -133,13 +142,8 @@ class Context:
                 from . import upgrade_probe  # (this interpreter: the same answer without starting another)
 
                 env.info = upgrade_probe.info()
-            else:
-                done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", "info"],
-                                      capture_output=True, text=True, timeout=self.plan.timeout, env=self.pythonpath())
-                if done.returncode != 0:
-                    raise SetupError(f"torch {version} ({env.python}): the probe failed: "
-                                     f"{compat._last_line(done.stderr, '?')}")
-                env.info = json.loads(done.stdout.strip().splitlines()[-1])  # its CPU capability, format windows
+            else:  # its CPU capability, format windows
+                env.info = self.probe(env.python, f"torch {version} ({env.python}): the probe", "info")
             if env.info.get("torch") != env.torch:  # (a made environment's torch is its stamp's word: confirmed here)
                 raise SetupError(f"torch {version} ({env.python}): the environment has torch {env.info.get('torch')}, "
                                  f"not the {env.torch} it was made with: remove it from the cache to make it again")
@@ -153,6 +157,14 @@ class Context:
     def runtime(self, version: str) -> compat.Runtime:
         env = self.env(version)
         return compat.Runtime(version, env.python, env.runner, env.torch)
+
+    def probe(self, python: str, what: str, *args: str) -> Any:
+        """tools/upgrade_probe.py run by ``python``: its last line of JSON."""
+        done = subprocess.run([python, "-m", "torchconform.tools.upgrade_probe", *args], capture_output=True,
+                              text=True, timeout=self.plan.timeout, env=self.pythonpath())
+        if done.returncode != 0:
+            raise SetupError(f"{what} failed: {compat._last_line(done.stderr, '?')}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def pythonpath(self, extra: list[Path] | None = None) -> dict[str, str]:
         paths = [str(envs.portable_package(self.root)), *(str(p) for p in extra or [])]
@@ -371,12 +383,7 @@ def operators_of(corpus: Path) -> dict[str, list[str]]:
 
 
 def _probe(ctx: Context, version: str, *args: str) -> Any:
-    env = ctx.env(version)
-    done = subprocess.run([env.python, "-m", "torchconform.tools.upgrade_probe", *args], capture_output=True,
-                          text=True, timeout=ctx.plan.timeout, env=ctx.pythonpath())
-    if done.returncode != 0:
-        raise SetupError(f"torch {version}: the registry probe failed: {compat._last_line(done.stderr, '?')}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return ctx.probe(ctx.env(version).python, f"torch {version}: the registry probe", *args)
 
 
 def format_needs(corpus: Path) -> dict[str, dict[str, Any]]:
@@ -607,13 +614,13 @@ def cell_key(ctx: Context, cell_id: str) -> str:
     versions = cell_versions(cell_id)
     for version in versions:
         env = ctx.env(version)
-        parts += [version, env.python, file_digest(env.python), env.torch, json.dumps(env.info, sort_keys=True),
-                  file_digest(env.runner)]
+        parts += [version, env.python, ctx.digest("file", env.python), env.torch, json.dumps(env.info, sort_keys=True),
+                  ctx.digest("file", env.runner)]
     # The corpora the cell reads: its first version's (what is shipped, or the re-export rolled back), and for
     # reexport:F->T both.
     for version in versions if cell_id.startswith("reexport:") else versions[:1]:
         corpus, record = ctx.corpus(version)
-        parts += [tree_digest(corpus) if corpus is not None else "no corpus",
+        parts += [ctx.digest("tree", corpus) if corpus is not None else "no corpus",
                   json.dumps({k: v for k, v in record.items() if k != "seconds"}, sort_keys=True)]
     return envs.digest(*parts)
 
