@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from forkserver import SERVER_FOR_THIS_WORKER
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "golden"
@@ -27,6 +28,16 @@ os.environ["PYTHONHASHSEED"] = "0"
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_STARTED] = time.time()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The worker's fork server stops; how its ``tc()`` commands ran is printed with the session's summaries."""
+    SERVER_FOR_THIS_WORKER.close()
+    if SERVER_FOR_THIS_WORKER.tally:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        out = ROOT / "build" / "test-results" / f"tc-commands-{worker}.summary.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(SERVER_FOR_THIS_WORKER.summary())
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -47,10 +58,16 @@ TC = (sys.executable, "-m", "torchconform")
 
 
 def tc(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-       timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """The ``torchconform`` command, as a user runs it, in a fresh interpreter."""
-    return subprocess.run([*TC, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})
+       timeout: float = 600, fresh: bool = False) -> subprocess.CompletedProcess[str]:
+    """The ``torchconform`` command, as a user runs it, in a process of its own: a fork of this worker's fork server
+    (forkserver.py: torch already imported, nothing else done), or with ``fresh`` or an environment that changes what
+    torch reads at import, a fresh interpreter."""
+    full = {**os.environ, **(env or {})}
+    why = "asked for" if fresh else SERVER_FOR_THIS_WORKER.why_fresh(full)
+    SERVER_FOR_THIS_WORKER.tally[f"fresh: {why}" if why else "forked"] += 1
+    if not why:
+        return SERVER_FOR_THIS_WORKER.run(TC, [str(a) for a in args], cwd, full, timeout)
+    return subprocess.run([*TC, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=full)
 
 
 def tc_here(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -150,3 +150,32 @@ def test_pytest_plugin_one_test_per_case_and_set(tmp_path: Path) -> None:
     assert "worst at [2, 7]" in r.stdout
     r = plugin_run(tmp_path / "nowhere")
     assert r.returncode == 4 and "not a corpus directory" in r.stderr
+
+
+def test_a_forked_command_is_the_command_a_fresh_interpreter_runs(tmp_path: Path) -> None:
+    """``tc()`` runs the command as a fork of the pytest worker's fork server (forkserver.py: torch imported once);
+    the fork must be the command. A refusal (exit 2), a run that passes (0) and one that fails (1) give the same exit
+    status, stdout and stderr (timings aside) forked and in a fresh interpreter, and a command past its time limit is
+    killed and raises TimeoutExpired both ways."""
+    import os
+
+    from forkserver import SERVER_FOR_THIS_WORKER
+
+    assert SERVER_FOR_THIS_WORKER.why_fresh(dict(os.environ)) == ""  # (the default tier's time depends on it)
+    bad = perturbed_corpus(tmp_path)
+    runs = {}
+    for args in ([tmp_path / "nope"], [GOLDEN, "--case", "process_outputs", "--no-isolate"],
+                 [bad, "--case", "simple_cnn", "--no-isolate"]):
+        fork, fresh = tc("verify", *args), tc("verify", *args, fresh=True)
+        runs[fork.returncode] = fork
+        assert (fork.returncode, lines(fork.stdout), lines(fork.stderr)) == \
+               (fresh.returncode, lines(fresh.stdout), lines(fresh.stderr)), (fork, fresh)
+    assert set(runs) == {0, 1, 2}
+    # Control: the comparison sees a difference where there is one.
+    assert lines(runs[0].stdout) != lines(runs[1].stdout)
+    for fresh in (False, True):
+        with pytest.raises(subprocess.TimeoutExpired):
+            tc("verify", GOLDEN, timeout=0.5, fresh=fresh)
+    # What torch reads while it is imported is never forked: another OMP_NUM_THREADS needs a fresh interpreter.
+    assert SERVER_FOR_THIS_WORKER.why_fresh({**os.environ, "OMP_NUM_THREADS": "1"}) == "OMP_NUM_THREADS changed"
+    assert SERVER_FOR_THIS_WORKER.why_fresh({**os.environ, "TORCHCONFORM_AOTI_CACHE": str(tmp_path)}) == ""
