@@ -163,7 +163,7 @@ class ForkServer:
         with self._lock, tempfile.TemporaryDirectory(prefix="tc-fork-") as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
             assert self._proc is not None and self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps({"args": args, "cwd": str(cwd or os.getcwd()), "env": env,
+            self._proc.stdin.write(json.dumps({"args": args, "cwd": os.path.abspath(cwd or os.getcwd()), "env": env,
                                                "stdout": str(out), "stderr": str(err)}) + "\n")
             started = self._read(60)
             if started is None:
