@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # noqa: E402
-from conftest import GOLDEN, TC, rehash, sha256  # noqa: E402
+from conftest import GOLDEN, TC, rehash, sha256, tc  # noqa: E402
 
 KINDS = ("bitflip", "truncate", "insert", "delete")
 
@@ -386,8 +386,9 @@ def python_faces(corpus: Path, work: Path, plan: list[dict[str, Any]], rows: lis
 
     def call(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str] | None:
         faces["runs"] += 1
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        try:  # (the torchconform command as the tests run it: forked where it can be, conftest.tc)
+            done = tc(*cmd[len(py):], timeout=timeout, **kw) if cmd[:len(py)] == py else \
+                subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
         except subprocess.TimeoutExpired:
             faces["problems"].append(f"hang: {' '.join(cmd[2:5])}")
             return None

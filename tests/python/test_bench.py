@@ -8,13 +8,12 @@ phase times land on the results that did the work, and the tables show the JSON'
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 import torch  # noqa: F401  (before _core)
 
-from conftest import GOLDEN, TC, counts, planned
+from conftest import GOLDEN, counts, planned, tc
 from torchconform import _core, verification
 from torchconform.tools.bench import markdown, stats
 
@@ -109,9 +108,7 @@ def test_spec_claim_verdict_follows_the_measurement(speedup, verdict):
 
 
 def _bench(tmp_path, *args):
-    return subprocess.run([*TC, "bench", str(GOLDEN), "--out", str(tmp_path),
-                           "--quick", "--skip-compile", "--quiet", *args],
-                          capture_output=True, text=True, timeout=900)
+    return tc("bench", GOLDEN, "--out", tmp_path, "--quick", "--skip-compile", "--quiet", *args, timeout=900)
 
 
 @pytest.mark.e2e

@@ -102,8 +102,7 @@ def test_export_prints_the_corpus_size_and_warns_past_a_budget(tmp_path: Path) -
 
 def test_verify_list_prints_the_plan_from_the_python_face_too() -> None:
     """`torchconform verify --list` built no report and then failed to parse it (a traceback after the ids)."""
-    r = subprocess.run([*TC, "verify", str(GOLDEN), "--list"],
-                       capture_output=True, text=True, timeout=120)
+    r = tc("verify", GOLDEN, "--list", timeout=120)
     cpp = subprocess.run([runner_executable(), str(GOLDEN), "--list"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout == cpp.stdout and "simple_cnn/trace_example\n" in r.stdout, (r.stdout, cpp.stdout)
@@ -124,8 +123,7 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
         os.close(write)
     assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr
     assert r.returncode == 141, r.returncode
-    control = subprocess.run([*TC, "verify", str(GOLDEN), "--list"],
-                             capture_output=True, text=True, timeout=120)
+    control = tc("verify", GOLDEN, "--list", timeout=120)
     assert control.returncode == 0 and control.stdout.count("\n") > 50, control.stderr
 
 

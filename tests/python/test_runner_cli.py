@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import GOLDEN, TC, copy_corpus, counts, manifests, perturbed_corpus, perturbed_failures, planned, rehash
+from conftest import (
+    GOLDEN,
+    copy_corpus,
+    counts,
+    manifests,
+    perturbed_corpus,
+    perturbed_failures,
+    planned,
+    rehash,
+    tc,
+)
 from torchconform import Case
 from torchconform.authoring.builtin import dynamic_router
 from torchconform.writing.writer import write_corpus
@@ -224,8 +234,7 @@ def test_corrupted_program_is_a_clear_error(run_cli, tmp_path: Path) -> None:
     assert r.returncode == 2 and "PASS  simple_cnn/b4_32x32" in r.stdout
     assert ("ERROR simple_cnn:export@aoti/b4_32x32 [cpu] simple_cnn/variants/export.pt2: not a well-formed zip archive"
             in r.stdout), r.stdout
-    c = subprocess.run([*TC, "compile", corpus, "--case", "simple_cnn",
-                        "--aoti-cache", tmp_path / "cache"], capture_output=True, text=True, timeout=300)
+    c = tc("compile", corpus, "--case", "simple_cnn", "--aoti-cache", tmp_path / "cache", timeout=300)
     assert c.returncode == 2 and "torchconform compile: error:" in c.stderr and "export.pt2" in c.stderr, c.stderr
 
 
